@@ -1,0 +1,1 @@
+"""Tests of the spec JSON Schema and its validator (engine.spec.schema)."""
