@@ -1,0 +1,212 @@
+"""Data expectations and primary-key checks run on a staged table before publication. No DDL.
+
+Every identifier goes through ``quote_ident``; every user value (bounds, sets, regex patterns) is
+a bound ``?`` parameter. Turning failures into a ``DataError`` is the caller's decision.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from engine.model.objects import Expectation, ExpectationKind
+from engine.sql.quote import quote_ident
+
+MAX_SAMPLES = 5
+_FLOAT_TYPES = {"FLOAT", "DOUBLE", "REAL", "FLOAT4", "FLOAT8"}
+_STRING_TYPES = {"VARCHAR", "TEXT", "STRING"}
+
+
+@dataclass(frozen=True)
+class ExpectationResult:
+    """The outcome of one expectation over one table."""
+
+    expectation: Expectation
+    failed_rows: int  # 0 means passed (row_count: 0/1)
+    total_rows: int
+    samples: tuple[dict, ...]  # up to 5 distinct failing values, JSON-safe
+
+    @property
+    def passed(self) -> bool:
+        return self.failed_rows == 0
+
+
+def json_safe(value: Any) -> Any:
+    """A value as str/int/float/bool/None: times as ISO text, non-finite floats as 'NaN'/'Infinity'.
+
+    >>> [json_safe(v) for v in (1, 2.5, float("nan"), Decimal("1.5"), date(2024, 1, 2), None)]
+    [1, 2.5, 'NaN', 1.5, '2024-01-02', None]
+    """
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return value
+    if isinstance(value, Decimal):
+        return json_safe(float(value))
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, timedelta):
+        return str(value)
+    return str(value)
+
+
+def column_types(con: Any, relation: str) -> dict[str, str]:
+    """Column name → DuckDB type name of ``relation``, in column order."""
+    rows = con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
+    return {str(r[0]): str(r[1]) for r in rows}
+
+
+def _failure_condition(e: Expectation, col: str, sql_type: str) -> tuple[str, list[Any]]:
+    """A WHERE condition true on failing rows of a per-row expectation, with its parameters."""
+    is_float = sql_type.upper() in _FLOAT_TYPES
+    nan = f" OR isnan({col})" if is_float else ""
+    match e.kind:
+        case ExpectationKind.NOT_NULL:
+            return f"{col} IS NULL{nan}", []
+        case ExpectationKind.BETWEEN:
+            parts, params = [], []
+            if e.low is not None:
+                parts.append(f"{col} < ?")
+                params.append(float(e.low))
+            if e.high is not None:
+                parts.append(f"{col} > ?")
+                params.append(float(e.high))
+            if is_float:
+                parts.insert(0, f"isnan({col})")
+            if not parts:
+                return "FALSE", []
+            return f"{col} IS NOT NULL AND ({' OR '.join(parts)})", params
+        case ExpectationKind.IN_SET:
+            values = [v for v in e.values if v is not None]
+            if sql_type.upper() in _STRING_TYPES:
+                values = [str(v) for v in values]
+            if not values:
+                return f"{col} IS NOT NULL", []
+            marks = ", ".join("?" for _ in values)
+            return f"{col} IS NOT NULL AND {col} NOT IN ({marks})", values
+        case ExpectationKind.REGEX:
+            if e.pattern is None:
+                raise ValueError("regex expectation without a pattern")
+            return (
+                f"{col} IS NOT NULL AND NOT regexp_full_match(CAST({col} AS VARCHAR), ?)",
+                [e.pattern],
+            )
+    raise ValueError(f"not a per-row expectation: {e.kind}")
+
+
+def _run_one(con: Any, relation: str, e: Expectation, types: dict[str, str], total: int) -> ExpectationResult:
+    if e.kind is ExpectationKind.ROW_COUNT:
+        too_few = e.low is not None and total < e.low
+        too_many = e.high is not None and total > e.high
+        return ExpectationResult(e, int(too_few or too_many), total, ())
+    if e.column is None or e.column not in types:
+        raise ValueError(f"expectation column {e.column!r} is not a column of {relation}")
+    col = quote_ident(e.column)
+    if e.kind is ExpectationKind.UNIQUE:
+        failing = (
+            f"SELECT {col} FROM (SELECT {col}, count(*) OVER (PARTITION BY {col}) AS \"__engine_n\" "
+            f"FROM {relation} WHERE {col} IS NOT NULL) WHERE \"__engine_n\" > 1"
+        )
+        params: list[Any] = []
+    else:
+        condition, params = _failure_condition(e, col, types[e.column])
+        failing = f"SELECT {col} FROM {relation} WHERE {condition}"
+    failed = con.execute(f"SELECT count(*) FROM ({failing})", params).fetchone()[0]
+    samples: tuple[dict, ...] = ()
+    if failed:
+        rows = con.execute(
+            f"SELECT DISTINCT {col} FROM ({failing}) ORDER BY {col} NULLS FIRST LIMIT {MAX_SAMPLES}",
+            params,
+        ).fetchall()
+        samples = tuple({e.column: json_safe(r[0])} for r in rows)
+    return ExpectationResult(e, int(failed), total, samples)
+
+
+def run_expectations(con: Any, relation: str, expectations: Sequence[Expectation]) -> list[ExpectationResult]:
+    """Run each expectation over ``relation`` (an already-quoted name); one result each, in order.
+
+    Semantics: ``not_null`` fails NULL (and NaN) values; ``unique`` fails every row whose non-NULL
+    value occurs more than once; ``between`` is inclusive, a ``None`` bound is open, NULL passes
+    and NaN fails; ``in_set`` fails non-NULL values outside the set; ``regex`` fails non-NULL
+    values that do not fully match; ``row_count`` fails (1 of N) outside [min, max]. Samples
+    are up to 5 distinct failing values, sorted.
+    """
+    types = column_types(con, relation)
+    total = int(con.execute(f"SELECT count(*) FROM {relation}").fetchone()[0])
+    return [_run_one(con, relation, e, types, total) for e in expectations]
+
+
+def _render_value(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, str) and value not in ("NaN", "Infinity", "-Infinity"):
+        return repr(value)
+    return str(value)
+
+
+def format_failures(feature_group_id: str, results: Sequence[ExpectationResult]) -> list[str]:
+    """One user-facing line per failed expectation (passed ones are left out).
+
+    >>> e = Expectation(ExpectationKind.NOT_NULL, column="origin")
+    >>> format_failures("feature_group:w@1", [ExpectationResult(e, 2, 10, ({"origin": None},))])
+    ["feature_group:w@1 expectation 'origin not_null' failed: 2 of 10 rows (samples: origin=NULL)"]
+    """
+    lines = []
+    for r in results:
+        if r.passed:
+            continue
+        head = f"{feature_group_id} expectation '{r.expectation.describe()}' failed"
+        if r.expectation.kind is ExpectationKind.ROW_COUNT:
+            lines.append(f"{head}: the table has {r.total_rows} rows")
+            continue
+        text = f"{head}: {r.failed_rows} of {r.total_rows} rows"
+        if r.samples:
+            shown = ", ".join(f"{k}={_render_value(v)}" for s in r.samples for k, v in s.items())
+            text += f" (samples: {shown})"
+        lines.append(text)
+    return lines
+
+
+def check_primary_key(
+    con: Any, relation: str, primary_key: Sequence[str], event_time: str | None
+) -> tuple[int, int, tuple[dict, ...]]:
+    """F1/F2: ``(null_key_rows, duplicate_key_rows, samples)`` for the key (pk…, event_time).
+
+    ``null_key_rows`` counts rows with NULL in any key column or the event time;
+    ``duplicate_key_rows`` counts the rows (without NULL keys) whose key occurs more than once.
+    ``samples`` holds up to 5 distinct offending keys as dicts: NULL keys first, then duplicates,
+    each part sorted.
+    """
+    names = [*primary_key, *([event_time] if event_time else [])]
+    if not names:
+        raise ValueError("a primary key needs at least one column")
+    cols = ", ".join(quote_ident(n) for n in names)
+    any_null = " OR ".join(f"{quote_ident(n)} IS NULL" for n in names)
+    null_rows = int(con.execute(f"SELECT count(*) FROM {relation} WHERE {any_null}").fetchone()[0])
+    dup_groups = (
+        f"SELECT {cols}, count(*) AS \"__engine_n\" FROM {relation} "
+        f"WHERE NOT ({any_null}) GROUP BY ALL HAVING count(*) > 1"
+    )
+    dup_rows = int(con.execute(f"SELECT coalesce(sum(\"__engine_n\"), 0) FROM ({dup_groups})").fetchone()[0])
+    rows: list[tuple] = []
+    if null_rows:
+        rows += con.execute(
+            f"SELECT DISTINCT {cols} FROM {relation} WHERE {any_null} "
+            f"ORDER BY ALL NULLS FIRST LIMIT {MAX_SAMPLES}"
+        ).fetchall()
+    if dup_rows and len(rows) < MAX_SAMPLES:
+        rows += con.execute(
+            f"SELECT {cols} FROM ({dup_groups}) ORDER BY ALL LIMIT {MAX_SAMPLES - len(rows)}"
+        ).fetchall()
+    samples = tuple({n: json_safe(v) for n, v in zip(names, r, strict=True)} for r in rows)
+    return null_rows, dup_rows, samples

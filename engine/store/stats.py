@@ -1,0 +1,116 @@
+"""Descriptive statistics of a stored table, in one query. Reads only; owns no tables.
+
+Identifiers go through ``quote_ident``; the result is JSON-safe (NaN and ±inf become None).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+from engine.sql.quote import quote_ident
+from engine.store.expectations import column_types
+
+_INTEGER = {
+    "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
+    "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT",
+}  # fmt: skip
+_FLOAT = {"FLOAT", "DOUBLE"}
+_STRING = {"VARCHAR"}
+
+
+def _kind(sql_type: str) -> str:
+    t = sql_type.upper()
+    if t in _FLOAT:
+        return "float"
+    if t in _INTEGER or t.startswith("DECIMAL"):
+        return "numeric"
+    if t.startswith(("DATE", "TIME")):
+        return "temporal"
+    if t in _STRING:
+        return "string"
+    return "other"
+
+
+def _number(value: Any) -> int | float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, Decimal | float):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    return None
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if isinstance(value, datetime | date | time) else None
+
+
+def _measures(col: str, kind: str) -> list[tuple[str, str]]:
+    """(stat name, SQL aggregate) pairs for one column. Float NaNs count as missing, as in pandas."""
+    valid = f"{col} IS NOT NULL AND NOT isnan({col})" if kind == "float" else f"{col} IS NOT NULL"
+    flt = f" FILTER (WHERE {valid})"
+    out = [
+        ("count", f"count(*){flt}"),
+        ("nulls", f"count(*) FILTER (WHERE {col} IS NULL)"),
+        ("distinct", f"approx_count_distinct({col}){flt}"),
+    ]
+    if kind == "float":
+        out.append(("nans", f"count(*) FILTER (WHERE isnan({col}))"))
+    if kind in ("float", "numeric"):
+        dbl = f"CAST({col} AS DOUBLE)"
+        out += [
+            ("mean", f"avg({dbl}){flt}"),
+            ("std", f"stddev_samp({dbl}){flt}"),
+            ("min", f"min({col}){flt}"),
+            ("max", f"max({col}){flt}"),
+            ("p25", f"quantile_cont({dbl}, 0.25){flt}"),
+            ("p50", f"quantile_cont({dbl}, 0.5){flt}"),
+            ("p75", f"quantile_cont({dbl}, 0.75){flt}"),
+        ]
+    elif kind == "temporal":
+        out += [("min", f"min({col})"), ("max", f"max({col})")]
+    elif kind == "string":
+        out += [("min_length", f"min(length({col}))"), ("max_length", f"max(length({col}))")]
+    return out
+
+
+def stats_sql(types: dict[str, str]) -> tuple[str, list[tuple[str, str]]]:
+    """The select list of the one stats query and the (column, stat) each output position holds."""
+    exprs, slots = [], []
+    for name, sql_type in types.items():
+        for stat, expr in _measures(quote_ident(name), _kind(sql_type)):
+            exprs.append(expr)
+            slots.append((name, stat))
+    return ",\n  ".join(exprs), slots
+
+
+def compute_stats(con: Any, relation: str) -> dict[str, dict]:
+    """Per-column statistics of ``relation`` (an already-quoted name), in column order.
+
+    Every column: ``type``, ``count`` (non-NULL values; for floats also non-NaN), ``nulls`` (SQL
+    NULLs), ``distinct`` (DuckDB ``approx_count_distinct`` — HyperLogLog, approximate). Floats add
+    ``nans``. Numeric columns add ``mean``, ``std`` (sample), ``min``, ``max`` and ``p25``/``p50``/
+    ``p75`` (``quantile_cont``, linear interpolation) over non-NULL, non-NaN values. Dates and
+    timestamps add ``min``/``max`` as ISO text; strings add ``min_length``/``max_length``.
+    NaN and ±inf results become None.
+    """
+    types = column_types(con, relation)
+    if not types:
+        return {}
+    select, slots = stats_sql(types)
+    row = con.execute(f"SELECT\n  {select}\nFROM {relation}").fetchone()
+    out: dict[str, dict] = {name: {"type": sql_type} for name, sql_type in types.items()}
+    for (name, stat), value in zip(slots, row, strict=True):
+        temporal = _kind(types[name]) == "temporal" and stat in ("min", "max")
+        out[name][stat] = _iso(value) if temporal else _number(value)
+    for name in out:  # counts are never NULL, even on an empty table
+        for stat in ("count", "nulls", "distinct", "nans"):
+            if stat in out[name] and out[name][stat] is None:
+                out[name][stat] = 0
+    return out
