@@ -1,0 +1,170 @@
+"""The Python API: one short function per CLI verb, each reading as its pipeline sentence.
+
+load -> schema check -> typed model -> semantic check -> compile (DAG) -> plan -> execute.
+The CLI only parses arguments and prints what these return.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from engine.compiler.semantics import CheckedProject, check_project
+from engine.compiler.steps import Plan
+from engine.errors import SpecError, UsageError
+from engine.runtime.events import Listener, RunResult, ignore
+
+if TYPE_CHECKING:
+    import pandas
+
+    from engine.runtime.executor import RunOptions
+
+
+def validate(path: str | Path) -> CheckedProject:
+    """Check a spec without touching any database, user code or network; raise SpecError."""
+    from engine.model.builder import build_project
+    from engine.spec.project_files import load_spec
+    from engine.spec.schema import validate_document
+
+    spec = load_spec(path)
+    problems = validate_document(spec.data, spec.source_map)
+    if problems:
+        raise SpecError(problems=problems)
+    project = build_project(spec.data, spec.source_map, spec.root, spec.files)
+    return check_project(project, spec.source_map)
+
+
+def plan(path: str | Path, *, workspace: str | Path | None = None, select: tuple[str, ...] = (), force: bool = False) -> Plan:
+    """What ``apply`` would do, diffed against the workspace's stored state."""
+    from engine.compiler.planner import make_plan
+
+    checked = validate(path)
+    return make_plan(checked, _stored_steps(_workspace(checked, workspace)), select=select, force=force)
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    plan: Plan
+    run: RunResult | None  # None when there was nothing to do
+
+
+def apply(
+    path: str | Path,
+    *,
+    workspace: str | Path | None = None,
+    select: tuple[str, ...] = (),
+    force: bool = False,
+    options: "RunOptions | None" = None,
+    lock_timeout_s: float = 0.0,
+    listener: Listener = ignore,
+) -> ApplyResult:
+    """Validate, plan and execute under the project lock. Unchanged spec and data: runs nothing."""
+    from engine.compiler.planner import make_plan
+    from engine.runtime.executor import RunOptions, execute, new_run_id
+    from engine.state.workspace import ProjectLock
+
+    checked = validate(path)
+    ws = _workspace(checked, workspace)
+    with ProjectLock(ws, timeout_s=lock_timeout_s):
+        the_plan = make_plan(checked, _stored_steps(ws), select=select, force=force)
+        if not the_plan.has_changes:
+            return ApplyResult(the_plan, None)
+        run = execute(the_plan, checked, ws, run_id=new_run_id(), options=options or RunOptions(), listener=listener)
+    return ApplyResult(the_plan, run)
+
+
+def read_feature_group(
+    path: str | Path,
+    name: str,
+    *,
+    version: int | None = None,
+    online: bool = False,
+    workspace: str | Path | None = None,
+) -> "pandas.DataFrame":
+    """A published feature group as a DataFrame: offline history, or the online latest-per-key rows."""
+    from engine.state import metadata
+
+    checked = validate(path)
+    with _read_connection(_workspace(checked, workspace)) as con:
+        fgv = metadata.feature_group_version(con, name, version)
+        if fgv is None:
+            raise UsageError(_not_published(checked, name, version))
+        table = fgv.online_table if online else fgv.offline_table
+        if table is None:
+            raise UsageError(f"feature_group:{name}@{fgv.version} has no online table (online: false)")
+        order = ", ".join(f'"{c}"' for c in (*fgv.primary_key, *([fgv.event_time] if fgv.event_time else [])))
+        return con.execute(f"SELECT * FROM {table} ORDER BY {order}").df()
+
+
+def show_feature_group(path: str | Path, name: str, *, version: int | None = None, workspace: str | Path | None = None) -> dict:
+    """Metadata and per-feature statistics of a published feature-group version."""
+    from dataclasses import asdict
+
+    from engine.state import metadata
+
+    checked = validate(path)
+    with _read_connection(_workspace(checked, workspace)) as con:
+        fgv = metadata.feature_group_version(con, name, version)
+        if fgv is None:
+            raise UsageError(_not_published(checked, name, version))
+        versions = [v for (n, v, _, _) in metadata.feature_group_versions(con) if n == name]
+    return {"id": f"feature_group:{fgv.name}@{fgv.version}", "versions": versions, **asdict(fgv)}
+
+
+def list_feature_groups(path: str | Path, *, workspace: str | Path | None = None) -> list[dict]:
+    """Every published feature-group version in the workspace."""
+    from engine.state import metadata
+
+    checked = validate(path)
+    with _read_connection(_workspace(checked, workspace)) as con:
+        return [
+            {"name": n, "version": v, "rows": rows, "published_at": at}
+            for (n, v, rows, at) in metadata.feature_group_versions(con)
+        ]
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _workspace(checked: CheckedProject, override: str | Path | None):
+    from engine.state.workspace import Workspace
+
+    return Workspace.for_project(checked.project.root, override)
+
+
+def _stored_steps(ws) -> dict:
+    if not ws.exists():
+        return {}
+    from engine.state import metadata
+
+    with _read_connection(ws) as con:
+        return metadata.stored_steps(con)
+
+
+class _read_connection:
+    """A read-only connection to the workspace database (LockedError while an apply writes)."""
+
+    def __init__(self, ws):
+        self.ws = ws
+
+    def __enter__(self):
+        from engine.backends.duckdb_backend import connect_read_only
+
+        if not self.ws.exists():
+            raise UsageError(f"no workspace at {self.ws.root}: run `engine apply` first")
+        self.con = connect_read_only(self.ws.database)
+        return self.con
+
+    def __exit__(self, *exc):
+        self.con.close()
+
+
+def _not_published(checked: CheckedProject, name: str, version: int | None) -> str:
+    from engine.errors import did_you_mean
+
+    if name not in checked.project.feature_groups:
+        hint = did_you_mean(name, list(checked.project.feature_groups))
+        return f"no feature group named '{name}' in the spec" + (f" ({hint})" if hint else "")
+    at = f"@{version}" if version is not None else ""
+    return f"feature_group:{name}{at} has not been published yet: run `engine apply`"

@@ -1,0 +1,224 @@
+"""The `engine` command line: argument parsing, rendering and exit codes. No logic lives here.
+
+Heavy libraries are imported by the verbs that need them, so `engine --help` and
+`engine validate` stay fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from engine.errors import EngineError, ExitCode, InternalError, SpecError
+
+FORMATS = click.Choice(["text", "json"])
+
+
+class _Context:
+    def __init__(self, debug: bool):
+        self.debug = debug
+
+
+def _fail(exc: BaseException, fmt: str, debug: bool) -> None:
+    from engine.cli.render import emit, error_json, error_lines, github_annotations
+
+    if isinstance(exc, KeyboardInterrupt):
+        emit("interrupted", err=True)
+        sys.exit(ExitCode.INTERRUPTED)
+    if not isinstance(exc, EngineError):
+        if debug:
+            raise exc
+        wrapped = InternalError(f"internal error ({type(exc).__name__}: {exc}); this is a bug — rerun with --debug for the traceback")
+        exc = wrapped
+    if fmt == "json":
+        emit(error_json(exc))
+    elif fmt == "github":
+        for line in github_annotations(exc):
+            emit(line)
+        for line in _text_lines(exc):
+            emit(line, err=True)
+    else:
+        for line in _text_lines(exc):
+            emit(line, err=True)
+    sys.exit(int(exc.exit_code))
+
+
+def _text_lines(exc: EngineError) -> list[str]:
+    from engine.cli.render import error_lines
+
+    return error_lines(exc)
+
+
+def _guard(fmt: str):
+    """Run a verb body, mapping every failure to its documented exit code."""
+
+    def wrap(fn):
+        def run(*args, **kwargs):
+            debug = click.get_current_context().find_object(_Context).debug
+            try:
+                return fn(*args, **kwargs)
+            except SystemExit:
+                raise
+            except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 — mapped to exit codes
+                _fail(exc, kwargs.get("fmt", fmt), debug)
+
+        return run
+
+    return wrap
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks for internal errors.")
+@click.version_option(package_name="engine", prog_name="engine")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Declare and run ML systems on a feature store from YAML specs.
+
+    \b
+    Exit codes: 0 ok, 1 internal error, 2 usage, 3 spec invalid, 4 data check failed,
+    5 execution error in a transform, 74 I/O error, 75 project locked, 130 interrupted.
+    """
+    ctx.obj = _Context(debug)
+
+
+PATH = click.argument("path", type=click.Path(path_type=Path), required=False, default=Path("."))
+WORKSPACE = click.option("--workspace", type=click.Path(path_type=Path), default=None, help="Workspace folder (default: .engine/ in the project root).")
+SELECT = click.option("--select", "-s", multiple=True, help="Only this object and what it needs (repeatable).")
+
+
+@cli.command()
+@PATH
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text", help="Output format; github prints workflow annotations.")
+def validate(path: Path, fmt: str) -> None:
+    """Check a spec (file or folder): YAML, schema, references, SQL, columns. Pure and fast."""
+
+    @_guard(fmt)
+    def body(fmt: str) -> None:
+        from engine import api
+        from engine.cli.render import emit
+
+        checked = api.validate(path)
+        p = checked.project
+        counts = {"sources": len(p.sources), "feature_groups": len(p.feature_groups), "functions": len(p.functions), "feature_views": len(p.feature_views), "models": len(p.models), "inference": len(p.inference)}
+        if fmt == "json":
+            emit(json.dumps({"valid": True, "project": p.name, "objects": counts, "errors": []}, indent=2))
+        else:
+            summary = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items() if n)
+            emit(f"{len(p.files)} spec file{'s' if len(p.files) != 1 else ''} valid: project '{p.name}' ({summary or 'empty'}).")
+
+    body(fmt=fmt)
+
+
+@cli.command()
+@PATH
+@WORKSPACE
+@SELECT
+@click.option("--force", is_flag=True, help="Plan every selected step to run.")
+@click.option("--format", "fmt", type=FORMATS, default="text")
+def plan(path: Path, workspace: Path | None, select: tuple[str, ...], force: bool, fmt: str) -> None:
+    """Show what `apply` would run, and why."""
+
+    @_guard(fmt)
+    def body(fmt: str) -> None:
+        from engine import api
+        from engine.cli.render import emit
+        from engine.compiler.printer import render_plan
+
+        the_plan = api.plan(path, workspace=workspace, select=select, force=force)
+        emit(json.dumps(the_plan.as_dict(), indent=2) if fmt == "json" else render_plan(the_plan))
+
+    body(fmt=fmt)
+
+
+@cli.command()
+@PATH
+@WORKSPACE
+@SELECT
+@click.option("--force", is_flag=True, help="Run every selected step even if unchanged.")
+@click.option("--sql-timeout", type=float, default=600.0, show_default=True, help="Seconds a SQL transform may run.")
+@click.option("--memory-limit", default=None, help="DuckDB memory limit, e.g. 4GB.")
+@click.option("--threads", type=int, default=None, help="DuckDB threads.")
+@click.option("--lock-timeout", type=float, default=0.0, show_default=True, help="Seconds to wait for another apply.")
+@click.option("--format", "fmt", type=FORMATS, default="text")
+def apply(path: Path, workspace: Path | None, select: tuple[str, ...], force: bool, sql_timeout: float, memory_limit: str | None, threads: int | None, lock_timeout: float, fmt: str) -> None:
+    """Run the plan: ingest sources, build and publish feature groups."""
+
+    @_guard(fmt)
+    def body(fmt: str) -> None:
+        from engine import api
+        from engine.cli.progress import ApplyDisplay
+        from engine.runtime.executor import RunOptions
+
+        display = ApplyDisplay(enabled=fmt == "text")
+        options = RunOptions(sql_timeout_s=sql_timeout, memory_limit=memory_limit, threads=threads)
+        try:
+            with display:
+                result = api.apply(path, workspace=workspace, select=select, force=force, options=options, lock_timeout_s=lock_timeout, listener=display.on_event)
+        except EngineError as exc:
+            run = getattr(exc, "run_result", None)
+            if fmt == "json" and run is not None:
+                from engine.cli.render import emit
+
+                emit(json.dumps({**run.as_dict(), "status": "failed", "exit_code": int(exc.exit_code), "error": str(exc)}, indent=2))
+                sys.exit(int(exc.exit_code))
+            if run is not None:
+                display.summary(run)
+            raise
+        display.finish(result, fmt)
+
+    body(fmt=fmt)
+
+
+@cli.command()
+@click.argument("kind", type=click.Choice(["feature_group", "feature_groups"]))
+@click.argument("name", required=False)
+@click.option("--path", "path", type=click.Path(path_type=Path), default=Path("."), help="Project (spec file or folder).")
+@click.option("--version", "version", type=int, default=None, help="Version (default: the latest published).")
+@WORKSPACE
+@click.option("--format", "fmt", type=FORMATS, default="text")
+def show(kind: str, name: str | None, path: Path, version: int | None, workspace: Path | None, fmt: str) -> None:
+    """Show a published feature group (schema, statistics) or list them all."""
+
+    @_guard(fmt)
+    def body(fmt: str) -> None:
+        from engine import api
+        from engine.cli.render import emit
+        from engine.cli.tables import feature_group_listing, feature_group_table
+
+        if kind == "feature_groups" or name is None:
+            rows = api.list_feature_groups(path, workspace=workspace)
+            emit(json.dumps(rows, indent=2) if fmt == "json" else feature_group_listing(rows))
+            return
+        info = api.show_feature_group(path, name, version=version, workspace=workspace)
+        emit(json.dumps(info, indent=2, default=str) if fmt == "json" else feature_group_table(info))
+
+    body(fmt=fmt)
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of the spec language (for editors and CI)."""
+    from engine.spec.schema import load_schema
+
+    click.echo(json.dumps(load_schema(), indent=2))
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        sys.exit(ExitCode.INTERRUPTED)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(ExitCode.USAGE)
+    except SystemExit:
+        raise
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Content fingerprints: definitions (formatting, key order and descriptions excluded) and data.
+
+Owns hashing only; must not open connections.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from enum import Enum
+from pathlib import Path
+
+from engine.model import objects as m
+
+_EXCLUDED_FIELDS = {"description", "origin", "resolved_paths", "sql_file"}
+
+
+def _canonical(value: object) -> object:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            "__type__": type(value).__name__,
+            **{f.name: _canonical(getattr(value, f.name)) for f in dataclasses.fields(value) if f.name not in _EXCLUDED_FIELDS},
+        }
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def digest(*parts: object) -> str:
+    """A short stable hash of JSON-able parts.
+
+    >>> digest({"b": 1, "a": 2}) == digest({"a": 2, "b": 1})
+    True
+    """
+    text = json.dumps([_canonical(p) for p in parts], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def normalise_sql(sql: str) -> str:
+    """SQL with formatting and comments removed, so re-indenting a query changes nothing.
+
+    >>> normalise_sql("select  a\\n  from t -- note") == normalise_sql("SELECT a FROM t")
+    True
+    """
+    import sqlglot
+
+    try:
+        return sqlglot.parse_one(sql, dialect="duckdb").sql(dialect="duckdb", comments=False)
+    except Exception:  # the gate has reported unparsable SQL already
+        return " ".join(sql.split())
+
+
+def definition_fingerprint(obj: object) -> str:
+    if isinstance(obj, m.FeatureGroup) and isinstance(obj.transform, m.SqlTransform):
+        obj = dataclasses.replace(obj, transform=dataclasses.replace(obj.transform, sql=normalise_sql(obj.transform.sql)))
+    return digest(obj)
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def files_fingerprint(root: Path, files: tuple[Path, ...]) -> str:
+    """Content hash of data files, keyed by their path relative to the project root."""
+    return digest([(str(p.relative_to(root.resolve())), file_digest(p)) for p in sorted(files)])
+
+
+def python_package_fingerprint(root: Path, module: str) -> str:
+    """Hash of every ``.py`` file of the top-level package a Python reference lives in.
+
+    Editing a feature function re-runs the feature groups that use it.
+    """
+    top = module.split(".")[0]
+    parts: list[tuple[str, str]] = []
+    for base in (root, root / "src"):
+        pkg, single = base / top, base / f"{top}.py"
+        if pkg.is_dir():
+            parts += [(str(p.relative_to(base)), file_digest(p)) for p in sorted(pkg.rglob("*.py")) if "__pycache__" not in p.parts]
+        elif single.is_file():
+            parts.append((single.name, file_digest(single)))
+    return digest(parts)

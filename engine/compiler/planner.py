@@ -1,0 +1,105 @@
+"""Compile a checked project into a DAG of steps and diff it against stored state into a Plan.
+
+Owns step construction, selection and reasons; must not open connections (the stored
+fingerprints are passed in).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.compiler.fingerprint import definition_fingerprint, digest, files_fingerprint, python_package_fingerprint
+from engine.compiler.semantics import CheckedProject
+from engine.compiler.steps import Action, Plan, PlannedStep, Reason, Step, StepKind
+from engine.errors import UsageError, did_you_mean
+from engine.model import objects as m
+from engine.model.graph import ancestors, topological_order
+
+
+@dataclass(frozen=True)
+class StoredStep:
+    """What the workspace remembers of a step's last successful run."""
+
+    definition_fingerprint: str
+    fingerprint: str
+
+
+def compile_steps(checked: CheckedProject) -> dict[str, Step]:
+    """All steps of the project, keyed by ``kind:name@version``, in dependency order."""
+    project = checked.project
+    steps: dict[str, Step] = {}
+    key_of: dict[str, str] = {}
+    for name, source in project.sources.items():
+        step = Step(
+            id=source.id,
+            kind=StepKind.INGEST_SOURCE,
+            depends_on=(),
+            definition_fingerprint=definition_fingerprint(source),
+            fingerprint=digest(definition_fingerprint(source), files_fingerprint(project.root, source.resolved_paths)),
+        )
+        steps[step.key] = step
+        key_of[name] = step.key
+    for name in checked.order:
+        fg = project.feature_groups[name]
+        deps = tuple(key_of[i] for i in fg.inputs if i in key_of)
+        definition = definition_fingerprint(fg)
+        code = python_package_fingerprint(project.root, fg.transform.module) if isinstance(fg.transform, m.PythonTransform) else ""
+        step = Step(
+            id=fg.id,
+            kind=StepKind.BUILD_FEATURE_GROUP,
+            depends_on=deps,
+            definition_fingerprint=digest(definition, code),
+            fingerprint=digest(definition, code, [steps[d].fingerprint for d in deps]),
+        )
+        steps[step.key] = step
+        key_of[name] = step.key
+    return steps
+
+
+def select_steps(steps: dict[str, Step], project: m.Project, select: tuple[str, ...]) -> set[str]:
+    """Keys of the selected objects and everything they need. Unknown names are a usage error."""
+    if not select:
+        return set(steps)
+    by_name = {s.id.name: k for k, s in steps.items()}
+    roots = []
+    for name in select:
+        plain = name.split(":")[-1].split("@")[0]
+        if plain not in by_name:
+            hint = did_you_mean(plain, list(by_name))
+            raise UsageError(f"--select: no source or feature group named '{name}'" + (f" ({hint})" if hint else ""))
+        roots.append(by_name[plain])
+    return ancestors({k: s.depends_on for k, s in steps.items()}, roots)
+
+
+def make_plan(
+    checked: CheckedProject,
+    stored: dict[str, StoredStep],
+    *,
+    select: tuple[str, ...] = (),
+    force: bool = False,
+) -> Plan:
+    """Diff the compiled steps against what the workspace stored; every step gets a reason."""
+    steps = compile_steps(checked)
+    chosen = select_steps(steps, checked.project, select)
+    order = topological_order({k: s.depends_on for k, s in steps.items()})
+    planned: dict[str, PlannedStep] = {}
+    for key in order:
+        if key not in chosen:
+            continue
+        step = steps[key]
+        previous = stored.get(key)
+        upstream_runs = any(planned[d].action is Action.RUN for d in step.depends_on if d in planned)
+        if force:
+            action, reason = Action.RUN, Reason.FORCED
+        elif previous is None:
+            action, reason = Action.RUN, Reason.NEW
+        elif previous.definition_fingerprint != step.definition_fingerprint:
+            action, reason = Action.RUN, Reason.CHANGED
+        elif upstream_runs:
+            action, reason = Action.RUN, Reason.UPSTREAM_CHANGED
+        elif previous.fingerprint != step.fingerprint:
+            action, reason = Action.RUN, Reason.DATA_CHANGED if step.kind is StepKind.INGEST_SOURCE else Reason.UPSTREAM_CHANGED
+        else:
+            action, reason = Action.SKIP, Reason.UNCHANGED
+        planned[key] = PlannedStep(step, action, reason)
+    return Plan(project=checked.project.name, steps=tuple(planned.values()))

@@ -1,0 +1,23 @@
+"""Render a Plan as text (the same object the executor reads). Owns formatting only."""
+
+from __future__ import annotations
+
+from engine.compiler.steps import Action, Plan
+
+_SYMBOL = {Action.RUN: "+", Action.SKIP: " "}
+
+
+def render_plan(plan: Plan) -> str:
+    """Plain-text plan: one line per step, then a summary line.
+
+    The golden files in ``tests/golden/plan`` pin this format.
+    """
+    if not plan.steps:
+        return "Nothing selected.\n"
+    width = max(len(s.step.key) for s in plan.steps)
+    lines = [f"Plan for project '{plan.project}':"]
+    for s in plan.steps:
+        lines.append(f"  {_SYMBOL[s.action]} {s.step.key:<{width}}  {s.action.value:<4}  ({s.reason.value})")
+    n = len(plan.to_run)
+    lines.append("No changes." if n == 0 else f"{n} of {len(plan.steps)} steps to run.")
+    return "\n".join(lines) + "\n"

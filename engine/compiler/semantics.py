@@ -1,0 +1,326 @@
+"""Semantic checks over the typed project: references, cycles, SQL gate, columns and types.
+
+Runs without a database and without importing user code (``engine validate`` is pure). Column
+sets flow from sources (declared or sniffed) through each feature group's transform; where a set
+is unknown (a Python transform), checks that need it are skipped and happen at run time.
+Must not touch DuckDB connections or user data beyond file headers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.errors import Problem, ProblemCollector, SpecError, did_you_mean
+from engine.model import objects as m
+from engine.model.graph import find_cycle, topological_order
+from engine.spec.sourcemap import SourceMap
+
+Columns = dict[str, str]  # column name -> DuckDB type name ("UNKNOWN" where not known statically)
+
+_TIME_TYPES = {"TIMESTAMP", "TIMESTAMPTZ", "TIMESTAMP WITH TIME ZONE", "DATE", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S"}
+_NUMERIC = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "FLOAT", "DOUBLE", "REAL"}
+_BANNED_MODULES = set(sys.stdlib_module_names) | {"engine"}
+
+
+@dataclass
+class CheckedProject:
+    """The project after semantic checks: SQL inputs resolved, columns inferred where possible."""
+
+    project: m.Project
+    columns: dict[str, Columns | None] = field(default_factory=dict)  # by source / feature group name
+    order: list[str] = field(default_factory=list)  # feature groups, dependencies first
+
+
+def _type_family(typ: str) -> str:
+    t = typ.upper()
+    if t in _NUMERIC or t.startswith("DECIMAL"):
+        return "number"
+    if t in _TIME_TYPES:
+        return "time"
+    if t in ("VARCHAR", "TEXT", "STRING"):
+        return "string"
+    return t
+
+
+class _Checker:
+    def __init__(self, project: m.Project, smap: SourceMap):
+        self.p = project
+        self.smap = smap
+        self.problems = ProblemCollector()
+        self.columns: dict[str, Columns | None] = {}
+
+    def fail(self, path: tuple, message: str, hint: str | None = None) -> None:
+        self.problems.add(self.smap.problem(path, message, hint, value=True))
+
+    def missing_column(self, path: tuple, column: str, where: str, columns: Columns) -> None:
+        self.fail(path, f"column '{column}' is not a column of {where}", did_you_mean(column, list(columns)))
+
+    # ---------------------------------------------------------------------------------------------
+
+    def run(self) -> CheckedProject:
+        from engine.store.sources import sniff_columns
+
+        for name, source in self.p.sources.items():
+            if not source.resolved_paths:
+                # Missing data is allowed at validate time (CI may not have it); apply reports it.
+                self.columns[name] = dict(source.columns) or None
+            else:
+                self.columns[name] = sniff_columns(source)
+        groups = {n: self.resolve_inputs(fg) for n, fg in self.p.feature_groups.items()}
+        project = dataclasses.replace(self.p, feature_groups=groups)
+        edges = {n: [i for i in fg.inputs if i in groups] for n, fg in groups.items()}
+        cycle = find_cycle(edges)
+        order: list[str] = []
+        if cycle:
+            self.fail(("feature_groups", cycle[0]), "feature groups form a cycle: " + " -> ".join(cycle), "break the cycle: a feature group cannot read itself, even indirectly")
+        else:
+            order = topological_order(edges)
+            for name in order:
+                self.columns[name] = self.feature_group_columns(groups[name])
+        for fn in project.functions.values():
+            self.check_python_module(("functions", fn.name, "python"), fn.module)
+        for fv in project.feature_views.values():
+            self.check_feature_view(project, fv)
+        for model in project.models.values():
+            if model.feature_view not in project.feature_views:
+                self.fail(("models", model.name, "feature_view"), f"unknown feature view '{model.feature_view}' (known: {', '.join(sorted(project.feature_views)) or 'none'})", did_you_mean(model.feature_view, list(project.feature_views)))
+        for job in project.inference.values():
+            model_name = job.model.partition("@")[0]
+            if model_name not in project.models:
+                self.fail(("inference", job.name, "model"), f"unknown model '{model_name}' (known: {', '.join(sorted(project.models)) or 'none'})", did_you_mean(model_name, list(project.models)))
+            if job.source and job.source not in project.sources:
+                self.fail(("inference", job.name, "source"), f"unknown source '{job.source}'", did_you_mean(job.source, list(project.sources)))
+        self.problems.raise_if_any(SpecError)
+        return CheckedProject(project, self.columns, order)
+
+    def resolve_inputs(self, fg: m.FeatureGroup) -> m.FeatureGroup:
+        path = ("feature_groups", fg.name)
+        tables = self.p.table_names() - {fg.name}
+        t = fg.transform
+        if isinstance(t, m.SqlTransform):
+            from engine.sql.gate import gate_select
+
+            key = path + (("sql_file",) if t.sql_file else ("sql",))
+            if not t.sql.strip():
+                if not t.sql_file:
+                    self.fail(key, "SQL is empty", "write one SELECT over declared sources and feature groups")
+                return fg
+            gated, messages = gate_select(t.sql, tables)
+            for message in messages:
+                self.fail(key, message)
+            if gated is None:
+                return fg
+            if fg.name in {tbl.lower() for tbl in gated.tables}:
+                self.fail(key, f"feature group '{fg.name}' reads itself")
+            return dataclasses.replace(fg, transform=dataclasses.replace(t, inputs=gated.tables))
+        if isinstance(t, m.PythonTransform):
+            self.check_python_module(path + ("python",), t.module)
+            for i, name in enumerate(t.inputs):
+                if name not in tables:
+                    self.unknown_input(path + ("inputs", i), name, tables)
+            return fg
+        if t.input not in tables:
+            self.unknown_input(path + ("from",), t.input, tables)
+        return fg
+
+    def unknown_input(self, path: tuple, name: str, tables: set[str]) -> None:
+        known = ", ".join(sorted(tables)) or "none"
+        self.fail(path, f"unknown input '{name}': not a source or feature group (known: {known})", did_you_mean(name, tables))
+
+    def check_python_module(self, path: tuple, module: str) -> None:
+        """P6: a Python reference must name a module of the project, never imported here."""
+        top = module.split(".")[0]
+        if top in _BANNED_MODULES:
+            self.fail(path, f"module '{module}' is not part of the project", "reference a function in the project's own package, e.g. my_features.module:function")
+            return
+        root = self.p.root
+        candidates = [root / top, root / f"{top}.py", root / "src" / top, root / "src" / f"{top}.py"]
+        if not any(c.exists() for c in candidates):
+            self.fail(path, f"module '{module}' not found in the project (looked for {top}/ and {top}.py under {root.name or root}/ and src/)", "put the feature functions in a package inside the project")
+            return
+        rel = Path(*module.split("."))
+        base = next(c for c in candidates if c.exists())
+        base_root = base.parent
+        if not ((base_root / rel).with_suffix(".py").exists() or (base_root / rel / "__init__.py").exists()):
+            self.fail(path, f"module '{module}' not found: no file {rel}.py in the project")
+
+    # --- columns -------------------------------------------------------------------------------
+
+    def feature_group_columns(self, fg: m.FeatureGroup) -> Columns | None:
+        path = ("feature_groups", fg.name)
+        t = fg.transform
+        out: Columns | None = None
+        if isinstance(t, m.SqlTransform):
+            out = self.sql_columns(fg, t)
+        elif isinstance(t, m.PythonTransform):
+            out = None
+        else:
+            source_cols = self.columns.get(t.input)
+            if source_cols is not None:
+                out = self.builtin_columns(fg, t, source_cols)
+        if out is None:
+            return None
+        for i, key in enumerate(fg.primary_key):
+            if key not in out:
+                self.fail(path + ("primary_key", i), f"primary key column '{key}' is not an output column of {fg.id}", did_you_mean(key, list(out)))
+        if len(set(fg.primary_key)) != len(fg.primary_key):
+            self.fail(path + ("primary_key",), "primary key lists a column twice")
+        if fg.event_time:
+            if fg.event_time not in out:
+                self.fail(path + ("event_time",), f"event time column '{fg.event_time}' is not an output column of {fg.id}", did_you_mean(fg.event_time, list(out)))
+            elif out[fg.event_time] not in ("UNKNOWN",) and _type_family(out[fg.event_time]) != "time":
+                self.fail(path + ("event_time",), f"event time column '{fg.event_time}' has type {out[fg.event_time]}, expected TIMESTAMP, TIMESTAMPTZ or DATE", "cast it in the SELECT, e.g. CAST(x AS TIMESTAMP)")
+        for e in fg.expectations:
+            if e.column is not None and e.column not in out:
+                self.missing_column(e.origin.path + ("column",), e.column, f"{fg.id}", out)
+        return out
+
+    def sql_columns(self, fg: m.FeatureGroup, t: m.SqlTransform) -> Columns | None:
+        from engine.sql.columns import infer_output_columns
+        from engine.sql.gate import gate_select
+
+        schemas = {name: self.columns.get(name) for name in t.inputs}
+        if any(cols is None for cols in schemas.values()):
+            return None
+        gated, messages = gate_select(t.sql, set(schemas))
+        if gated is None or messages:
+            return None
+        columns, problems = infer_output_columns(gated, {k: v for k, v in schemas.items() if v is not None})
+        key = ("feature_groups", fg.name, "sql_file" if t.sql_file else "sql")
+        for message in problems:
+            self.fail(key, message)
+        return columns
+
+    def builtin_columns(self, fg: m.FeatureGroup, t, src: Columns) -> Columns | None:
+        path = ("feature_groups", fg.name)
+        where = f"input '{t.input}'"
+        for i, key in enumerate(fg.primary_key):
+            if key not in src:
+                self.fail(path + ("primary_key", i), f"primary key column '{key}' is not a column of {where}", did_you_mean(key, list(src)))
+        if fg.event_time and fg.event_time not in src:
+            self.fail(path + ("event_time",), f"event time column '{fg.event_time}' is not a column of {where}", did_you_mean(fg.event_time, list(src)))
+        keys: Columns = {k: src.get(k, "UNKNOWN") for k in fg.primary_key}
+        if fg.event_time:
+            keys[fg.event_time] = src.get(fg.event_time, "UNKNOWN")
+        if isinstance(t, m.AggregationTransform):
+            if not fg.event_time:
+                self.fail(path, "aggregations need an event_time: windows are measured on event time", "add event_time: <timestamp column>")
+            out = dict(keys)
+            for i, a in enumerate(t.aggregations):
+                if a.column not in src:
+                    self.missing_column(path + ("aggregations", i, "column"), a.column, where, src)
+                typ = src.get(a.column, "UNKNOWN")
+                if a.function in (m.AggFunction.SUM, m.AggFunction.MEAN, m.AggFunction.STD) and typ != "UNKNOWN" and _type_family(typ) != "number":
+                    self.fail(path + ("aggregations", i, "function"), f"{a.function.value} needs a numeric column; '{a.column}' is {typ}")
+                if a.name in out:
+                    self.fail(path + ("aggregations", i), f"output column '{a.name}' is produced twice", "give the aggregation a distinct name")
+                out[a.name] = {"count": "BIGINT", "mean": "DOUBLE", "std": "DOUBLE"}.get(a.function.value, typ)
+            return out
+        if isinstance(t, m.BinningTransform):
+            out = dict(src)
+            for i, b in enumerate(t.bins):
+                if b.column not in src:
+                    self.missing_column(path + ("binning", i, "column"), b.column, where, src)
+                if b.edges is not None and list(b.edges) != sorted(set(b.edges)):
+                    self.fail(path + ("binning", i, "edges"), "bin edges must be strictly increasing")
+                n_bins = (len(b.edges) + 1) if b.edges is not None else (b.quantiles or 0)
+                if b.labels is not None and len(b.labels) != n_bins:
+                    self.fail(path + ("binning", i, "labels"), f"{len(b.labels)} labels for {n_bins} bins", "give one label per bin (edges + 1)")
+                if b.name in out:
+                    self.fail(path + ("binning", i), f"output column '{b.name}' already exists", "set name: to a new column name")
+                out[b.name] = "VARCHAR" if b.labels else "BIGINT"
+            return out
+        pca = t.pca
+        out = dict(keys)
+        for i, c in enumerate(pca.columns):
+            if c not in src:
+                self.missing_column(path + ("pca", "columns", i), c, where, src)
+        for i, c in enumerate(pca.keep):
+            if c not in src:
+                self.missing_column(path + ("pca", "keep", i), c, where, src)
+            out[c] = src.get(c, "UNKNOWN")
+        if pca.n_components > len(pca.columns):
+            self.fail(path + ("pca", "n_components"), f"n_components {pca.n_components} is more than the {len(pca.columns)} input columns")
+        for k in range(1, pca.n_components + 1):
+            out[f"{pca.prefix}{k}"] = "DOUBLE"
+        return out
+
+    # --- feature views (columns checked where known; executed by the training pipeline) ----------
+
+    def check_feature_view(self, project: m.Project, fv: m.FeatureView) -> None:
+        path = ("feature_views", fv.name)
+        groups = project.feature_groups
+        if fv.spine not in groups:
+            self.fail(path + ("spine",), f"unknown feature group '{fv.spine}' (known: {', '.join(sorted(groups)) or 'none'})", did_you_mean(fv.spine, list(groups)))
+            return
+        spine = groups[fv.spine]
+        spine_cols = self.columns.get(fv.spine)
+        produced: dict[str, str] = {}
+        if spine_cols is not None:
+            for i, label in enumerate(fv.labels):
+                if label not in spine_cols:
+                    self.fail(path + ("label",), f"label '{label}' is not a column of feature group '{fv.spine}'", did_you_mean(label, list(spine_cols)))
+            for i, col in enumerate(fv.features):
+                if col not in spine_cols:
+                    self.fail(path + ("features", i), f"feature '{col}' is not a column of feature group '{fv.spine}'", did_you_mean(col, list(spine_cols)))
+            for i, col in enumerate(fv.helpers):
+                if col not in spine_cols:
+                    self.fail(path + ("helpers", i), f"helper column '{col}' is not a column of feature group '{fv.spine}'", did_you_mean(col, list(spine_cols)))
+        if not spine.event_time and fv.joins:
+            pass  # joins on keys alone are still point-in-time safe for groups without event time
+        seen: dict[str, str] = {}
+        for i, col in enumerate(fv.features):
+            if col in seen:
+                self.fail(path + ("features", i), f"feature '{col}' is listed twice")
+            seen[col] = "spine"
+            if col in fv.labels:
+                self.fail(path + ("features", i), f"label '{col}' is also used as a feature", "a label cannot be a feature of its own model")
+            produced[col] = fv.spine
+        for i, join in enumerate(fv.joins):
+            jpath = path + ("join", i)
+            if join.feature_group not in groups:
+                self.fail(jpath + ("feature_group",), f"unknown feature group '{join.feature_group}' (known: {', '.join(sorted(groups)) or 'none'})", did_you_mean(join.feature_group, list(groups)))
+                continue
+            target = groups[join.feature_group]
+            if join.version is not None and join.version != target.version:
+                self.fail(jpath + ("feature_group",), f"feature group '{join.feature_group}' is declared at version {target.version}, not {join.version}")
+            if len(join.left_on) != len(join.right_on) or not join.left_on:
+                self.fail(jpath, "join keys: give on: [...] or left_on/right_on of the same length")
+                continue
+            tcols = self.columns.get(join.feature_group)
+            for k, (lk, rk) in enumerate(zip(join.left_on, join.right_on)):
+                if spine_cols is not None and lk not in spine_cols:
+                    self.fail(jpath + ("on" if join.left_on == join.right_on else "left_on", k), f"join key '{lk}' is not a column of feature group '{fv.spine}'", did_you_mean(lk, list(spine_cols)))
+                if tcols is not None and rk not in tcols:
+                    self.fail(jpath + ("on" if join.left_on == join.right_on else "right_on", k), f"join key '{rk}' is not a column of feature group '{join.feature_group}'", did_you_mean(rk, list(tcols)))
+                if spine_cols is not None and tcols is not None and lk in spine_cols and rk in tcols:
+                    a, b = spine_cols[lk], tcols[rk]
+                    if "UNKNOWN" not in (a, b) and _type_family(a) != _type_family(b):
+                        self.fail(jpath, f"join key types differ: {fv.spine}.{lk} is {a}, {join.feature_group}.{rk} is {b}", "cast one side in its feature group")
+            if tcols is None:
+                continue
+            skip = set(join.right_on) | ({target.event_time} if target.event_time else set())
+            chosen = list(join.select) if join.select is not None else [c for c in tcols if c not in skip and c not in join.exclude]
+            for k, col in enumerate(join.select or ()):
+                if col not in tcols:
+                    self.fail(jpath + ("select", k), f"column '{col}' is not a column of feature group '{join.feature_group}'", did_you_mean(col, list(tcols)))
+            for k, col in enumerate(join.exclude):
+                if col not in tcols:
+                    self.fail(jpath + ("except", k), f"column '{col}' is not a column of feature group '{join.feature_group}'", did_you_mean(col, list(tcols)))
+            for col in chosen:
+                out_name = join.prefix + col
+                if out_name in produced or (spine_cols is not None and out_name in (set(fv.labels) | set(fv.helpers))):
+                    self.fail(jpath, f"column '{out_name}' from feature group '{join.feature_group}' clashes with a column from '{produced.get(out_name, fv.spine)}'", f"add prefix: {join.feature_group}_")
+                    break
+                produced[out_name] = join.feature_group
+        for i, name in enumerate(fv.on_demand):
+            if name not in project.functions:
+                self.fail(path + ("on_demand", i), f"unknown function '{name}' (known: {', '.join(sorted(project.functions)) or 'none'})", did_you_mean(name, list(project.functions)))
+
+
+def check_project(project: m.Project, source_map: SourceMap) -> CheckedProject:
+    """Run every semantic check; raise one SpecError with all problems, sorted by position."""
+    return _Checker(project, source_map).run()

@@ -1,0 +1,72 @@
+"""Step objects and the plan: frozen data read by the executor and by the printer alike.
+
+Owns no connections and no data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from engine.model.objects import ObjectId
+
+
+class StepKind(str, Enum):
+    INGEST_SOURCE = "ingest_source"
+    BUILD_FEATURE_GROUP = "build_feature_group"
+
+
+class Action(str, Enum):
+    RUN = "run"
+    SKIP = "skip"
+
+
+class Reason(str, Enum):
+    NEW = "new"
+    CHANGED = "changed"
+    UPSTREAM_CHANGED = "upstream changed"
+    DATA_CHANGED = "data changed"
+    FORCED = "forced"
+    UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One unit of work in the DAG."""
+
+    id: ObjectId
+    kind: StepKind
+    depends_on: tuple[str, ...]  # keys of the steps it reads
+    definition_fingerprint: str  # the definition alone (formatting and descriptions excluded)
+    fingerprint: str  # definition + upstream fingerprints + input data
+
+    @property
+    def key(self) -> str:
+        return str(self.id)
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    step: Step
+    action: Action
+    reason: Reason
+
+    def as_dict(self) -> dict[str, str]:
+        return {"id": self.step.key, "kind": self.step.kind.value, "action": self.action.value, "reason": self.reason.value}
+
+
+@dataclass(frozen=True)
+class Plan:
+    project: str
+    steps: tuple[PlannedStep, ...]  # dependencies first
+
+    @property
+    def to_run(self) -> tuple[PlannedStep, ...]:
+        return tuple(s for s in self.steps if s.action is Action.RUN)
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.to_run)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"project": self.project, "steps": [s.as_dict() for s in self.steps], "changes": len(self.to_run)}

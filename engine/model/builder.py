@@ -1,0 +1,316 @@
+"""Build the typed model (frozen dataclasses) from a schema-valid raw document.
+
+The one place raw dicts are read. Assumes the JSON Schema already passed, so shapes are right;
+everything that needs the project (paths, references) is reported as positioned problems.
+Owns no DuckDB, no pandas, no user imports.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from engine.errors import ProblemCollector, SpecError
+from engine.model import objects as m
+from engine.spec.sourcemap import SourceMap
+
+_DURATION = re.compile(r"^([1-9][0-9]{0,8})(s|m|h|d|w)$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
+
+
+def duration_seconds(text: str) -> int:
+    """Seconds in a duration such as ``3h``.
+
+    >>> duration_seconds("3h"), duration_seconds("7d"), duration_seconds("30m")
+    (10800, 604800, 1800)
+    """
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"not a duration: {text!r}")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def split_reference(ref: str) -> tuple[str, str | None]:
+    """Split ``name@qualifier``.
+
+    >>> split_reference("weather@2"), split_reference("weather")
+    (('weather', '2'), ('weather', None))
+    """
+    name, _, qualifier = ref.partition("@")
+    return name, (qualifier or None)
+
+
+class _Builder:
+    def __init__(self, data: dict[str, Any], source_map: SourceMap, root: Path, files: tuple[Path, ...]):
+        self.data = data
+        self.smap = source_map
+        self.root = root
+        self.files = files
+        self.problems = ProblemCollector()
+
+    def fail(self, path: tuple, message: str, hint: str | None = None, *, value: bool = True) -> None:
+        self.problems.add(self.smap.problem(path, message, hint, value=value))
+
+    # --- paths ---------------------------------------------------------------------------------
+
+    def confined(self, path: tuple, text: str) -> Path | None:
+        """Resolve a spec path inside the project root, or report why not (P1, P2, P3)."""
+        if _URL.match(text) and not re.match(r"^[a-zA-Z]:[\\/]", text):
+            self.fail(path, f"remote sources are not supported: '{text[:60]}'", "copy the data into the project")
+            return None
+        if text.startswith("~") or os.path.isabs(text):
+            self.fail(path, f"path '{text[:60]}' escapes the project", "use a path relative to the project root")
+            return None
+        root = self.root.resolve()
+        lexical = Path(os.path.normpath(root / text))
+        if lexical != root and root not in lexical.parents:
+            self.fail(path, f"path '{text[:60]}' escapes the project", "use a path relative to the project root")
+            return None
+        candidate = lexical.resolve()
+        if candidate != root and root not in candidate.parents:
+            self.fail(path, f"'{text[:60]}' is a link to a file outside the project", "copy the file into the project")
+            return None
+        return candidate
+
+    def source_files(self, path: tuple, text: str) -> tuple[Path, ...]:
+        base = self.confined(path, text)
+        if base is None:
+            return ()
+        root = self.root.resolve()
+        if any(ch in text for ch in "*?["):
+            matches = sorted(Path(p) for p in globlib.glob(str(self.root / text), recursive=True))
+        else:
+            matches = [self.root / text] if (self.root / text).exists() else []
+        files: list[Path] = []
+        for match in matches:
+            real = match.resolve()
+            if real != root and root not in real.parents:
+                self.fail(path, f"'{match.relative_to(self.root)}' is a link to a file outside the project", "copy the file into the project")
+                continue
+            if real.is_file():
+                files.append(real)
+        return tuple(files)
+
+    # --- objects -------------------------------------------------------------------------------
+
+    def section(self, name: str) -> dict[str, Any]:
+        value = self.data.get(name) or {}
+        return value if isinstance(value, dict) else {}
+
+    def build(self) -> m.Project:
+        sources = {n: self.source(n, d) for n, d in self.section("sources").items()}
+        groups = {n: self.feature_group(n, d) for n, d in self.section("feature_groups").items()}
+        functions = {n: self.function(n, d) for n, d in self.section("functions").items()}
+        views = {n: self.feature_view(n, d) for n, d in self.section("feature_views").items()}
+        models = {n: self.model(n, d) for n, d in self.section("models").items()}
+        inference = {n: self.inference(n, d) for n, d in self.section("inference").items()}
+        self.problems.raise_if_any(SpecError)
+        return m.Project(
+            name=str(self.data.get("project", self.root.name)),
+            root=self.root,
+            files=self.files,
+            sources=sources,
+            feature_groups=groups,
+            functions=functions,
+            feature_views=views,
+            models=models,
+            inference=inference,
+        )
+
+    def source(self, name: str, d: dict[str, Any]) -> m.Source:
+        path = ("sources", name)
+        csv = d.get("csv") or {}
+        return m.Source(
+            name=name,
+            format=m.SourceFormat(d["format"]),
+            path=d["path"],
+            resolved_paths=self.source_files(path + ("path",), d["path"]),
+            timezone=d.get("timezone", "UTC"),
+            columns=tuple((str(k), str(v).upper()) for k, v in (d.get("columns") or {}).items()),
+            csv=m.CsvOptions(delimiter=csv.get("delimiter", ","), header=csv.get("header", True)),
+            allow_empty=bool(d.get("allow_empty", False)),
+            description=d.get("description"),
+            origin=m.Origin(path),
+        )
+
+    def feature_group(self, name: str, d: dict[str, Any]) -> m.FeatureGroup:
+        path = ("feature_groups", name)
+        return m.FeatureGroup(
+            name=name,
+            version=int(d.get("version", 1)),
+            primary_key=tuple(d["primary_key"]),
+            transform=self.transform(path, d),
+            event_time=d.get("event_time"),
+            online=bool(d.get("online", True)),
+            expectations=tuple(self.expectation(path + ("expectations", i), e) for i, e in enumerate(d.get("expectations") or [])),
+            dedupe=m.Dedupe(d.get("dedupe", "error")),
+            description=d.get("description"),
+            origin=m.Origin(path),
+        )
+
+    def transform(self, path: tuple, d: dict[str, Any]) -> m.Transform:
+        if "sql" in d:
+            return m.SqlTransform(sql=d["sql"])
+        if "sql_file" in d:
+            file = self.confined(path + ("sql_file",), d["sql_file"])
+            if file is None:
+                return m.SqlTransform(sql="", sql_file=d["sql_file"])
+            if not file.is_file():
+                self.fail(path + ("sql_file",), f"SQL file '{d['sql_file']}' does not exist")
+                return m.SqlTransform(sql="", sql_file=d["sql_file"])
+            if file.stat().st_size > 1 << 20:
+                self.fail(path + ("sql_file",), f"SQL file '{d['sql_file']}' is larger than 1 MiB")
+                return m.SqlTransform(sql="", sql_file=d["sql_file"])
+            try:
+                text = file.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                self.fail(path + ("sql_file",), f"SQL file '{d['sql_file']}' is not valid UTF-8")
+                text = ""
+            return m.SqlTransform(sql=text, sql_file=d["sql_file"])
+        if "python" in d:
+            module, _, function = d["python"].partition(":")
+            return m.PythonTransform(module=module, function=function, inputs=tuple(d.get("inputs") or ()))
+        source = d["from"]
+        if "aggregations" in d:
+            aggs = []
+            for a in d["aggregations"]:
+                fn = m.AggFunction(a["function"])
+                default = f"{a['column']}_{fn.value}_{a['window']}"
+                aggs.append(m.Aggregation(a["column"], fn, a["window"], duration_seconds(a["window"]), a.get("name", default)))
+            return m.AggregationTransform(input=source, aggregations=tuple(aggs))
+        if "binning" in d:
+            bins = []
+            for b in d["binning"]:
+                bins.append(
+                    m.Binning(
+                        column=b["column"],
+                        name=b.get("name", f"{b['column']}_bin"),
+                        edges=tuple(float(x) for x in b["edges"]) if "edges" in b else None,
+                        quantiles=b.get("quantiles"),
+                        labels=tuple(b["labels"]) if "labels" in b else None,
+                    )
+                )
+            return m.BinningTransform(input=source, bins=tuple(bins))
+        p = d["pca"]
+        return m.PcaTransform(
+            input=source,
+            pca=m.Pca(tuple(p["columns"]), int(p["n_components"]), p.get("prefix", "pc_"), tuple(p.get("keep") or ())),
+        )
+
+    def expectation(self, path: tuple, e: dict[str, Any]) -> m.Expectation:
+        origin = m.Origin(path)
+        if "row_count" in e:
+            rc = e["row_count"] or {}
+            return m.Expectation(m.ExpectationKind.ROW_COUNT, None, rc.get("min"), rc.get("max"), origin=origin)
+        column = e.get("column")
+        if "not_null" in e:
+            return m.Expectation(m.ExpectationKind.NOT_NULL, column, origin=origin)
+        if "unique" in e:
+            return m.Expectation(m.ExpectationKind.UNIQUE, column, origin=origin)
+        if "between" in e:
+            low, high = e["between"]
+            return m.Expectation(m.ExpectationKind.BETWEEN, column, low, high, origin=origin)
+        if "in_set" in e:
+            return m.Expectation(m.ExpectationKind.IN_SET, column, values=tuple(e["in_set"]), origin=origin)
+        if "regex" in e:
+            try:
+                re.compile(e["regex"])
+            except re.error as exc:
+                self.fail(path + ("regex",), f"invalid regular expression: {exc}")
+            return m.Expectation(m.ExpectationKind.REGEX, column, pattern=e["regex"], origin=origin)
+        raise AssertionError("schema guarantees one expectation kind")
+
+    def function(self, name: str, d: dict[str, Any]) -> m.Function:
+        module, _, function = d["python"].partition(":")
+        return m.Function(name, module, function, tuple(d.get("inputs") or ()), d["returns"], d.get("description"), m.Origin(("functions", name)))
+
+    def feature_view(self, name: str, d: dict[str, Any]) -> m.FeatureView:
+        path = ("feature_views", name)
+        joins = []
+        for i, j in enumerate(d.get("join") or []):
+            fg, qualifier = split_reference(j["feature_group"])
+            version = j.get("version", int(qualifier) if qualifier else None)
+            left = tuple(j.get("on") or j.get("left_on") or ())
+            right = tuple(j.get("on") or j.get("right_on") or ())
+            ttl = j.get("ttl")
+            joins.append(
+                m.Join(
+                    feature_group=fg,
+                    version=version,
+                    left_on=left,
+                    right_on=right,
+                    prefix=j.get("prefix", ""),
+                    select=tuple(j["select"]) if "select" in j else None,
+                    exclude=tuple(j.get("except") or ()),
+                    ttl=ttl,
+                    ttl_seconds=duration_seconds(ttl) if ttl else None,
+                    origin=m.Origin(path + ("join", i)),
+                )
+            )
+        label = d.get("label")
+        labels = tuple(label) if isinstance(label, list) else ((label,) if label else ())
+        return m.FeatureView(
+            name=name,
+            version=int(d.get("version", 1)),
+            spine=d["spine"],
+            labels=labels,
+            features=tuple(d.get("features") or ()),
+            helpers=tuple(d.get("helpers") or ()),
+            filter=d.get("filter"),
+            joins=tuple(joins),
+            on_demand=tuple(d.get("on_demand") or ()),
+            transforms=tuple(sorted((d.get("transforms") or {}).items())),
+            description=d.get("description"),
+            origin=m.Origin(path),
+        )
+
+    def model(self, name: str, d: dict[str, Any]) -> m.Model:
+        fv, qualifier = split_reference(d["feature_view"])
+        s = d.get("split") or {"by": "random", "test_size": 0.2}
+        split = m.Split(
+            by=s["by"],
+            test_from=s.get("test_from"),
+            validation_from=s.get("validation_from"),
+            test_size=s.get("test_size"),
+            validation_size=s.get("validation_size"),
+            seed=int(s.get("seed", 0)),
+        )
+        return m.Model(
+            name=name,
+            feature_view=fv,
+            feature_view_version=int(qualifier) if qualifier else None,
+            estimator=d["estimator"],
+            params=tuple(sorted((d.get("params") or {}).items())),
+            split=split,
+            metrics=tuple(d.get("metrics") or ()),
+            class_weight=d.get("class_weight"),
+            aliases=tuple(d.get("aliases") or ()),
+            description=d.get("description"),
+            origin=m.Origin(("models", name)),
+        )
+
+    def inference(self, name: str, d: dict[str, Any]) -> m.InferenceJob:
+        output = d.get("output") or {}
+        rng = d.get("range")
+        return m.InferenceJob(
+            name=name,
+            mode=d["mode"],
+            model=d["model"],
+            range=(rng[0], rng[1]) if rng else None,
+            output_table=output.get("table"),
+            output_path=output.get("path"),
+            source=d.get("source"),
+            keys=tuple(d.get("keys") or ()),
+            request=tuple(d.get("request") or ()),
+            description=d.get("description"),
+            origin=m.Origin(("inference", name)),
+        )
+
+
+def build_project(data: dict[str, Any], source_map: SourceMap, root: Path, files: tuple[Path, ...] = ()) -> m.Project:
+    """Typed project from a schema-valid document; raises SpecError with every problem found."""
+    return _Builder(data, source_map, root, files).build()

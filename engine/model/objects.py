@@ -1,0 +1,354 @@
+"""Frozen dataclasses for every spec object. Owns no I/O, no DuckDB, no pandas.
+
+Raw dicts stop at ``engine.model.builder``; everything after it works with these types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+from engine.errors import KeyPath
+
+
+class Kind(str, Enum):
+    SOURCE = "source"
+    FEATURE_GROUP = "feature_group"
+    FUNCTION = "function"
+    FEATURE_VIEW = "feature_view"
+    MODEL = "model"
+    INFERENCE = "inference"
+
+
+SECTION_KIND: dict[str, Kind] = {
+    "sources": Kind.SOURCE,
+    "feature_groups": Kind.FEATURE_GROUP,
+    "functions": Kind.FUNCTION,
+    "feature_views": Kind.FEATURE_VIEW,
+    "models": Kind.MODEL,
+    "inference": Kind.INFERENCE,
+}
+
+
+@dataclass(frozen=True, order=True)
+class ObjectId:
+    """``kind:name@version`` — the identity of every object."""
+
+    kind: Kind
+    name: str
+    version: int | None = None
+
+    def __str__(self) -> str:
+        base = f"{self.kind.value}:{self.name}"
+        return f"{base}@{self.version}" if self.version is not None else base
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where an object was declared: its key path in the spec (positions via the SourceMap)."""
+
+    path: KeyPath
+
+
+# --- sources ------------------------------------------------------------------------------------
+
+
+class SourceFormat(str, Enum):
+    CSV = "csv"
+    PARQUET = "parquet"
+    JSONL = "jsonl"
+
+
+@dataclass(frozen=True)
+class CsvOptions:
+    delimiter: str = ","
+    header: bool = True
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    format: SourceFormat
+    path: str  # as written (relative to the project root, may be a glob)
+    resolved_paths: tuple[Path, ...]  # files it matched at load time (absolute, inside the project)
+    timezone: str = "UTC"
+    columns: tuple[tuple[str, str], ...] = ()  # declared (name, DuckDB type) pairs
+    csv: CsvOptions = field(default_factory=CsvOptions)
+    allow_empty: bool = False
+    description: str | None = None
+    origin: Origin = Origin(())
+
+    @property
+    def id(self) -> ObjectId:
+        return ObjectId(Kind.SOURCE, self.name)
+
+
+# --- feature groups -----------------------------------------------------------------------------
+
+
+class AggFunction(str, Enum):
+    COUNT = "count"
+    SUM = "sum"
+    MEAN = "mean"
+    MIN = "min"
+    MAX = "max"
+    STD = "std"
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    column: str
+    function: AggFunction
+    window: str  # as written, e.g. "3h"
+    window_seconds: int
+    name: str  # output column (given or <column>_<function>_<window>)
+
+
+@dataclass(frozen=True)
+class Binning:
+    column: str
+    name: str  # output column (given or <column>_bin)
+    edges: tuple[float, ...] | None = None  # fixed, ascending
+    quantiles: int | None = None  # number of equal-frequency bins
+    labels: tuple[str, ...] | None = None  # one per bin
+
+
+@dataclass(frozen=True)
+class Pca:
+    columns: tuple[str, ...]
+    n_components: int
+    prefix: str = "pc_"
+    keep: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SqlTransform:
+    sql: str
+    sql_file: str | None = None  # relative path, when read from a file
+    inputs: tuple[str, ...] = ()  # tables the SELECT reads (sources / feature groups)
+
+
+@dataclass(frozen=True)
+class PythonTransform:
+    module: str
+    function: str
+    inputs: tuple[str, ...]
+
+    @property
+    def reference(self) -> str:
+        return f"{self.module}:{self.function}"
+
+
+@dataclass(frozen=True)
+class AggregationTransform:
+    input: str
+    aggregations: tuple[Aggregation, ...]
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.input,)
+
+
+@dataclass(frozen=True)
+class BinningTransform:
+    input: str
+    bins: tuple[Binning, ...]
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.input,)
+
+
+@dataclass(frozen=True)
+class PcaTransform:
+    input: str
+    pca: Pca
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.input,)
+
+
+Transform = SqlTransform | PythonTransform | AggregationTransform | BinningTransform | PcaTransform
+
+
+class ExpectationKind(str, Enum):
+    NOT_NULL = "not_null"
+    UNIQUE = "unique"
+    BETWEEN = "between"
+    IN_SET = "in_set"
+    REGEX = "regex"
+    ROW_COUNT = "row_count"
+
+
+@dataclass(frozen=True)
+class Expectation:
+    kind: ExpectationKind
+    column: str | None = None  # None for row_count
+    low: float | None = None  # between / row_count min (inclusive)
+    high: float | None = None  # between / row_count max (inclusive)
+    values: tuple[object, ...] = ()  # in_set
+    pattern: str | None = None  # regex
+    origin: Origin = Origin(())
+
+    def describe(self) -> str:
+        match self.kind:
+            case ExpectationKind.NOT_NULL:
+                return f"{self.column} not_null"
+            case ExpectationKind.UNIQUE:
+                return f"{self.column} unique"
+            case ExpectationKind.BETWEEN:
+                return f"{self.column} between [{self.low}, {self.high}]"
+            case ExpectationKind.IN_SET:
+                return f"{self.column} in_set {list(self.values)}"
+            case ExpectationKind.REGEX:
+                return f"{self.column} regex {self.pattern!r}"
+            case ExpectationKind.ROW_COUNT:
+                return f"row_count between [{self.low}, {self.high}]"
+
+
+class Dedupe(str, Enum):
+    ERROR = "error"
+    LATEST = "latest"
+
+
+@dataclass(frozen=True)
+class FeatureGroup:
+    name: str
+    version: int
+    primary_key: tuple[str, ...]
+    transform: Transform
+    event_time: str | None = None
+    online: bool = True
+    expectations: tuple[Expectation, ...] = ()
+    dedupe: Dedupe = Dedupe.ERROR
+    description: str | None = None
+    origin: Origin = Origin(())
+
+    @property
+    def id(self) -> ObjectId:
+        return ObjectId(Kind.FEATURE_GROUP, self.name, self.version)
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return self.transform.inputs
+
+
+# --- functions, feature views, models, inference -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    module: str
+    function: str
+    inputs: tuple[str, ...]
+    returns: str
+    description: str | None = None
+    origin: Origin = Origin(())
+
+    @property
+    def id(self) -> ObjectId:
+        return ObjectId(Kind.FUNCTION, self.name)
+
+
+@dataclass(frozen=True)
+class Join:
+    feature_group: str
+    version: int | None  # None: the version declared in this project
+    left_on: tuple[str, ...]
+    right_on: tuple[str, ...]
+    prefix: str = ""
+    select: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] = ()
+    ttl: str | None = None
+    ttl_seconds: int | None = None
+    origin: Origin = Origin(())
+
+
+@dataclass(frozen=True)
+class FeatureView:
+    name: str
+    version: int
+    spine: str
+    labels: tuple[str, ...]
+    features: tuple[str, ...] = ()
+    helpers: tuple[str, ...] = ()
+    filter: str | None = None
+    joins: tuple[Join, ...] = ()
+    on_demand: tuple[str, ...] = ()
+    transforms: tuple[tuple[str, str], ...] = ()  # (column, transformer name)
+    description: str | None = None
+    origin: Origin = Origin(())
+
+    @property
+    def id(self) -> ObjectId:
+        return ObjectId(Kind.FEATURE_VIEW, self.name, self.version)
+
+
+@dataclass(frozen=True)
+class Split:
+    by: str  # "time" | "random"
+    test_from: str | None = None
+    validation_from: str | None = None
+    test_size: float | None = None
+    validation_size: float | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    feature_view: str
+    feature_view_version: int | None
+    estimator: str
+    params: tuple[tuple[str, object], ...] = ()
+    split: Split = Split(by="random", test_size=0.2)
+    metrics: tuple[str, ...] = ()
+    class_weight: str | None = None
+    aliases: tuple[str, ...] = ()
+    description: str | None = None
+    origin: Origin = Origin(())
+
+    @property
+    def id(self) -> ObjectId:
+        return ObjectId(Kind.MODEL, self.name)
+
+
+@dataclass(frozen=True)
+class InferenceJob:
+    name: str
+    mode: str  # batch | stream | online
+    model: str  # reference as written: name, name@3, name@latest, name@best:metric, name@alias
+    range: tuple[str, str] | None = None
+    output_table: str | None = None
+    output_path: str | None = None
+    source: str | None = None
+    keys: tuple[str, ...] = ()
+    request: tuple[str, ...] = ()
+    description: str | None = None
+    origin: Origin = Origin(())
+
+    @property
+    def id(self) -> ObjectId:
+        return ObjectId(Kind.INFERENCE, self.name)
+
+
+@dataclass(frozen=True)
+class Project:
+    """The whole typed spec."""
+
+    name: str
+    root: Path
+    files: tuple[Path, ...]
+    sources: dict[str, Source]
+    feature_groups: dict[str, FeatureGroup]
+    functions: dict[str, Function] = field(default_factory=dict)
+    feature_views: dict[str, FeatureView] = field(default_factory=dict)
+    models: dict[str, Model] = field(default_factory=dict)
+    inference: dict[str, InferenceJob] = field(default_factory=dict)
+
+    def table_names(self) -> set[str]:
+        """Names a SQL transform may read: sources and feature groups."""
+        return set(self.sources) | set(self.feature_groups)

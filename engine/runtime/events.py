@@ -1,0 +1,65 @@
+"""Progress events emitted while a plan runs; only the CLI turns them into output."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class StepStatus(str, Enum):
+    RAN = "ran"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class StepStarted:
+    step_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class StepFinished:
+    step_id: str
+    status: StepStatus
+    reason: str
+    seconds: float = 0.0
+    rows: int | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class RunNotice:
+    """Something the user should know that is not a step (e.g. an interrupted earlier run)."""
+
+    message: str
+
+
+Event = StepStarted | StepFinished | RunNotice
+Listener = Callable[[Event], None]
+
+
+def ignore(_: Event) -> None:
+    """The default listener."""
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    steps: list[StepFinished] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def ran(self) -> int:
+        return sum(1 for s in self.steps if s.status is StepStatus.RAN)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "run_id": self.run_id,
+            "steps": [
+                {"id": s.step_id, "status": s.status.value, "reason": s.reason, "seconds": round(s.seconds, 3), "rows": s.rows, "message": s.message}
+                for s in self.steps
+            ],
+            "notices": self.notices,
+        }

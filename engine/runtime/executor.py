@@ -1,0 +1,212 @@
+"""Walk a plan: ingest sources, compute, check and publish feature groups; emit progress events.
+
+Two phases, because DuckDB's sandbox cannot be lifted once set (V3): sources are read by the
+engine's own queries on an unsandboxed connection, which is closed; everything that runs user SQL
+or Python then runs on a reopened connection with external access disabled and the
+configuration locked (V2, V5). Must not build feature-store SQL or parse YAML.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+from engine.compiler.semantics import CheckedProject
+from engine.compiler.steps import Action, Plan, PlannedStep, StepKind
+from engine.errors import DataError, EngineError, ExecutionError
+from engine.model import objects as m
+from engine.runtime.events import Listener, RunNotice, RunResult, StepFinished, StepStarted, StepStatus, ignore
+from engine.runtime.faults import fault_point
+from engine.sql.quote import qualified
+from engine.state import metadata
+from engine.state.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    sql_timeout_s: float | None = 600.0
+    memory_limit: str | None = None
+    threads: int | None = None
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
+
+
+def source_relation(name: str) -> str:
+    return qualified("src", name)
+
+
+def execute(
+    plan: Plan,
+    checked: CheckedProject,
+    workspace: Workspace,
+    *,
+    run_id: str,
+    options: RunOptions = RunOptions(),
+    listener: Listener = ignore,
+) -> RunResult:
+    """Run every RUN step of ``plan`` in order; stop at the first failure (nothing of it published).
+
+    The caller holds the project lock. Raises the failing step's error after recording the run.
+    """
+    from engine.backends.duckdb_backend import connect
+
+    result = RunResult(run_id)
+    project = checked.project
+    ingest = [s for s in plan.to_run if s.step.kind is StepKind.INGEST_SOURCE]
+    builds = [s for s in plan.to_run if s.step.kind is StepKind.BUILD_FEATURE_GROUP]
+    failure: EngineError | None = None
+
+    def finish(ps: PlannedStep, status: StepStatus, started: float, rows: int | None = None, message: str | None = None) -> None:
+        event = StepFinished(ps.step.key, status, ps.reason.value, time.monotonic() - started, rows, message)
+        result.steps.append(event)
+        listener(event)
+
+    con = connect(workspace.database, sandboxed=False, memory_limit=options.memory_limit, threads=options.threads, temp_directory=workspace.tmp_dir)
+    try:
+        metadata.ensure_schema(con)
+        interrupted = metadata.interrupted_runs(con)
+        if interrupted:
+            notice = f"previous run {interrupted[-1]} was interrupted; nothing of it was published, continuing"
+            result.notices.append(notice)
+            listener(RunNotice(notice))
+            metadata.close_interrupted(con, interrupted)
+        metadata.start_run(con, run_id)
+        fault_point("after_plan")
+        for ps in ingest:
+            if failure:
+                break
+            started = time.monotonic()
+            listener(StepStarted(ps.step.key, ps.reason.value))
+            try:
+                rows = _ingest(con, project.sources[ps.step.id.name], ps, run_id)
+                finish(ps, StepStatus.RAN, started, rows)
+            except EngineError as exc:
+                failure = exc
+                finish(ps, StepStatus.FAILED, started, message=str(exc))
+    finally:
+        con.close()
+
+    if builds and not failure:
+        con = connect(workspace.database, sandboxed=True, memory_limit=options.memory_limit, threads=options.threads, temp_directory=workspace.tmp_dir)
+        try:
+            failure = _build_all(con, builds, checked, run_id, options, finish, listener)
+        finally:
+            con.close()
+
+    executed = {s.step_id for s in result.steps}
+    for ps in plan.steps:
+        if ps.step.key not in executed:
+            reason = "upstream failed" if (failure and ps.action is Action.RUN) else ps.reason.value
+            event = StepFinished(ps.step.key, StepStatus.SKIPPED, reason)
+            result.steps.append(event)
+            if ps.action is Action.RUN:
+                listener(event)
+    order = {ps.step.key: i for i, ps in enumerate(plan.steps)}
+    result.steps.sort(key=lambda s: order.get(s.step_id, 0))
+
+    con = connect(workspace.database, sandboxed=False, memory_limit=options.memory_limit, threads=options.threads)
+    try:
+        metadata.finish_run(con, run_id, "failed" if failure else "succeeded", result.as_dict())
+    finally:
+        con.close()
+    workspace.write_run_log(run_id, {**result.as_dict(), "status": "failed" if failure else "succeeded", "error": str(failure) if failure else None})
+    if failure:
+        failure.run_result = result  # type: ignore[attr-defined]
+        raise failure
+    return result
+
+
+def _ingest(con, source: m.Source, ps: PlannedStep, run_id: str) -> int:
+    from engine.store.sources import ingest_query, normalise_times_sql
+
+    if not source.resolved_paths:
+        raise DataError(f"{source.id}: path '{source.path}' matches no file in the project")
+    sql, params = ingest_query(source)
+    staging = qualified("staging", f"src__{source.name}")
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE {staging} AS {sql}", params)
+    except Exception as exc:  # duckdb.Error: CSV conversion errors, unreadable files (F6, F7)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{source.id}: reading '{source.path}' failed: {first}") from exc
+    rows = con.execute(f"SELECT count(*) FROM {staging}").fetchone()[0]
+    if rows == 0 and not source.allow_empty:
+        con.execute(f"DROP TABLE {staging}")
+        raise DataError(f"{source.id}: '{source.path}' has no rows (set allow_empty: true if that is expected)")
+    columns = {r[0]: r[1] for r in con.execute(f"DESCRIBE {staging}").fetchall()}
+    fault_point("mid_ingest")
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE {source_relation(source.name)} AS {normalise_times_sql(staging, columns, source.timezone)}")
+        con.execute(f"DROP TABLE {staging}")
+        metadata.record_step(con, ps.step.key, ps.step.definition_fingerprint, ps.step.fingerprint, run_id)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return rows
+
+
+def _build_all(con, builds, checked: CheckedProject, run_id: str, options: RunOptions, finish, listener) -> EngineError | None:
+    from engine.runtime.compute import ComputeContext, compute
+    from engine.store.feature_store import offline_relation, publish
+
+    project = checked.project
+
+    def relation_of(name: str) -> str:
+        if name in project.sources:
+            return source_relation(name)
+        fg = project.feature_groups[name]
+        return offline_relation(fg.name, fg.version)
+
+    for ps in builds:
+        fg = project.feature_groups[ps.step.id.name]
+        started = time.monotonic()
+        listener(StepStarted(ps.step.key, ps.reason.value))
+        ctx = ComputeContext(con, project, relation_of, options.sql_timeout_s)
+        staging = None
+        try:
+            staging = compute(ctx, fg)
+            fault_point("after_staging")
+            _check(con, fg, staging)
+            version = publish(con, fg, staging, run_id=run_id, fingerprint=ps.step.fingerprint, fitted=ctx.fitted, fault_point=fault_point)
+            metadata.record_step(con, ps.step.key, ps.step.definition_fingerprint, ps.step.fingerprint, run_id)
+            finish(ps, StepStatus.RAN, started, version.row_count)
+        except EngineError as exc:
+            finish(ps, StepStatus.FAILED, started, message=str(exc))
+            return exc
+        except Exception as exc:  # a DuckDB error outside user SQL, e.g. a type error while merging
+            err = ExecutionError(f"{fg.id}: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}")
+            finish(ps, StepStatus.FAILED, started, message=str(err))
+            return err
+        finally:
+            if staging:
+                con.execute(f"DROP TABLE IF EXISTS {staging}")
+    return None
+
+
+def _check(con, fg: m.FeatureGroup, staging: str) -> None:
+    """Keys (F1, F2) and expectations, before anything is published."""
+    from engine.sql.quote import quote_ident
+    from engine.store.expectations import check_primary_key, format_failures, run_expectations
+
+    null_rows, dup_rows, samples = check_primary_key(con, staging, fg.primary_key, fg.event_time)
+    keys = ", ".join([*fg.primary_key, *([fg.event_time] if fg.event_time else [])])
+    if null_rows:
+        raise DataError(f"{fg.id}: {null_rows} rows with a NULL in the primary key or event time ({keys}); nothing published")
+    if dup_rows:
+        if fg.dedupe is m.Dedupe.LATEST:
+            part = ", ".join(quote_ident(k) for k in [*fg.primary_key, *([fg.event_time] if fg.event_time else [])])
+            con.execute(f"CREATE OR REPLACE TABLE {staging} AS SELECT * FROM {staging} QUALIFY row_number() OVER (PARTITION BY {part} ORDER BY rowid DESC) = 1")
+        else:
+            shown = "; ".join(", ".join(f"{k}={v}" for k, v in s.items()) for s in samples[:3])
+            raise DataError(
+                f"{fg.id}: {dup_rows} rows share a primary key and event time ({keys}), e.g. {shown}; "
+                "nothing published (fix the transform, or set dedupe: latest to keep the last row)"
+            )
+    results = run_expectations(con, staging, fg.expectations)
+    failed = [r for r in results if not r.passed]
+    if failed:
+        raise DataError("; ".join(format_failures(str(fg.id), failed)) + "; nothing published")

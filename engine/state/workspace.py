@@ -1,0 +1,118 @@
+"""The workspace folder (``.engine/`` beside the spec): its paths and the project lock.
+
+Owns file layout and the cross-process lock; must not touch user tables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import LockedError
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @classmethod
+    def for_project(cls, project_root: Path, override: str | Path | None = None) -> "Workspace":
+        return cls(Path(override).resolve() if override else (project_root / ".engine").resolve())
+
+    @property
+    def database(self) -> Path:
+        return self.root / "engine.duckdb"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / "lock"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.root / "tmp"
+
+    def exists(self) -> bool:
+        return self.database.exists()
+
+    def create(self) -> None:
+        for d in (self.root, self.runs_dir, self.tmp_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def write_run_log(self, run_id: str, record: dict) -> Path:
+        """Write ``runs/<run_id>.json`` atomically (temp file, fsync, rename)."""
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        final = self.runs_dir / f"{run_id}.json"
+        tmp = final.with_suffix(".json.tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(record, fh, indent=2, sort_keys=True, default=str)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+        return final
+
+
+class ProjectLock:
+    """An exclusive ``flock`` on ``.engine/lock`` (C1, C4).
+
+    A separate lock file, because closing any descriptor of the DuckDB file drops DuckDB's own
+    POSIX lock (V8). The kernel releases a flock when its holder dies, so a killed run never
+    leaves a stale lock; the pid and start time written inside are only for the message.
+    """
+
+    def __init__(self, workspace: Workspace, timeout_s: float = 0.0):
+        self.workspace = workspace
+        self.timeout_s = timeout_s
+        self._fd: int | None = None
+        self.previous_holder: dict | None = None
+
+    def __enter__(self) -> "ProjectLock":
+        import fcntl
+
+        self.workspace.create()
+        fd = os.open(self.workspace.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = _read_holder(fd)
+                    os.close(fd)
+                    who = f"pid {holder.get('pid', '?')} (started {holder.get('started', '?')})" if holder else "another process"
+                    raise LockedError(f"project locked by {who}; wait for it to finish or use --lock-timeout")
+                time.sleep(0.05)
+        self.previous_holder = _read_holder(fd)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}).encode(), 0)
+        os.fsync(fd)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import fcntl
+
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def _read_holder(fd: int) -> dict | None:
+    try:
+        data = os.pread(fd, 4096, 0)
+        return json.loads(data) if data.strip() else None
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,117 @@
+"""Shared test harness: a subprocess CLI runner, golden files, and a tiny generated project."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("ci", max_examples=100, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("nightly", max_examples=5000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+REPO = Path(__file__).resolve().parents[1]
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+def run_engine(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 120) -> tuple[int, str, str]:
+    """Run the CLI in a subprocess (as a user would) and return (exit code, stdout, stderr)."""
+    full_env = {**os.environ, "PYTHONHASHSEED": "0", "COLUMNS": "200", **(env or {})}
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine", *args],
+        cwd=cwd or REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def check_golden(name: str, text: str) -> None:
+    """Compare ``text`` with ``tests/golden/<name>``; ENGINE_UPDATE_GOLDEN=1 rewrites it."""
+    path = GOLDEN / name
+    if os.environ.get("ENGINE_UPDATE_GOLDEN") == "1" or not path.exists():
+        if not path.exists() and os.environ.get("CI"):
+            pytest.fail(f"golden file {path} is missing")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    assert text == path.read_text(encoding="utf-8"), f"output differs from golden file {path} (ENGINE_UPDATE_GOLDEN=1 to accept)"
+
+
+def write(root: Path, rel: str, text: str) -> Path:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+    return path
+
+
+TINY_SPEC = """
+spec_version: 1
+project: shop
+sources:
+  orders_raw: {format: csv, path: data/orders.csv, timezone: America/New_York}
+  users_raw: {format: csv, path: data/users.csv}
+feature_groups:
+  orders:
+    primary_key: [order_id]
+    event_time: ordered_at
+    sql: |
+      SELECT order_id, user_id, CAST(amount AS DOUBLE) AS amount, ordered_at
+      FROM orders_raw
+    expectations:
+      - {column: amount, between: [0, 1000]}
+      - {column: order_id, not_null: true}
+  user_spend:
+    primary_key: [user_id]
+    event_time: ordered_at
+    from: orders
+    aggregations:
+      - {column: amount, function: sum, window: 2d}
+      - {column: amount, function: count, window: 2d, name: orders_2d}
+  users:
+    primary_key: [user_id]
+    python: shop_features.users:user_features
+    inputs: [users_raw]
+"""
+
+ORDERS_CSV = """order_id,user_id,amount,ordered_at
+1,10,5.0,2024-01-01 09:00:00
+2,10,7.5,2024-01-02 10:00:00
+3,11,3.0,2024-01-02 11:00:00
+4,10,1.0,2024-01-05 09:00:00
+5,12,20.0,2024-01-06 12:30:00
+"""
+
+USERS_CSV = """user_id,name,signup_year
+10,ada,2019
+11,bob,2021
+12,cy,2023
+"""
+
+USERS_PY = """
+import pandas as pd
+
+
+def user_features(users: pd.DataFrame) -> pd.DataFrame:
+    out = users[["user_id", "signup_year"]].copy()
+    out["tenure_years"] = 2024 - out["signup_year"]
+    return out
+"""
+
+
+@pytest.fixture
+def tiny_project(tmp_path: Path) -> Path:
+    """A three-feature-group project (SQL, aggregation, Python) over two small CSV sources."""
+    root = tmp_path / "shop"
+    write(root, "specs/shop.yaml", TINY_SPEC)
+    write(root, "data/orders.csv", ORDERS_CSV)
+    write(root, "data/users.csv", USERS_CSV)
+    write(root, "shop_features/__init__.py", "")
+    write(root, "shop_features/users.py", USERS_PY)
+    return root
