@@ -1,0 +1,3 @@
+-- airlines: carrier code -> full name; no event time.
+SELECT carrier, name AS carrier_name
+FROM airlines_raw
