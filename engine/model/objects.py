@@ -199,13 +199,20 @@ class Expectation:
             case ExpectationKind.UNIQUE:
                 return f"{self.column} unique"
             case ExpectationKind.BETWEEN:
-                return f"{self.column} between [{self.low}, {self.high}]"
+                return f"{self.column} between [{_bound(self.low)}, {_bound(self.high)}]"
             case ExpectationKind.IN_SET:
                 return f"{self.column} in_set {list(self.values)}"
             case ExpectationKind.REGEX:
                 return f"{self.column} regex {self.pattern!r}"
             case ExpectationKind.ROW_COUNT:
-                return f"row_count between [{self.low}, {self.high}]"
+                return f"row_count between [{_bound(self.low)}, {_bound(self.high)}]"
+
+
+def _bound(value: float | None) -> str:
+    """A range bound as written: open (None) ends read as such; 10.0 reads as 10."""
+    if value is None:
+        return "open"
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 class Dedupe(str, Enum):

@@ -124,6 +124,7 @@ def _ingest(con, source: m.Source, ps: PlannedStep, run_id: str) -> int:
 
     if not source.resolved_paths:
         raise DataError(f"{source.id}: path '{source.path}' matches no file in the project")
+    _check_same_columns(con, source)
     sql, params = ingest_query(source)
     staging = qualified("staging", f"src__{source.name}")
     try:
@@ -147,6 +148,33 @@ def _ingest(con, source: m.Source, ps: PlannedStep, run_id: str) -> int:
         con.execute("ROLLBACK")
         raise
     return rows
+
+
+def _check_same_columns(con, source: m.Source) -> None:
+    """F7: every file of a multi-file source has the same columns (DuckDB would silently drop or
+    NULL-fill the difference, V18)."""
+    from engine.store.sources import ingest_query
+
+    if len(source.resolved_paths) < 2:
+        return
+    import dataclasses
+
+    first_cols: list[str] | None = None
+    for path in source.resolved_paths:
+        single = dataclasses.replace(source, resolved_paths=(path,))
+        sql, params = ingest_query(single)
+        try:
+            cols = [r[0] for r in con.execute(f"DESCRIBE {sql}", params).fetchall()]
+        except Exception as exc:
+            raise DataError(f"{source.id}: reading '{path.name}' failed: {str(exc).strip().splitlines()[0]}") from exc
+        if first_cols is None:
+            first_cols, first = cols, path
+            continue
+        if cols != first_cols:
+            added = [c for c in cols if c not in first_cols]
+            missing = [c for c in first_cols if c not in cols]
+            diff = "; ".join(filter(None, [f"extra columns {added}" if added else "", f"missing columns {missing}" if missing else ""])) or "columns in a different order"
+            raise DataError(f"{source.id}: file '{path.name}' does not match '{first.name}': {diff}")
 
 
 def _build_all(con, builds, checked: CheckedProject, run_id: str, options: RunOptions, finish, listener) -> EngineError | None:

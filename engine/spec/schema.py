@@ -52,6 +52,36 @@ _PATTERN_MESSAGES: dict[str, tuple[str, str | None]] = {
 }
 
 
+def _format_checker():
+    """Date formats checked by our own code: jsonschema's 'date-time' checker silently passes
+    everything unless the optional rfc3339-validator package happens to be installed (V14)."""
+    from datetime import date, datetime
+
+    from jsonschema import FormatChecker
+
+    checker = FormatChecker(formats=())
+
+    @checker.checks("date", raises=ValueError)
+    def _date(value: object) -> bool:
+        if not isinstance(value, str):
+            return True
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            return False
+        date.fromisoformat(value)
+        return True
+
+    @checker.checks("date-time", raises=ValueError)
+    def _date_time(value: object) -> bool:
+        if not isinstance(value, str):
+            return True
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})?", value):
+            return False
+        datetime.fromisoformat(value.replace("z", "Z"))
+        return True
+
+    return checker
+
+
 @lru_cache(maxsize=1)
 def load_schema() -> dict:
     """The spec JSON Schema, read once from the package resources. Treat it as read-only."""
@@ -64,7 +94,7 @@ def _validator() -> Draft202012Validator:
     schema = load_schema()
     # A registry holding only our own schema: no $ref can ever reach the network or the disk (R2).
     registry: Registry = Registry().with_resource(schema["$id"], Resource.from_contents(schema))
-    return Draft202012Validator(schema, registry=registry, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    return Draft202012Validator(schema, registry=registry, format_checker=_format_checker())
 
 
 def validate_document(data: object, source_map: SourceMap) -> list[Problem]:

@@ -311,7 +311,12 @@ def load_yaml(data: bytes | str, filename: str) -> tuple[object, SourceMap]:
         root = None
     except yaml.YAMLError as exc:
         root = None
-        composer.problems.append(_readable_error(text, filename, exc))
+        if "nesting depth" in str(exc):  # newer libyaml caps flow nesting itself
+            mark = getattr(exc, "problem_mark", None)
+            line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+            composer.problems.append(Problem(filename, line, col, (), f"nesting too deep (more than {MAX_DEPTH} levels)"))
+        else:
+            composer.problems.append(_readable_error(text, filename, exc))
     except RecursionError:  # pragma: no cover - the composer is iterative; belt and braces
         root = None
         composer.problems.append(Problem(filename, 1, 1, (), f"nesting too deep (more than {MAX_DEPTH} levels)"))

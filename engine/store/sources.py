@@ -97,7 +97,7 @@ def ingest_query(source: Source) -> tuple[str, list[object]]:
         case SourceFormat.JSONL:
             reader = "read_json(?, format='newline_delimited', union_by_name=true)"
         case SourceFormat.CSV:
-            options = ["union_by_name=true", "sample_size=-1"]
+            options = ["union_by_name=true"]
             options.append("header=true" if source.csv.header else "header=false")
             options.append("delim=?")
             params.append(source.csv.delimiter)

@@ -1,0 +1,125 @@
+"""Data faults (F6–F8), resource bombs at apply (Q8), and crashes at named steps (G1, G2, C4):
+nothing partial is ever published, and a rerun converges to the uninterrupted result (I7)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from engine import api
+from engine.errors import DataError
+from tests.conftest import REPO, run_engine, write
+
+
+def _tables(root: Path, workspace: Path | None = None) -> dict[str, pd.DataFrame]:
+    return {name: api.read_feature_group(root, name, workspace=workspace) for name in ("orders", "user_spend", "users")}
+
+
+def test_bad_value_after_the_sniff_sample_is_a_data_error_naming_the_line(tiny_project: Path):
+    """F6: a string deep in an integer column (past any sampling) stops the run with exit 4."""
+    rows = "\n".join(f"{i},10,1.0,2024-01-01 09:00:00" for i in range(1, 30_002))
+    (tiny_project / "data/orders.csv").write_text(f"order_id,user_id,amount,ordered_at\n{rows}\n30002,abc,1.0,2024-01-01 09:00:00\n")
+    rc, _, err = run_engine("apply", str(tiny_project))
+    assert rc == 4, err
+    assert "source:orders_raw: reading 'data/orders.csv' failed" in err
+    assert not (tiny_project / ".engine/engine.duckdb").exists() or "orders" not in json.dumps(api.list_feature_groups(tiny_project))
+
+
+def test_multi_file_source_with_a_drifting_column_is_refused(tmp_path: Path):
+    """F7: never a silently dropped column."""
+    root = tmp_path / "p"
+    write(root, "specs/s.yaml", """
+        spec_version: 1
+        project: p
+        sources:
+          events_raw: {format: csv, path: "data/events_*.csv"}
+        feature_groups:
+          events: {primary_key: [id], sql: SELECT * FROM events_raw}
+        """)
+    write(root, "data/events_1.csv", "id,a\n1,2\n")
+    write(root, "data/events_2.csv", "id,a,b\n2,3,4\n")
+    with pytest.raises(DataError, match=r"file 'events_2.csv' does not match 'events_1.csv': extra columns \['b'\]"):
+        api.apply(root)
+
+
+@pytest.mark.parametrize("content", ["", "order_id,user_id,amount,ordered_at\n"], ids=["empty", "header_only"])
+def test_empty_source_is_a_data_error(tiny_project: Path, content: str):
+    """F8."""
+    (tiny_project / "data/orders.csv").write_text(content)
+    rc, _, err = run_engine("apply", str(tiny_project))
+    assert rc == 4, err
+    assert "source:orders_raw" in err and ("has no rows" in err or "failed" in err)
+
+
+def test_runaway_sql_times_out_with_exit_5_and_publishes_nothing(tiny_project: Path):
+    """Q8: a cross join bomb is interrupted; the previous version stays readable."""
+    api.apply(tiny_project)
+    before = api.read_feature_group(tiny_project, "orders")
+    spec = tiny_project / "specs/shop.yaml"
+    spec.write_text(spec.read_text().replace(
+        "FROM orders_raw\n",
+        "FROM orders_raw WHERE (SELECT count(*) FROM range(100000000) a, range(100000000) b) > 0 OR true\n",
+    ))
+    rc, _, err = run_engine("apply", str(tiny_project), "--sql-timeout", "1")
+    assert rc == 5, err
+    assert "timed out after 1s" in err
+    pd.testing.assert_frame_equal(api.read_feature_group(tiny_project, "orders"), before)
+
+
+FAULT_POINTS = ["after_plan", "mid_ingest", "after_staging", "inside_publish"]
+
+
+@pytest.mark.parametrize("point", FAULT_POINTS)
+def test_sigkill_at_a_named_step_publishes_nothing_partial_and_rerun_converges(tiny_project: Path, tmp_path: Path, point: str):
+    """G1: the process kills itself at ``point``; tables are all-old or all-new per step, the
+    lock is released by the kernel (C4), the next run says the previous one was interrupted and
+    converges to exactly what an uninterrupted run builds (I7)."""
+    reference_ws = tmp_path / "reference"
+    api.apply(tiny_project, workspace=reference_ws)
+    expected = _tables(tiny_project, reference_ws)
+
+    rc, _, _ = run_engine("apply", str(tiny_project), env={"ENGINE_FAULT_AT": point})
+    assert rc == -signal.SIGKILL
+    ws = tiny_project / ".engine"
+    if (ws / "engine.duckdb").exists():
+        published = {r["name"] for r in api.list_feature_groups(tiny_project)}
+        for name in published:  # whatever was published is complete
+            pd.testing.assert_frame_equal(api.read_feature_group(tiny_project, name), expected[name])
+    rc, out, err = run_engine("apply", str(tiny_project), "--format", "json")
+    assert rc == 0, err
+    result = json.loads(out)
+    if point != "after_plan" or (ws / "engine.duckdb").exists():
+        assert any("interrupted" in n for n in result["notices"]) or point == "after_plan"
+    for name, frame in _tables(tiny_project).items():
+        pd.testing.assert_frame_equal(frame, expected[name])
+    rc, out, _ = run_engine("apply", str(tiny_project))
+    assert rc == 0 and out.strip() == "No changes."
+
+
+def test_random_sigkills_never_leave_a_partial_state(tiny_project: Path, tmp_path: Path):
+    """G2 (bounded): kill the CLI at seeded random moments of an apply, then check and converge."""
+    import random
+    import time
+
+    reference_ws = tmp_path / "reference"
+    api.apply(tiny_project, workspace=reference_ws)
+    expected = _tables(tiny_project, reference_ws)
+    rng = random.Random(7)
+    for _ in range(6):
+        proc = subprocess.Popen([sys.executable, "-m", "engine", "apply", str(tiny_project), "--force"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.3, 1.5))
+        proc.kill()
+        proc.wait(timeout=30)
+        if (tiny_project / ".engine/engine.duckdb").exists():
+            for r in api.list_feature_groups(tiny_project):
+                pd.testing.assert_frame_equal(api.read_feature_group(tiny_project, r["name"]), expected[r["name"]])
+    api.apply(tiny_project)
+    for name, frame in _tables(tiny_project).items():
+        pd.testing.assert_frame_equal(frame, expected[name])
