@@ -1,0 +1,92 @@
+"""CLI contract: exit codes, no tracebacks for bad input, fast help, the schema verb, and
+fingerprints that ignore key order and formatting (STYLE habit 7)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import yaml
+from hypothesis import given, settings, strategies as st
+
+from engine import api
+from engine.compiler.planner import compile_steps
+from tests.conftest import REPO, TINY_SPEC, run_engine, write
+
+BAD_YAML = {
+    "y1_unclosed": "spec_version: 1\nproject: [a, b\n",
+    "y2_alias": "a: &x [1, 2]\nb: *x\n",
+    "y4_duplicate": "spec_version: 1\nproject: a\nproject: b\n",
+    "y5_tag": "project: !!python/object/apply:os.system ['touch marker']\n",
+}
+
+
+def test_bad_yaml_exits_3_without_traceback_or_workspace(tmp_path: Path):
+    for name, text in BAD_YAML.items():
+        root = tmp_path / name
+        write(root, "specs/s.yaml", text)
+        for verb in ("validate", "plan", "apply"):
+            rc, out, err = run_engine(verb, str(root), cwd=root)
+            assert rc == 3, (name, verb, err)
+            assert "Traceback" not in err and err.startswith("specs/s.yaml:"), (name, verb, err)
+            assert not (root / ".engine").exists()
+            assert not (root / "marker").exists() and not (REPO / "marker").exists()
+
+
+def test_missing_path_is_a_positioned_spec_error(tmp_path: Path):
+    rc, _, err = run_engine("validate", str(tmp_path / "nope"))
+    assert rc == 3 and "Traceback" not in err
+
+
+def test_unknown_option_is_a_usage_error():
+    rc, _, err = run_engine("apply", "--no-such-option")
+    assert rc == 2 and "No such option" in err
+
+
+def test_help_lists_every_verb_and_exit_codes():
+    rc, out, _ = run_engine("--help")
+    assert rc == 0
+    for verb in ("validate", "plan", "apply", "show", "schema"):
+        assert verb in out
+    assert "75 project locked" in out
+
+
+def test_schema_verb_prints_the_shipped_schema():
+    rc, out, _ = run_engine("schema")
+    assert rc == 0
+    assert json.loads(out) == json.loads((REPO / "schemas/engine.schema.json").read_text())
+
+
+def _shuffled(value, rng: random.Random):
+    if isinstance(value, dict):
+        items = list(value.items())
+        rng.shuffle(items)
+        return {k: _shuffled(v, rng) for k, v in items}
+    if isinstance(value, list):
+        return [_shuffled(v, rng) for v in value]
+    return value
+
+
+def _fingerprints(root: Path) -> dict[str, tuple[str, str]]:
+    steps = compile_steps(api.validate(root))
+    return {k: (s.definition_fingerprint, s.fingerprint) for k, s in steps.items()}
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), flow=st.booleans())
+def test_fingerprints_ignore_key_order_and_yaml_style(tmp_path_factory, seed: int, flow: bool):
+    from tests.conftest import ORDERS_CSV, USERS_CSV, USERS_PY
+
+    base = tmp_path_factory.mktemp("fp")
+    for name, text in (("a", TINY_SPEC), ("b", None)):
+        root = base / name
+        write(root, "data/orders.csv", ORDERS_CSV)
+        write(root, "data/users.csv", USERS_CSV)
+        write(root, "shop_features/__init__.py", "")
+        write(root, "shop_features/users.py", USERS_PY)
+        if text is None:
+            data = _shuffled(yaml.safe_load(TINY_SPEC), random.Random(seed))
+            text = yaml.safe_dump(data, sort_keys=False, default_flow_style=flow, width=60)
+        write(root, "specs/shop.yaml", text)
+    assert _fingerprints(base / "a") == _fingerprints(base / "b")
