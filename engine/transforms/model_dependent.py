@@ -1,0 +1,498 @@
+"""Model-dependent transforms (scalers, encoders, imputers): fit, JSON state, batch and row apply. No storage.
+
+A feature view's ``transforms: {column: transformer}`` are fitted here on the training split
+(the caller passes only that split), stored as plain JSON with the model version, and applied
+with the stored state in batch (``FittedTransforms.transform``) and online
+(``FittedTransforms.transform_row``). The two paths give bit-identical float64 numbers for the
+same inputs: that is the no-skew promise between training, batch and online inference.
+
+Contracts
+---------
+* **Fit on the given frame only.** Nothing is refitted at apply time: unseen categories and
+  out-of-range values follow the stored state.
+* **Features without an explicit transform:** numeric -> ``passthrough`` (float64; NULL/NaN stays
+  NaN — XGBoost handles it, scikit-learn estimators may not: choosing an imputer is the user's
+  call); boolean -> ``bool_to_int`` (1.0/0.0, NULL -> NaN); string, categorical or object ->
+  ``auto_label_encoder`` (same as ``label_encoder``), so a spec without transforms still trains;
+  timestamps and durations -> ``ValueError`` naming the feature. An unknown transformer name is a
+  ``ValueError``.
+* **Category keys.** Categorical values are compared as strings: ``str`` as is, booleans as
+  ``"True"``/``"False"``, integral numbers as ``str(int(x))`` (so ``1`` and ``1.0`` are the same
+  category, whatever JSON made of them), other floats as ``str(float(x))``. NULL/NaN/pd.NA is no
+  category.
+* ``standard_scaler``: ``(x - mean) / std`` with the population std (ddof=0, as scikit-learn's
+  ``StandardScaler``) over non-null training values; a constant column gets scale 1.
+* ``min_max_scaler``: ``(x - min) / (max - min)``; a zero range divides by 1.
+* ``robust_scaler``: ``(x - median) / (q75 - q25)`` with numpy's linear interpolation (as
+  ``RobustScaler``); a zero IQR divides by 1.
+* Scalers keep NULL/NaN as NaN and need at least one non-null, finite training value.
+* ``label_encoder``: categories are the sorted distinct non-null training keys; a value becomes
+  its index; unseen values and NULL become -1.
+* ``one_hot_encoder``: one output ``f"{column}={category}"`` per sorted training category,
+  1.0/0.0; unseen and NULL give all zeros. More than 1000 categories is a ``ValueError``.
+* ``impute_mean`` / ``impute_median`` / ``impute_constant`` (value 0.0): numeric columns only;
+  NULL/NaN becomes the stored value, other values pass through.
+* ``impute_most_frequent``: numeric columns: NULL becomes the most frequent training value
+  (ties -> the smallest). String columns: NULL becomes the most frequent key (ties -> the
+  smallest string) and the column is then label-encoded with the training categories, because
+  the model matrix is numeric.
+* All state is JSON-safe (str, float, int, lists); NaN and infinities are never stored.
+* ``transform_row`` is pure Python over lookups built once per fitted object (do not mutate a
+  ``FittedColumn.state`` after building one).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy
+    import pandas
+
+TRANSFORMERS = ("standard_scaler", "min_max_scaler", "robust_scaler", "label_encoder", "one_hot_encoder",
+                "impute_mean", "impute_median", "impute_most_frequent", "impute_constant")
+AUTO_KINDS = ("passthrough", "bool_to_int", "auto_label_encoder")
+MAX_ONE_HOT_CATEGORIES = 1000
+FORMAT_VERSION = 1
+
+_NUMERIC_ONLY = frozenset(TRANSFORMERS[:3] + ("impute_mean", "impute_median", "impute_constant"))
+_STATE_KEYS: dict[str, frozenset[str]] = {
+    **dict.fromkeys(("passthrough", "bool_to_int"), frozenset()),
+    "standard_scaler": frozenset({"mean", "scale"}),
+    "min_max_scaler": frozenset({"min", "scale"}),
+    "robust_scaler": frozenset({"median", "scale"}),
+    **dict.fromkeys(("label_encoder", "auto_label_encoder", "one_hot_encoder"), frozenset({"categories"})),
+    **dict.fromkeys(("impute_mean", "impute_median", "impute_constant"), frozenset({"value"})),
+    "impute_most_frequent": frozenset({"value", "categories"}),  # categories: None for numbers
+}
+_NA_TYPE_NAMES = frozenset({"NAType", "NaTType"})
+_BOOL_TYPE_NAMES = frozenset({"bool", "bool_"})
+_NAN = float("nan")
+
+RowStep = Callable[[object, Callable[[float], None], Callable[[list[float]], None]], None]
+
+
+def _to_float(value: object, column: str) -> float:
+    """One value of a numeric feature as a float; NULL/NA/NaN -> NaN. Strings are refused."""
+    if value is None:
+        return _NAN
+    kind = type(value)
+    if kind is float:
+        return value  # type: ignore[return-value]
+    if kind is int:
+        return float(value)  # type: ignore[arg-type]
+    if kind is str:
+        raise ValueError(f"feature '{column}' is numeric but got the string {value!r}")
+    if kind.__name__ in _NA_TYPE_NAMES:
+        return _NAN
+    try:
+        return float(value)  # type: ignore[arg-type]  # numpy scalars, bools, Decimal
+    except (TypeError, ValueError):
+        raise ValueError(f"feature '{column}' is numeric but got {value!r}") from None
+
+
+def _category_key(value: object) -> str | None:
+    """The string a categorical value is compared by (see the module contract); None if NULL."""
+    if value is None:
+        return None
+    kind = type(value)
+    if kind is str:
+        return value  # type: ignore[return-value]
+    if kind.__name__ in _BOOL_TYPE_NAMES:
+        return "True" if value else "False"
+    if kind.__name__ in _NA_TYPE_NAMES:
+        return None
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        x = float(value)
+        if x != x:
+            return None
+        return str(int(x)) if x.is_integer() else str(x)
+    return str(value)
+
+
+def _is_vector_numeric(series: pandas.Series) -> bool:
+    from pandas.api import types
+
+    return bool(types.is_bool_dtype(series.dtype) or types.is_numeric_dtype(series.dtype))
+
+
+def _numeric_array(series: pandas.Series, column: str) -> numpy.ndarray:
+    """A numeric feature as float64, NULL -> NaN; values go through ``_to_float`` unless typed."""
+    import numpy as np
+
+    if _is_vector_numeric(series):
+        return series.to_numpy(dtype="float64", na_value=np.nan)
+    return np.fromiter((_to_float(v, column) for v in series.tolist()), dtype="float64", count=len(series))
+
+
+def _category_keys(series: pandas.Series) -> tuple[list[str | None], numpy.ndarray | None]:
+    """(keys of the distinct values, codes into them with -1 for NULL), or per-row keys if object."""
+    import pandas as pd
+    from pandas.api import types
+
+    if types.is_object_dtype(series.dtype):
+        # object columns can mix 1, 1.0 and True, which factorize would merge by hash
+        return [_category_key(v) for v in series.tolist()], None
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    return [_category_key(u) for u in uniques], codes
+
+
+def _category_codes(series: pandas.Series, index: Mapping[str, int]) -> tuple[numpy.ndarray, numpy.ndarray]:
+    """(codes with -1 for unseen or NULL, NULL mask) of a categorical feature."""
+    import numpy as np
+
+    keys, codes = _category_keys(series)
+    if codes is None:
+        out = np.fromiter((index.get(k, -1) for k in keys), dtype="int64", count=len(keys))  # type: ignore[arg-type]
+        missing = np.fromiter((k is None for k in keys), dtype=bool, count=len(keys))
+        return out, missing
+    table = np.array([index.get(k, -1) for k in keys] + [-1], dtype="int64")  # type: ignore[arg-type]
+    null = np.array([k is None for k in keys] + [True], dtype=bool)  # codes -1 picks the last entry
+    return table[codes], null[codes]
+
+
+def _key_counts(series: pandas.Series) -> dict[str, int]:
+    """How often each non-null category key occurs."""
+    import numpy as np
+
+    keys, codes = _category_keys(series)
+    counts: dict[str, int] = {}
+    if codes is None:
+        for k in keys:
+            if k is not None:
+                counts[k] = counts.get(k, 0) + 1
+        return counts
+    per_unique = np.bincount(codes[codes >= 0], minlength=len(keys))
+    for k, n in zip(keys, per_unique.tolist()):
+        if k is not None and n:
+            counts[k] = counts.get(k, 0) + n
+    return counts
+
+
+@dataclass(frozen=True)
+class FittedColumn:
+    """One feature's fitted state (JSON-safe) and the model-matrix columns it produces."""
+
+    column: str
+    kind: str  # a name from TRANSFORMERS or AUTO_KINDS
+    state: dict[str, Any]
+    outputs: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data."""
+        state = {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in self.state.items()}
+        return {"column": self.column, "kind": self.kind, "state": state, "outputs": list(self.outputs)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FittedColumn:
+        """Rebuild and validate one stored column; ``ValueError`` on any inconsistency."""
+        if not isinstance(data, Mapping) or set(data) != {"column", "kind", "state", "outputs"}:
+            raise ValueError(f"stored transform entry must have column, kind, state, outputs: {data!r}")
+        column, kind, raw_state = data["column"], data["kind"], data["state"]
+        if not isinstance(column, str) or not column:
+            raise ValueError(f"stored transform column must be a non-empty string: {column!r}")
+        if kind not in _STATE_KEYS:
+            raise ValueError(f"stored transform for '{column}' has unknown kind {kind!r}")
+        if not isinstance(raw_state, Mapping) or set(raw_state) != _STATE_KEYS[kind]:
+            raise ValueError(
+                f"stored {kind} state for '{column}' must have keys {sorted(_STATE_KEYS[kind])}, got {raw_state!r}"
+            )
+        state = {k: _valid_state_value(column, kind, k, v) for k, v in raw_state.items()}
+        fitted = _make_column(column, kind, state)
+        if list(data["outputs"]) != list(fitted.outputs):
+            raise ValueError(f"stored outputs of '{column}' do not match its {kind} state")
+        return fitted
+
+
+def _valid_state_value(column: str, kind: str, key: str, value: Any) -> Any:
+    if key == "categories":
+        if value is None and kind == "impute_most_frequent":
+            return None
+        if not isinstance(value, (list, tuple)) or not all(isinstance(c, str) for c in value):
+            raise ValueError(f"stored categories of '{column}' must be a list of strings")
+        if list(value) != sorted(set(value)):
+            raise ValueError(f"stored categories of '{column}' must be sorted and distinct")
+        return list(value)
+    if key == "value" and kind == "impute_most_frequent" and isinstance(value, str):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"stored {kind} {key} of '{column}' must be a finite number, got {value!r}")
+    if key == "scale" and value <= 0:
+        raise ValueError(f"stored {kind} scale of '{column}' must be positive")
+    return float(value)
+
+
+def _make_column(column: str, kind: str, state: dict[str, Any]) -> FittedColumn:
+    if kind == "impute_most_frequent":
+        cats = state["categories"]
+        if (cats is None) != (not isinstance(state["value"], str)):
+            raise ValueError(f"stored impute_most_frequent state of '{column}' mixes string and number")
+        if cats is not None and state["value"] not in cats:
+            raise ValueError(f"stored impute_most_frequent value of '{column}' is not one of its categories")
+    outputs = tuple(f"{column}={c}" for c in state["categories"]) if kind == "one_hot_encoder" else (column,)
+    return FittedColumn(column=column, kind=kind, state=state, outputs=outputs)
+
+
+@dataclass(frozen=True)
+class FittedTransforms:
+    """The fitted transforms of a feature view, in feature order; apply them with the stored state."""
+
+    columns: tuple[FittedColumn, ...]
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        for out in self.output_columns:
+            if out in seen:
+                raise ValueError(f"model matrix column '{out}' would appear twice; rename a feature")
+            seen.add(out)
+
+    @property
+    def output_columns(self) -> tuple[str, ...]:
+        """The model-matrix column names, in order."""
+        return tuple(out for fc in self.columns for out in fc.outputs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data for the model version's manifest."""
+        return {"format": FORMAT_VERSION, "columns": [fc.to_dict() for fc in self.columns]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FittedTransforms:
+        """Rebuild stored transforms; ``ValueError`` if the shapes are inconsistent."""
+        if not isinstance(data, Mapping) or data.get("format") != FORMAT_VERSION:
+            raise ValueError(f"stored transforms must be a mapping with format {FORMAT_VERSION}")
+        if set(data) != {"format", "columns"} or not isinstance(data["columns"], list):
+            raise ValueError("stored transforms must have exactly 'format' and a list of 'columns'")
+        return cls(columns=tuple(FittedColumn.from_dict(c) for c in data["columns"]))
+
+    def transform(self, frame: pandas.DataFrame) -> pandas.DataFrame:
+        """The float64 model matrix of ``frame``: columns ``output_columns``, same index."""
+        import numpy as np
+        import pandas as pd
+
+        missing = [fc.column for fc in self.columns if fc.column not in frame.columns]
+        if missing:
+            raise ValueError(f"frame has no feature(s) {missing}")
+        matrix = np.empty((len(frame), len(self.output_columns)), dtype="float64")
+        at = 0
+        for fc in self.columns:
+            block = _apply_column(fc, frame[fc.column])
+            width = block.shape[1] if block.ndim == 2 else 1
+            matrix[:, at : at + width] = block if block.ndim == 2 else block[:, None]
+            at += width
+        return pd.DataFrame(matrix, index=frame.index, columns=list(self.output_columns))
+
+    def transform_row(self, row: Mapping[str, object]) -> list[float]:
+        """The online path: one feature dict -> one model vector, numbers identical to ``transform``."""
+        out: list[float] = []
+        append, extend = out.append, out.extend
+        try:
+            for column, step in self._row_steps:
+                step(row[column], append, extend)
+        except KeyError as err:
+            raise ValueError(f"row has no feature {err.args[0]!r}") from None
+        return out
+
+    @cached_property
+    def _row_steps(self) -> tuple[tuple[str, RowStep], ...]:
+        return tuple((fc.column, _row_step(fc)) for fc in self.columns)
+
+
+def _index(categories: Sequence[str]) -> dict[str, int]:
+    return {c: i for i, c in enumerate(categories)}
+
+
+def _apply_column(fc: FittedColumn, series: pandas.Series) -> numpy.ndarray:
+    import numpy as np
+
+    kind, state = fc.kind, fc.state
+    if kind in ("label_encoder", "auto_label_encoder", "one_hot_encoder") or (
+        kind == "impute_most_frequent" and state["categories"] is not None
+    ):
+        index = _index(state["categories"])
+        codes, missing = _category_codes(series, index)
+        if kind == "impute_most_frequent":
+            codes[missing] = index[state["value"]]
+        if kind != "one_hot_encoder":
+            return codes.astype("float64")
+        block = np.zeros((len(series), len(index)), dtype="float64")
+        hit = codes >= 0
+        block[np.flatnonzero(hit), codes[hit]] = 1.0
+        return block
+    x = _numeric_array(series, fc.column)
+    if kind == "standard_scaler":
+        return (x - state["mean"]) / state["scale"]
+    if kind == "min_max_scaler":
+        return (x - state["min"]) / state["scale"]
+    if kind == "robust_scaler":
+        return (x - state["median"]) / state["scale"]
+    if kind.startswith("impute_"):
+        return np.where(np.isnan(x), state["value"], x)
+    return x  # passthrough, bool_to_int
+
+
+def _row_step(fc: FittedColumn) -> RowStep:
+    """A closure applying one column to one value; mirrors ``_apply_column`` operation for operation."""
+    kind, state, col = fc.kind, fc.state, fc.column
+    if kind in ("label_encoder", "auto_label_encoder"):
+        codes = {c: float(i) for i, c in enumerate(state["categories"])}
+
+        def label(v: object, append: Callable, extend: Callable) -> None:
+            append(codes.get(v if type(v) is str else _category_key(v), -1.0))  # type: ignore[arg-type]
+
+        return label
+    if kind == "one_hot_encoder":
+        index = _index(state["categories"])
+        width = len(index)
+
+        def one_hot(v: object, append: Callable, extend: Callable) -> None:
+            block = [0.0] * width
+            i = index.get(v if type(v) is str else _category_key(v))  # type: ignore[arg-type]
+            if i is not None:
+                block[i] = 1.0
+            extend(block)
+
+        return one_hot
+    if kind == "impute_most_frequent" and state["categories"] is not None:
+        codes = {c: float(i) for i, c in enumerate(state["categories"])}
+        fill_key = state["value"]
+
+        def most_frequent_label(v: object, append: Callable, extend: Callable) -> None:
+            key = v if type(v) is str else _category_key(v)
+            append(codes.get(fill_key if key is None else key, -1.0))
+
+        return most_frequent_label
+    if kind in ("standard_scaler", "min_max_scaler", "robust_scaler"):
+        center = state["mean" if kind == "standard_scaler" else "min" if kind == "min_max_scaler" else "median"]
+        scale = state["scale"]
+
+        def scaled(v: object, append: Callable, extend: Callable) -> None:
+            append(((v if type(v) is float else _to_float(v, col)) - center) / scale)  # type: ignore[operator]
+
+        return scaled
+    if kind.startswith("impute_"):
+        fill = state["value"]
+
+        def imputed(v: object, append: Callable, extend: Callable) -> None:
+            x = v if type(v) is float else _to_float(v, col)
+            append(fill if x != x else x)
+
+        return imputed
+
+    def passthrough(v: object, append: Callable, extend: Callable) -> None:
+        append(v if type(v) is float else _to_float(v, col))
+
+    return passthrough
+
+
+def _feature_kind(series: pandas.Series, column: str) -> str:
+    """'numeric', 'bool' or 'category' for a training column; timestamps are refused."""
+    from pandas.api import types
+
+    dtype = series.dtype
+    inferred = types.infer_dtype(series, skipna=True) if types.is_object_dtype(dtype) else ""
+    if types.is_datetime64_any_dtype(dtype) or inferred in ("datetime", "datetime64", "date", "time"):
+        raise ValueError(f"feature '{column}' is a timestamp; derive a numeric feature from it")
+    if types.is_timedelta64_dtype(dtype) or inferred in ("timedelta", "timedelta64"):
+        raise ValueError(f"feature '{column}' is a duration; derive a numeric feature from it")
+    if types.is_bool_dtype(dtype) or inferred == "boolean":
+        return "bool"
+    if types.is_numeric_dtype(dtype) or inferred in ("integer", "floating", "mixed-integer-float", "decimal"):
+        return "numeric"
+    return "category"
+
+
+def _finite(column: str, kind: str, what: str, value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError(f"feature '{column}': {kind} {what} is not finite ({value}); check the data's range")
+    return float(value)
+
+
+def _fit_numeric(column: str, kind: str, x: numpy.ndarray) -> dict[str, Any]:
+    import numpy as np
+
+    if kind == "impute_constant":
+        return {"value": 0.0}
+    values = x[~np.isnan(x)]
+    if values.size == 0:
+        raise ValueError(f"feature '{column}' has no non-null training values; cannot fit {kind}")
+    if not np.isfinite(values).all():
+        raise ValueError(f"feature '{column}' has infinite training values; cannot fit {kind}")
+    constant = bool(values.min() == values.max())
+    if kind == "standard_scaler":
+        mean = float(values[0]) if constant else float(values.mean())
+        std = 0.0 if constant else float(values.std(ddof=0))
+        return {"mean": _finite(column, kind, "mean", mean), "scale": _finite(column, kind, "std", std or 1.0)}
+    if kind == "min_max_scaler":
+        low, span = float(values.min()), float(values.max()) - float(values.min())
+        return {"min": low, "scale": _finite(column, kind, "range", span or 1.0)}
+    if kind == "robust_scaler":
+        q25, median, q75 = (float(q) for q in np.percentile(values, [25.0, 50.0, 75.0]))
+        return {"median": median, "scale": _finite(column, kind, "IQR", (q75 - q25) or 1.0)}
+    if kind == "impute_mean":
+        return {"value": _finite(column, kind, "mean", float(values.mean()))}
+    if kind == "impute_median":
+        return {"value": float(np.median(values))}
+    uniques, counts = np.unique(values, return_counts=True)  # sorted: argmax picks the smallest tie
+    return {"value": float(uniques[int(np.argmax(counts))]), "categories": None}
+
+
+def _fit_column(series: pandas.Series, column: str, transformer: str | None) -> FittedColumn:
+    feature_kind = _feature_kind(series, column)
+    automatic = {"numeric": "passthrough", "bool": "bool_to_int", "category": "auto_label_encoder"}
+    kind = transformer or automatic[feature_kind]
+    if kind in ("passthrough", "bool_to_int"):
+        return _make_column(column, kind, {})
+    if kind in _NUMERIC_ONLY or (kind == "impute_most_frequent" and feature_kind != "category"):
+        if feature_kind == "category":
+            raise ValueError(
+                f"feature '{column}' is not numeric; {kind} needs numbers (use label_encoder or one_hot_encoder)"
+            )
+        return _make_column(column, kind, _fit_numeric(column, kind, _numeric_array(series, column)))
+    counts = _key_counts(series)
+    categories = sorted(counts)
+    if kind in ("one_hot_encoder", "impute_most_frequent") and not categories:
+        raise ValueError(f"feature '{column}' has no non-null training values; cannot fit {kind}")
+    if kind == "one_hot_encoder" and len(categories) > MAX_ONE_HOT_CATEGORIES:
+        raise ValueError(
+            f"feature '{column}' has {len(categories)} categories, more than {MAX_ONE_HOT_CATEGORIES} for "
+            "one_hot_encoder; use label_encoder"
+        )
+    if kind == "impute_most_frequent":
+        top = max(counts.values())
+        fill = min(k for k in categories if counts[k] == top)
+        return _make_column(column, kind, {"value": fill, "categories": categories})
+    return _make_column(column, kind, {"categories": categories})
+
+
+def fit_transforms(
+    train: pandas.DataFrame, features: Sequence[str], transforms: Mapping[str, str]
+) -> FittedTransforms:
+    """Fit one transform per feature on ``train`` (the training split only), in feature order.
+
+    ``transforms`` maps a feature to a name in ``TRANSFORMERS``; other features get the
+    automatic kind of their dtype (see the module docstring). ``ValueError`` for an unknown
+    transformer, a transform of a column that is not a feature, a timestamp feature, or state
+    that cannot be fitted.
+    """
+    for column, name in transforms.items():
+        if name not in TRANSFORMERS:
+            from engine.errors import did_you_mean
+
+            hint = did_you_mean(str(name), TRANSFORMERS)
+            raise ValueError(
+                f"unknown transformer {name!r} for feature '{column}'" + (f" ({hint})" if hint else "")
+                + f"; known: {', '.join(TRANSFORMERS)}"
+            )
+        if column not in features:
+            raise ValueError(f"transform for '{column}', which is not a feature of the view")
+    absent = [f for f in features if f not in train.columns]
+    if absent:
+        raise ValueError(f"training frame has no feature(s) {absent}")
+    return FittedTransforms(columns=tuple(_fit_column(train[f], f, transforms.get(f)) for f in features))
