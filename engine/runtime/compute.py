@@ -6,9 +6,6 @@ publish (engine.store.feature_store does that) nor build SQL for feature-store o
 
 from __future__ import annotations
 
-import importlib
-import sys
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +14,7 @@ from engine.backends.duckdb_backend import check_single_select, run_sql
 from engine.errors import ExecutionError, SpecError
 from engine.model import objects as m
 from engine.sql.quote import qualified, quote_ident
+from engine.transforms.on_demand import import_function, user_frame
 
 
 @dataclass
@@ -66,39 +64,13 @@ def _sql(ctx: ComputeContext, fg: m.FeatureGroup, t: m.SqlTransform, target: str
     run_sql(ctx.con, f"CREATE TABLE {target} AS {sql}", timeout_s=ctx.sql_timeout_s)
 
 
-def _import_function(project: m.Project, module: str, function: str, owner: str):
-    """Import ``module:function`` from the project folder (only now, when the step runs)."""
-    root = str(project.root.resolve())
-    for path in (str(Path(root) / "src"), root):
-        if path not in sys.path:
-            sys.path.insert(0, path)
-    try:
-        mod = importlib.import_module(module)
-    except Exception as exc:
-        raise ExecutionError(f"{owner}: importing '{module}' failed: {type(exc).__name__}: {exc}") from exc
-    fn = getattr(mod, function, None)
-    if not callable(fn):
-        raise ExecutionError(f"{owner}: '{module}' has no function '{function}'")
-    return fn
-
-
-def _user_frame(exc: BaseException, root: Path) -> str:
-    """The innermost traceback frame inside the project, as ``file:line`` (for error messages)."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    root_s = str(root.resolve())
-    for frame in reversed(frames):
-        if frame.filename.startswith(root_s):
-            return f" ({Path(frame.filename).relative_to(root_s)}:{frame.lineno})"
-    return ""
-
-
 def _python(ctx: ComputeContext, fg: m.FeatureGroup, t: m.PythonTransform, target: str) -> None:
-    fn = _import_function(ctx.project, t.module, t.function, str(fg.id))
+    fn = import_function(ctx.project.root, t.module, t.function, str(fg.id))
     frames = [ctx.con.execute(f"SELECT * FROM {ctx.relation_of(name)}").df() for name in t.inputs]
     try:
         result = fn(*frames)
     except Exception as exc:
-        raise ExecutionError(f"{fg.id}: {t.reference} raised {type(exc).__name__}: {exc}{_user_frame(exc, ctx.project.root)}") from exc
+        raise ExecutionError(f"{fg.id}: {t.reference} raised {type(exc).__name__}: {exc}{user_frame(exc, ctx.project.root)}") from exc
     _register_result(ctx, fg, t.reference, result, target)
 
 

@@ -17,7 +17,7 @@ from engine.compiler.steps import Action, Plan, PlannedStep, StepKind
 from engine.errors import DataError, EngineError, ExecutionError
 from engine.model import objects as m
 from engine.runtime.events import Listener, RunNotice, RunResult, StepFinished, StepStarted, StepStatus, ignore
-from engine.runtime.faults import fault_point
+from engine.faults import fault_point
 from engine.sql.quote import qualified
 from engine.state import metadata
 from engine.state.workspace import Workspace
@@ -56,7 +56,7 @@ def execute(
     result = RunResult(run_id)
     project = checked.project
     ingest = [s for s in plan.to_run if s.step.kind is StepKind.INGEST_SOURCE]
-    builds = [s for s in plan.to_run if s.step.kind is StepKind.BUILD_FEATURE_GROUP]
+    builds = [s for s in plan.to_run if s.step.kind is not StepKind.INGEST_SOURCE]
     failure: EngineError | None = None
 
     def finish(ps: PlannedStep, status: StepStatus, started: float, rows: int | None = None, message: str | None = None) -> None:
@@ -92,7 +92,8 @@ def execute(
     if builds and not failure:
         con = connect(workspace.database, sandboxed=True, memory_limit=options.memory_limit, threads=options.threads, temp_directory=workspace.tmp_dir)
         try:
-            failure = _build_all(con, builds, checked, run_id, options, finish, listener)
+            ctx = StepContext(con, checked, run_id, options, workspace)
+            failure = _run_steps(ctx, builds, finish, listener)
         finally:
             con.close()
 
@@ -177,42 +178,101 @@ def _check_same_columns(con, source: m.Source) -> None:
             raise DataError(f"{source.id}: file '{path.name}' does not match '{first.name}': {diff}")
 
 
-def _build_all(con, builds, checked: CheckedProject, run_id: str, options: RunOptions, finish, listener) -> EngineError | None:
-    from engine.runtime.compute import ComputeContext, compute
-    from engine.store.feature_store import offline_relation, publish
+@dataclass
+class StepContext:
+    """What every step handler gets: the sandboxed connection and the run's settings."""
 
-    project = checked.project
+    con: object
+    checked: CheckedProject
+    run_id: str
+    options: RunOptions
+    workspace: Workspace
 
-    def relation_of(name: str) -> str:
+    def relation_of(self, name: str) -> str:
+        from engine.store.feature_store import offline_relation
+
+        project = self.checked.project
         if name in project.sources:
             return source_relation(name)
         fg = project.feature_groups[name]
         return offline_relation(fg.name, fg.version)
 
-    for ps in builds:
-        fg = project.feature_groups[ps.step.id.name]
+
+def _run_steps(ctx: StepContext, steps: list[PlannedStep], finish, listener) -> EngineError | None:
+    """Run steps in plan order; the first failure stops the run (nothing of it published)."""
+    handlers = {
+        StepKind.BUILD_FEATURE_GROUP: _build_feature_group,
+        StepKind.BUILD_FEATURE_VIEW: _build_feature_view,
+        StepKind.TRAIN_MODEL: _train_model,
+    }
+    for ps in steps:
         started = time.monotonic()
         listener(StepStarted(ps.step.key, ps.reason.value))
-        ctx = ComputeContext(con, project, relation_of, options.sql_timeout_s)
-        staging = None
         try:
-            staging = compute(ctx, fg)
-            fault_point("after_staging")
-            _check(con, fg, staging)
-            version = publish(con, fg, staging, run_id=run_id, fingerprint=ps.step.fingerprint, fitted=ctx.fitted, fault_point=fault_point)
-            metadata.record_step(con, ps.step.key, ps.step.definition_fingerprint, ps.step.fingerprint, run_id)
-            finish(ps, StepStatus.RAN, started, version.row_count)
+            rows = handlers[ps.step.kind](ctx, ps)
+            finish(ps, StepStatus.RAN, started, rows)
         except EngineError as exc:
             finish(ps, StepStatus.FAILED, started, message=str(exc))
             return exc
         except Exception as exc:  # a DuckDB error outside user SQL, e.g. a type error while merging
-            err = ExecutionError(f"{fg.id}: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}")
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            err = ExecutionError(f"{ps.step.key}: {type(exc).__name__}: {first}")
             finish(ps, StepStatus.FAILED, started, message=str(err))
             return err
-        finally:
-            if staging:
-                con.execute(f"DROP TABLE IF EXISTS {staging}")
     return None
+
+
+def _build_feature_group(ctx: StepContext, ps: PlannedStep) -> int:
+    from engine.runtime.compute import ComputeContext, compute
+    from engine.store.feature_store import publish
+
+    con = ctx.con
+    fg = ctx.checked.project.feature_groups[ps.step.id.name]
+    compute_ctx = ComputeContext(con, ctx.checked.project, ctx.relation_of, ctx.options.sql_timeout_s)
+    staging = None
+    try:
+        staging = compute(compute_ctx, fg)
+        fault_point("after_staging")
+        _check(con, fg, staging)
+        version = publish(con, fg, staging, run_id=ctx.run_id, fingerprint=ps.step.fingerprint, fitted=compute_ctx.fitted, fault_point=fault_point)
+        metadata.record_step(con, ps.step.key, ps.step.definition_fingerprint, ps.step.fingerprint, ctx.run_id)
+        return version.row_count
+    finally:
+        if staging:
+            con.execute(f"DROP TABLE IF EXISTS {staging}")
+
+
+def _build_feature_view(ctx: StepContext, ps: PlannedStep) -> int:
+    from engine.backends.duckdb_backend import run_sql
+    from engine.training.feature_view import materialise, publish_view
+
+    con = ctx.con
+    fv = ctx.checked.project.feature_views[ps.step.id.name]
+    staging = None
+    try:
+        staging, layout = materialise(con, fv, ctx.checked.project, ctx.relation_of, run_sql=run_sql, timeout_s=ctx.options.sql_timeout_s)
+        rows = con.execute(f"SELECT count(*) FROM {staging}").fetchone()[0]
+        con.execute("BEGIN TRANSACTION")
+        try:
+            publish_view(con, fv, staging, layout, fingerprint=ps.step.fingerprint, run_id=ctx.run_id)
+            metadata.record_step(con, ps.step.key, ps.step.definition_fingerprint, ps.step.fingerprint, ctx.run_id)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return rows
+    finally:
+        if staging:
+            con.execute(f"DROP TABLE IF EXISTS {staging}")
+
+
+def _train_model(ctx: StepContext, ps: PlannedStep) -> int:
+    from engine.training.train import train_model
+
+    model = ctx.checked.project.models[ps.step.id.name]
+    outcome = train_model(ctx.con, model, ctx.checked.project, ctx.workspace, run_id=ctx.run_id, step_fingerprint=ps.step.fingerprint)
+    metadata.record_step(ctx.con, ps.step.key, ps.step.definition_fingerprint, ps.step.fingerprint, ctx.run_id)
+    return outcome.rows
 
 
 def _check(con, fg: m.FeatureGroup, staging: str) -> None:

@@ -1,0 +1,267 @@
+"""Model artifacts on disk: safe formats (skops, XGBoost UBJ), atomic writes, hash-verified loads.
+
+Owns the bytes of ``model.skops`` / ``model.ubj`` in one version directory; must not touch the
+registry index, manifests or training. Never pickle, never joblib (DESIGN §5, RELIABILITY V19).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.errors import ExecutionError, InternalError, StorageIOError
+
+# Types skops does not trust by default that the estimators the engine supports need (linear
+# models, trees, forests, gradient boosting, HistGradientBoosting, k-NN, naive Bayes, SVM, MLP,
+# dummy). Derived by dumping each one fitted on tiny data (tests/registry/test_artifacts.py
+# re-derives it). numpy arrays, dtypes and builtins are trusted by skops itself. Deliberately
+# absent: ``functools.partial`` and ``sklearn.utils.validation.check_array`` (only needed by
+# HistGradientBoosting with native ``categorical_features``); such a model is refused at save time.
+TRUSTED_SKLEARN_TYPES: tuple[str, ...] = (
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.metrics._dist_metrics.ChebyshevDistance64",
+    "sklearn.metrics._dist_metrics.EuclideanDistance64",
+    "sklearn.metrics._dist_metrics.ManhattanDistance64",
+    "sklearn.metrics._dist_metrics.MinkowskiDistance64",
+    "sklearn.neighbors._ball_tree.BallTree",
+    "sklearn.neighbors._kd_tree.KDTree",
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+    "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+    "sklearn.tree._tree.Tree",
+)
+
+SKOPS = "skops"
+XGBOOST_UBJ = "xgboost-ubj"
+ARTIFACT_FILES = {SKOPS: "model.skops", XGBOOST_UBJ: "model.ubj"}
+XGBOOST_CLASSES = ("xgboost.XGBClassifier", "xgboost.XGBRegressor")
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One model artifact file inside a version directory, with what is needed to verify it."""
+
+    file: str  # "model.skops" | "model.ubj"
+    format: str  # "skops" | "xgboost-ubj"
+    sha256: str
+    size: int
+    estimator_class: str  # e.g. "xgboost.XGBClassifier", "sklearn.linear_model._ridge.Ridge"
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON-safe form stored in ``manifest.json``."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Artifact:
+        """Rebuild from :meth:`as_dict` output."""
+        return cls(
+            file=str(data["file"]),
+            format=str(data["format"]),
+            sha256=str(data["sha256"]),
+            size=int(data["size"]),
+            estimator_class=str(data["estimator_class"]),
+        )
+
+
+# --- atomic writes (RELIABILITY G4) --------------------------------------------------------------
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a rename inside ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a fsynced temp file in the same directory and ``os.replace``.
+
+    On any ``OSError`` (disk full, EIO) the temp file is removed, nothing stays under the final
+    name, and :class:`StorageIOError` is raised.
+    """
+    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
+    fd: int | None = None
+    replaced = False
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+        os.close(fd)
+        fd = None
+        os.replace(tmp, path)
+        replaced = True
+        fsync_directory(path.parent)
+    except OSError as exc:
+        if fd is not None:
+            _quietly(os.close, fd)
+        _quietly(os.unlink, tmp)
+        if replaced:
+            _quietly(os.unlink, path)
+        raise StorageIOError(f"could not write {path}: {exc.strerror or exc}") from exc
+
+
+def _quietly(func, *args) -> None:
+    try:
+        func(*args)
+    except OSError:
+        pass
+
+
+# --- save ----------------------------------------------------------------------------------------
+
+
+def _class_path(obj: object) -> str:
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
+def _is_xgboost(estimator: object) -> bool:
+    return type(estimator).__module__.split(".")[0] == "xgboost"
+
+
+def save_estimator(estimator: object, directory: Path, *, owner: str = "model") -> Artifact:
+    """Write a fitted estimator into ``directory`` in a safe format and return its :class:`Artifact`.
+
+    XGBoost estimators go to ``model.ubj``; scikit-learn estimators go through skops to
+    ``model.skops``, refused (``ExecutionError``, nothing written) when they need a type outside
+    :data:`TRUSTED_SKLEARN_TYPES` (RELIABILITY M1).
+    """
+    if _is_xgboost(estimator):
+        fmt, estimator_class = XGBOOST_UBJ, f"xgboost.{type(estimator).__name__}"
+        data = _xgboost_bytes(estimator, directory, owner)
+    else:
+        fmt, estimator_class = SKOPS, _class_path(estimator)
+        data = _skops_bytes(estimator, owner)
+    file = ARTIFACT_FILES[fmt]
+    write_atomic(directory / file, data)
+    return Artifact(file, fmt, hashlib.sha256(data).hexdigest(), len(data), estimator_class)
+
+
+def _skops_bytes(estimator: object, owner: str) -> bytes:
+    import skops.io as sio
+
+    try:
+        data = sio.dumps(estimator)
+    except Exception as exc:  # skops raises assorted types for objects it cannot represent
+        raise ExecutionError(
+            f"{owner}: estimator {type(estimator).__name__} cannot be saved with skops: {type(exc).__name__}: {exc}"
+        ) from exc
+    untrusted = sorted(set(sio.get_untrusted_types(data=data)) - set(TRUSTED_SKLEARN_TYPES))
+    if untrusted:
+        raise ExecutionError(
+            f"{owner}: estimator {type(estimator).__name__} needs types outside the trusted list, "
+            f"so it cannot be saved safely: {', '.join(untrusted)}"
+        )
+    return data
+
+
+def _xgboost_bytes(estimator: object, directory: Path, owner: str) -> bytes:
+    import xgboost
+    from sklearn.exceptions import NotFittedError
+
+    name = f"xgboost.{type(estimator).__name__}"
+    if name not in XGBOOST_CLASSES or type(estimator) is not getattr(xgboost, type(estimator).__name__):
+        raise ExecutionError(f"{owner}: estimator {name} is not supported (supported: {', '.join(XGBOOST_CLASSES)})")
+    try:
+        estimator.get_booster()
+    except NotFittedError as exc:
+        raise InternalError(f"{owner}: cannot save an unfitted {name}") from exc
+    # The sklearn wrapper only saves to a path (it adds its own metadata), so save to a temp file
+    # beside the target, read it back and remove it; the final file is written by write_atomic.
+    tmp = directory / f".tmp-{uuid.uuid4().hex}.ubj"
+    try:
+        estimator.save_model(tmp)
+        return tmp.read_bytes()
+    except (OSError, xgboost.core.XGBoostError) as exc:
+        raise StorageIOError(f"could not write the model artifact of {owner} in {directory}: {exc}") from exc
+    finally:
+        _quietly(os.unlink, tmp)
+
+
+# --- load ----------------------------------------------------------------------------------------
+
+
+def _hash_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_verified(path: Path, sha256: str, size: int, *, what: str) -> bytes:
+    """Read ``path`` and return its bytes only if its size and sha256 are the recorded ones.
+
+    ``what`` names the file in messages, e.g. ``"model artifact model.ubj of model:m@3"``.
+    """
+    try:
+        actual_size = path.stat().st_size
+        if actual_size != size:
+            got = _hash_file(path)
+            raise ExecutionError(
+                f"sha256 mismatch for {what}: expected {sha256} ({size} bytes), got {got} ({actual_size} bytes)"
+            )
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise ExecutionError(f"{what} is missing: {path}") from exc
+    except OSError as exc:
+        raise StorageIOError(f"could not read {what} at {path}: {exc.strerror or exc}") from exc
+    got = hashlib.sha256(data).hexdigest()
+    if got != sha256 or len(data) != size:
+        raise ExecutionError(f"sha256 mismatch for {what}: expected {sha256} ({size} bytes), got {got} ({len(data)} bytes)")
+    return data
+
+
+def load_estimator(directory: Path, artifact: Artifact, *, owner: str) -> object:
+    """Load the estimator of ``artifact`` from ``directory`` after verifying size and sha256.
+
+    Any mismatch or parse failure raises :class:`ExecutionError` naming ``owner`` (RELIABILITY G5);
+    bytes are hashed and parsed from the same in-memory copy, so a file swapped in between is never
+    parsed.
+    """
+    expected_file = ARTIFACT_FILES.get(artifact.format)
+    if expected_file is None or artifact.file != expected_file:
+        raise ExecutionError(
+            f"model artifact of {owner} has an unknown format or file name: {artifact.format!r} / {artifact.file!r}"
+        )
+    what = f"model artifact {artifact.file} of {owner}"
+    data = read_verified(directory / artifact.file, artifact.sha256, artifact.size, what=what)
+    if artifact.format == XGBOOST_UBJ:
+        return _load_xgboost(data, artifact, what)
+    return _load_skops(data, artifact, what)
+
+
+def _load_skops(data: bytes, artifact: Artifact, what: str) -> object:
+    import skops.io as sio
+
+    try:
+        estimator = sio.loads(data, trusted=list(TRUSTED_SKLEARN_TYPES))
+    except Exception as exc:  # BadZipFile, UntrustedTypesFoundException, KeyError, ...: all mean "refused"
+        raise ExecutionError(f"{what} could not be loaded as skops: {type(exc).__name__}: {exc}") from exc
+    if _class_path(estimator) != artifact.estimator_class:
+        raise ExecutionError(
+            f"{what} holds a {_class_path(estimator)}, but the registry recorded {artifact.estimator_class}"
+        )
+    return estimator
+
+
+def _load_xgboost(data: bytes, artifact: Artifact, what: str) -> object:
+    import xgboost
+
+    if artifact.estimator_class not in XGBOOST_CLASSES:
+        raise ExecutionError(f"{what}: unsupported estimator class {artifact.estimator_class!r}")
+    estimator = getattr(xgboost, artifact.estimator_class.split(".", 1)[1])()
+    try:
+        estimator.load_model(bytearray(data))
+    except (xgboost.core.XGBoostError, TypeError, ValueError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ExecutionError(f"{what} could not be loaded as XGBoost UBJ: {type(exc).__name__}: {first_line}") from exc
+    return estimator
