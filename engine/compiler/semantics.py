@@ -85,8 +85,7 @@ class _Checker:
         for fv in project.feature_views.values():
             self.check_feature_view(project, fv)
         for model in project.models.values():
-            if model.feature_view not in project.feature_views:
-                self.fail(("models", model.name, "feature_view"), f"unknown feature view '{model.feature_view}' (known: {', '.join(sorted(project.feature_views)) or 'none'})", did_you_mean(model.feature_view, list(project.feature_views)))
+            self.check_model(project, model)
         for job in project.inference.values():
             model_name = job.model.partition("@")[0]
             if model_name not in project.models:
@@ -248,6 +247,35 @@ class _Checker:
             out[f"{pca.prefix}{k}"] = "DOUBLE"
         return out
 
+    # --- models ------------------------------------------------------------------------------
+
+    def check_model(self, project: m.Project, model: m.Model) -> None:
+        path = ("models", model.name)
+        fv = project.feature_views.get(model.feature_view)
+        if fv is None:
+            self.fail(path + ("feature_view",), f"unknown feature view '{model.feature_view}' (known: {', '.join(sorted(project.feature_views)) or 'none'})", did_you_mean(model.feature_view, list(project.feature_views)))
+        else:
+            if model.feature_view_version is not None and model.feature_view_version != fv.version:
+                self.fail(path + ("feature_view",), f"feature view '{fv.name}' is declared at version {fv.version}, not {model.feature_view_version}")
+            if len(fv.labels) != 1:
+                self.fail(path + ("feature_view",), f"a model trains on exactly one label; feature view '{fv.name}' has {len(fv.labels)} ({', '.join(fv.labels) or 'none'})", "set label: <column> on the feature view")
+            spine = project.feature_groups.get(fv.spine)
+            if model.split.by == "time" and spine is not None and not spine.event_time:
+                self.fail(path + ("split", "by"), f"a time split needs the spine's event time, and feature group '{fv.spine}' has none", "use split: {by: random, test_size: 0.2} or give the spine an event_time")
+        from engine.training.catalogue import check_metrics, check_model_params
+        from engine.training.splits import check_split
+
+        class_weight = dict(model.class_weight) if isinstance(model.class_weight, tuple) else model.class_weight
+        problems = check_model_params(model.estimator, dict(model.params), class_weight)
+        for sub, message, hint in problems:
+            self.fail(path + tuple(sub), message, hint)
+        if not any(message.startswith("unknown estimator") for _, message, _ in problems):
+            for sub, message, hint in check_metrics(model.estimator, list(model.metrics), dict(model.params)):
+                self.fail(path + tuple(sub), message, hint)
+        s = model.split
+        for sub, message, hint in check_split(s.by, s.test_from, s.validation_from, s.test_size, s.validation_size):
+            self.fail(path + ("split",) + tuple(sub), message, hint)
+
     # --- feature views (columns checked where known; executed by the training pipeline) ----------
 
     def check_feature_view(self, project: m.Project, fv: m.FeatureView) -> None:
@@ -269,8 +297,9 @@ class _Checker:
             for i, col in enumerate(fv.helpers):
                 if col not in spine_cols:
                     self.fail(path + ("helpers", i), f"helper column '{col}' is not a column of feature group '{fv.spine}'", did_you_mean(col, list(spine_cols)))
-        if not spine.event_time and fv.joins:
-            pass  # joins on keys alone are still point-in-time safe for groups without event time
+        timed = [j for j in fv.joins if j.feature_group in groups and groups[j.feature_group].event_time]
+        if not spine.event_time and timed:
+            self.fail(path + ("spine",), f"feature group '{fv.spine}' has no event time, so '{timed[0].feature_group}' cannot be joined point-in-time", "give the spine an event_time")
         seen: dict[str, str] = {}
         for i, col in enumerate(fv.features):
             if col in seen:
@@ -316,7 +345,13 @@ class _Checker:
                     self.fail(jpath, f"column '{out_name}' from feature group '{join.feature_group}' clashes with a column from '{produced.get(out_name, fv.spine)}'", f"add prefix: {join.feature_group}_")
                     break
                 produced[out_name] = join.feature_group
+        available = set(produced) | set(spine_cols or ()) if spine_cols is not None else None
         for i, name in enumerate(fv.on_demand):
+            fn = project.functions.get(name)
+            if fn is not None and available is not None and all(self.columns.get(j.feature_group) is not None for j in fv.joins):
+                for k, col in enumerate(fn.inputs):
+                    if col not in available:
+                        self.fail(path + ("on_demand", i), f"function '{name}' needs column '{col}', which the feature view does not have", did_you_mean(col, list(available)))
             if name not in project.functions:
                 self.fail(path + ("on_demand", i), f"unknown function '{name}' (known: {', '.join(sorted(project.functions)) or 'none'})", did_you_mean(name, list(project.functions)))
 

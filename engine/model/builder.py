@@ -287,7 +287,7 @@ class _Builder:
             params=tuple(sorted((d.get("params") or {}).items())),
             split=split,
             metrics=tuple(d.get("metrics") or ()),
-            class_weight=d.get("class_weight"),
+            class_weight=tuple(sorted(d["class_weight"].items())) if isinstance(d.get("class_weight"), dict) else d.get("class_weight"),
             aliases=tuple(d.get("aliases") or ()),
             description=d.get("description"),
             origin=m.Origin(("models", name)),

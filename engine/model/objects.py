@@ -313,7 +313,7 @@ class Model:
     params: tuple[tuple[str, object], ...] = ()
     split: Split = Split(by="random", test_size=0.2)
     metrics: tuple[str, ...] = ()
-    class_weight: str | None = None
+    class_weight: str | tuple[tuple[str, float], ...] | None = None
     aliases: tuple[str, ...] = ()
     description: str | None = None
     origin: Origin = Origin(())

@@ -1,0 +1,236 @@
+"""Static checks of a model's estimator, params, class_weight and metrics; must not import sklearn/xgboost.
+
+The knowledge comes from ``estimators.json`` (package data), generated from the installed libraries
+by ``scripts/generate_estimator_catalogue.py``. `engine validate` calls these checks, so this module
+stays pure: no scikit-learn, XGBoost, pandas or numpy import, no I/O beyond reading the JSON.
+
+Each check returns problems as ``(sub_path, message, hint)`` tuples; ``sub_path`` is relative to the
+model (``("params", "n_estimators")``), and the caller turns it into a positioned ``Problem``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from engine.errors import did_you_mean
+from engine.training.metrics import CLASSIFIER_METRICS, PROBA_METRICS, REGRESSOR_METRICS
+
+CheckProblem = tuple[tuple[str | int, ...], str, str | None]
+
+_TYPE_WORDS = {
+    "integer": "an integer",
+    "number": "a number",
+    "string": "a string",
+    "boolean": "true or false",
+    "null": "null",
+    "array": "a list",
+    "object": "a mapping",
+}
+
+
+@lru_cache(maxsize=1)
+def load_catalogue() -> dict[str, Any]:
+    """The shipped catalogue: ``{"generated_from": {...}, "estimators": {class_path: entry}}``.
+
+    >>> load_catalogue()["estimators"]["xgboost.XGBClassifier"]["task"]
+    'classifier'
+    """
+    text = resources.files("engine.training").joinpath("estimators.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def estimator_entry(estimator: str) -> dict[str, Any] | None:
+    """The catalogue entry of an allow-listed class path, or None."""
+    return load_catalogue()["estimators"].get(estimator)
+
+
+def estimator_task(estimator: str) -> str | None:
+    """'classifier', 'regressor', or None for an unknown class path."""
+    entry = estimator_entry(estimator)
+    return entry["task"] if entry else None
+
+
+def supports_proba(estimator: str, params: Mapping[str, object] | None = None) -> bool:
+    """Whether the estimator, built with ``params``, offers ``predict_proba``.
+
+    >>> supports_proba("sklearn.svm.SVC"), supports_proba("sklearn.svm.SVC", {"probability": True})
+    (False, True)
+    """
+    entry = estimator_entry(estimator)
+    if entry is None:
+        return False
+    if entry["predict_proba"]:
+        return True
+    when = entry.get("predict_proba_when") or {}
+    return any((params or {}).get(key) in values for key, values in when.items())
+
+
+def json_type(value: object) -> str:
+    """The JSON type of a spec value ('integer' for whole ints, 'number' for floats)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (list, tuple)):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return "other"
+
+
+def _shown(value: object) -> str:
+    kind = json_type(value)
+    if kind == "string":
+        return f"the string {value!r}"
+    if kind == "boolean":
+        return "true" if value else "false"
+    if kind in ("integer", "number"):
+        return repr(value)
+    return _TYPE_WORDS.get(kind, kind)
+
+
+def _accepts(types: Sequence[str], value: object) -> bool:
+    kind = json_type(value)
+    return kind in types or (kind == "integer" and "number" in types)
+
+
+def _expected(types: Sequence[str]) -> str:
+    order = ["integer", "number", "string", "boolean", "array", "object", "null"]
+    words = [_TYPE_WORDS[t] for t in order if t in types and not (t == "integer" and "number" in types)]
+    return " or ".join(words)
+
+
+def _check_value(estimator: str, name: str, spec: Mapping[str, Any], value: object) -> CheckProblem | None:
+    where = ("params", name)
+    types = spec.get("types")
+    if types is None:
+        default = spec["default"]
+        if default in ("integer", "number") and json_type(value) in ("string", "boolean"):
+            return where, f"expected a number for {name}, got {_shown(value)}", None
+        if default == "boolean" and json_type(value) in ("string", "integer", "number"):
+            return where, f"expected true or false for {name}, got {_shown(value)}", None
+        return None
+    if not types:
+        return where, f"{name} cannot be set from a spec (it takes a Python object)", None
+    if not _accepts(types, value):
+        return where, f"expected {_expected(types)} for {name}, got {_shown(value)}", None
+    options = spec.get("options")
+    accepted = set(options or ()) | set(spec.get("hidden_options", ()))
+    if accepted and isinstance(value, str) and value not in accepted:
+        hint = did_you_mean(value, options) or "expected one of: " + ", ".join(options)
+        return where, f"{value!r} is not a valid value of {name} for {estimator}", hint
+    return None
+
+
+def check_model_params(estimator: str, params: Mapping[str, object], class_weight: object) -> list[CheckProblem]:
+    """Problems with a model's estimator class path, its params and its class_weight.
+
+    >>> check_model_params("xgboost.XGBClassifier", {"n_estimatorz": 3}, None)
+    [(('params', 'n_estimatorz'), "'n_estimatorz' is not a parameter of xgboost.XGBClassifier", "did you mean 'n_estimators'?")]
+    """
+    entry = estimator_entry(estimator)
+    if entry is None:
+        allowed = sorted(load_catalogue()["estimators"])
+        hint = _suggest_estimator(estimator, allowed)
+        return [(("estimator",), f"unknown estimator {estimator!r}", hint)]
+    problems: list[CheckProblem] = []
+    known = entry["params"]
+    aliases = entry.get("aliases", {})
+    for name, value in params.items():
+        spec = known.get(name)
+        if spec is None:
+            if name in aliases:
+                hint = f"the scikit-learn interface of XGBoost calls it {aliases[name]!r}"
+            elif name == "class_weight":
+                hint = "set class_weight on the model, next to params"
+            else:
+                hint = did_you_mean(name, list(known))
+            problems.append((("params", name), f"{name!r} is not a parameter of {estimator}", hint))
+            continue
+        problem = _check_value(estimator, name, spec, value)
+        if problem:
+            problems.append(problem)
+    if class_weight is not None:
+        problems.extend(_check_class_weight(estimator, entry, params, class_weight))
+    return problems
+
+
+def _suggest_estimator(estimator: str, allowed: list[str]) -> str | None:
+    """Did-you-mean on the class name (the part people misremember), else the module's classes."""
+    by_name = {path.rsplit(".", 1)[-1]: path for path in allowed}
+    name = estimator.rsplit(".", 1)[-1]
+    exact = {key.lower(): path for key, path in by_name.items()}.get(name.lower())
+    if exact and exact != estimator:
+        return f"did you mean {exact!r}?"
+    close = difflib.get_close_matches(name, sorted(by_name), n=1, cutoff=0.85)
+    if close:
+        return f"did you mean {by_name[close[0]]!r}?"
+    module = estimator.rpartition(".")[0]
+    same_module = [path for path in allowed if path.rpartition(".")[0] == module]
+    if same_module:
+        return "supported in " + module + ": " + ", ".join(p.rsplit(".", 1)[-1] for p in same_module)
+    return None
+
+
+def _check_class_weight(estimator: str, entry: Mapping[str, Any], params: Mapping[str, object],
+                        class_weight: object) -> list[CheckProblem]:
+    where = ("class_weight",)
+    if entry["task"] != "classifier":
+        return [(where, f"class_weight applies to classifiers; {estimator} is a regressor", None)]
+    if entry["class_weight"] is None:
+        return [(where, f"{estimator} supports neither class_weight nor sample weights",
+                 "remove class_weight or choose another estimator")]
+    if "class_weight" in params:
+        return [(where, "class_weight is set twice (here and in params)", "keep only this one")]
+    if not (class_weight == "balanced" or isinstance(class_weight, Mapping)):
+        return [(where, "expected 'balanced' or a mapping class -> weight", None)]
+    # entry["class_weight"] == "sample_weight" (XGBoost, GradientBoosting, ...): the engine turns the
+    # weights into per-row sample weights at fit time; nothing to report.
+    return []
+
+
+def check_metrics(estimator: str, metrics: Sequence[str], params: Mapping[str, object] | None = None) -> list[CheckProblem]:
+    """Problems with the model's ``metrics`` list given the estimator's task and predict_proba.
+
+    >>> check_metrics("sklearn.linear_model.Ridge", ["rmse", "roc_auc"])[0][1]
+    "'roc_auc' is a classifier metric; sklearn.linear_model.Ridge is a regressor"
+    """
+    entry = estimator_entry(estimator)
+    if entry is None:
+        return []  # reported by check_model_params
+    task = entry["task"]
+    problems: list[CheckProblem] = []
+    fitting = CLASSIFIER_METRICS if task == "classifier" else REGRESSOR_METRICS
+    for i, metric in enumerate(metrics):
+        where = ("metrics", i)
+        if metric not in CLASSIFIER_METRICS and metric not in REGRESSOR_METRICS:
+            problems.append((where, f"unknown metric {metric!r}", did_you_mean(metric, list(fitting))))
+        elif metric not in fitting:
+            other = "classifier" if task == "regressor" else "regressor"
+            problems.append((where, f"{metric!r} is a {other} metric; {estimator} is a {task}",
+                             "use one of: " + ", ".join(fitting)))
+        elif metric in PROBA_METRICS and not supports_proba(estimator, params):
+            when = entry.get("predict_proba_when")
+            hint = None
+            if when:
+                key, values = next(iter(when.items()))
+                hint = f"set {key}: {_yaml_value(values[0])} in params"
+            problems.append((where, f"{metric!r} needs predicted probabilities, which {estimator} does not give", hint))
+    return problems
+
+
+def _yaml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -1,0 +1,162 @@
+"""Model metrics on one split, computed with sklearn.metrics; must not decide anything about the registry.
+
+Importing this module is cheap (numpy and scikit-learn load inside functions) because the static
+catalogue, which `engine validate` uses, reads the metric tables below.
+
+Conventions, pinned by tests:
+
+- Binary classification: the positive class is the *larger* label (``True``, ``1``, ``"yes"`` over
+  ``"no"``), i.e. the last entry of ``classes``; roc_auc uses the probability of that class.
+- Multiclass: precision, recall and f1 are **macro** averages; roc_auc is one-vs-rest macro.
+- A metric that is undefined on the data (roc_auc with one class in the test split, precision with
+  no positive predictions, r2 on one row) is stored as ``None`` and explained in ``warnings``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+CLASSIFIER_METRICS: tuple[str, ...] = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
+REGRESSOR_METRICS: tuple[str, ...] = ("mae", "rmse", "r2")
+PROBA_METRICS: frozenset[str] = frozenset({"roc_auc", "log_loss"})
+_HIGHER_IS_BETTER = {
+    "accuracy": True, "precision": True, "recall": True, "f1": True, "roc_auc": True, "r2": True,
+    "log_loss": False, "mae": False, "rmse": False,
+}
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    """Metric values (``None`` when undefined) and one warning per undefined metric."""
+
+    values: dict[str, float | None] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+
+def higher_is_better(metric: str) -> bool:
+    """Whether a larger value of ``metric`` is better (for 'best by metric' lookups).
+
+    >>> higher_is_better("roc_auc"), higher_is_better("rmse")
+    (True, False)
+    """
+    if metric not in _HIGHER_IS_BETTER:
+        raise ValueError(f"unknown metric {metric!r}")
+    return _HIGHER_IS_BETTER[metric]
+
+
+def default_metrics(task: str, has_proba: bool) -> tuple[str, ...]:
+    """Metrics computed when the spec names none.
+
+    >>> default_metrics("classifier", has_proba=False)
+    ('accuracy', 'f1')
+    """
+    if task == "classifier":
+        return ("accuracy", "f1", "roc_auc", "log_loss") if has_proba else ("accuracy", "f1")
+    if task == "regressor":
+        return REGRESSOR_METRICS
+    raise ValueError(f"unknown task {task!r}")
+
+
+def compute_metrics(task: str, metrics: Sequence[str], y_true, y_pred, y_proba=None,
+                    classes: Sequence[object] | None = None) -> MetricResult:
+    """Compute ``metrics`` for one split.
+
+    Classifiers: ``y_true``/``y_pred`` are labels (or label codes), ``y_proba`` has one column per
+    entry of ``classes`` in that order; ``classes`` defaults to ``range(n_columns)`` when
+    probabilities are given, else to the sorted labels seen in ``y_true`` and ``y_pred``.
+    Regressors: ``y_true``/``y_pred`` are numbers. Raises ValueError for a metric that does not fit
+    the task or needs probabilities that were not given (the spec checks catch these earlier).
+    """
+    import numpy as np
+
+    y_true = np.asarray(y_true)
+    y_pred = np.asarray(y_pred)
+    if len(y_true) == 0 or len(y_true) != len(y_pred):
+        raise ValueError(f"need equal, non-zero lengths (got {len(y_true)} and {len(y_pred)})")
+    allowed = CLASSIFIER_METRICS if task == "classifier" else REGRESSOR_METRICS if task == "regressor" else None
+    if allowed is None:
+        raise ValueError(f"unknown task {task!r}")
+    values: dict[str, float | None] = {}
+    warnings: list[str] = []
+    for metric in metrics:
+        if metric not in allowed:
+            raise ValueError(f"metric {metric!r} does not apply to a {task}")
+        if task == "classifier":
+            value, why = _classifier_metric(metric, y_true, y_pred, y_proba, classes)
+        else:
+            value, why = _regressor_metric(metric, y_true, y_pred)
+        if value is None or math.isnan(value):
+            values[metric] = None
+            warnings.append(f"{metric} is undefined: {why or 'the result is NaN'}")
+        else:
+            values[metric] = float(value)
+    return MetricResult(values, tuple(warnings))
+
+
+def _classes(y_true, y_pred, y_proba, classes):
+    import numpy as np
+
+    if classes is not None:
+        return list(classes)
+    if y_proba is not None:
+        return list(range(np.asarray(y_proba).shape[1]))
+    return sorted(set(y_true.tolist()) | set(y_pred.tolist()))
+
+
+def _classifier_metric(metric, y_true, y_pred, y_proba, classes) -> tuple[float | None, str | None]:
+    import numpy as np
+    from sklearn import metrics as skm
+
+    labels = _classes(y_true, y_pred, y_proba, classes)
+    binary = len(labels) <= 2
+    if metric == "accuracy":
+        return skm.accuracy_score(y_true, y_pred), None
+    if metric in ("precision", "recall", "f1"):
+        scorer = {"precision": skm.precision_score, "recall": skm.recall_score, "f1": skm.f1_score}[metric]
+        kwargs = {"pos_label": labels[-1], "average": "binary"} if binary else {"labels": labels, "average": "macro"}
+        value = scorer(y_true, y_pred, zero_division=np.nan, **kwargs)
+        why = {"precision": "no positive predictions", "recall": "no positive rows",
+               "f1": "no positive rows and no positive predictions"}[metric] if binary else None
+        return value, why
+    if y_proba is None:
+        raise ValueError(f"metric {metric!r} needs predicted probabilities")
+    proba = np.asarray(y_proba, dtype=float)
+    if proba.shape[1] != len(labels):
+        raise ValueError(f"y_proba has {proba.shape[1]} columns for {len(labels)} classes")
+    if metric == "log_loss":
+        return skm.log_loss(y_true, proba, labels=labels), None
+    present = set(y_true.tolist())
+    if len(present) < 2:
+        return None, f"only one class ({_show(next(iter(present)))}) in the split"
+    if binary:
+        positive = proba[:, -1]
+        return skm.roc_auc_score(y_true == labels[-1], positive), None
+    missing = [label for label in labels if label not in present]
+    if missing:
+        return None, "classes " + ", ".join(_show(m) for m in missing) + " do not occur in the split"
+    return skm.roc_auc_score(y_true, proba, multi_class="ovr", average="macro", labels=labels), None
+
+
+def _regressor_metric(metric, y_true, y_pred) -> tuple[float | None, str | None]:
+    import numpy as np
+    from sklearn import metrics as skm
+
+    y_true = y_true.astype(float)
+    y_pred = y_pred.astype(float)
+    if metric == "mae":
+        return skm.mean_absolute_error(y_true, y_pred), None
+    if metric == "rmse":
+        return float(np.sqrt(skm.mean_squared_error(y_true, y_pred))), None
+    if len(y_true) < 2:
+        return None, "r2 needs at least two rows"
+    if np.all(y_true == y_true[0]):
+        return None, "the target is constant in the split"
+    return skm.r2_score(y_true, y_pred), None
+
+
+def _show(value: object) -> str:
+    if hasattr(value, "item"):
+        value = value.item()
+    return repr(value) if isinstance(value, str) else str(value)
