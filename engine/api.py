@@ -124,6 +124,78 @@ def list_feature_groups(path: str | Path, *, workspace: str | Path | None = None
         ]
 
 
+def read_feature_view(path: str | Path, name: str, *, workspace: str | Path | None = None) -> "pandas.DataFrame":
+    """A materialised feature view (spine rows joined point-in-time) as a DataFrame."""
+    from engine.training.feature_view import stored_layout
+
+    checked = validate(path)
+    with _read_connection(_workspace(checked, workspace)) as con:
+        stored = stored_layout(con, name) if _has_table(con, "feature_views") else None
+        if stored is None:
+            raise UsageError(f"feature_view:{name} has not been materialised yet: run `engine apply`")
+        return con.execute(f"SELECT * FROM {stored[0]}").df()
+
+
+def read_training_data(path: str | Path, model: str, *, version: str | int | None = None, split: str | None = None, workspace: str | Path | None = None) -> "pandas.DataFrame":
+    """The training dataset a model version was trained on (column ``_split``: train/validation/test)."""
+    mv = _model_version(path, model, version, workspace)
+    checked = validate(path)
+    with _read_connection(_workspace(checked, workspace)) as con:
+        table = mv.manifest["training_data"]["table"]
+        frame = con.execute(f"SELECT * FROM {table}").df()
+    return frame[frame["_split"] == split].reset_index(drop=True) if split else frame
+
+
+def list_models(path: str | Path, *, workspace: str | Path | None = None) -> list[dict]:
+    """Every registered model version with its test metrics and aliases."""
+    from engine.registry.registry import ModelRegistry
+
+    checked = validate(path)
+    ws = _workspace(checked, workspace)
+    with _read_connection(ws) as con:
+        if not _has_table(con, "model_versions"):
+            return []
+        versions = ModelRegistry(con, ws.models_dir).list()
+    return [_model_summary(mv) for mv in versions]
+
+
+def show_model(path: str | Path, name: str, *, version: str | int | None = None, workspace: str | Path | None = None) -> dict:
+    """The manifest of one model version (latest, a number, ``best:<metric>`` or an alias)."""
+    mv = _model_version(path, name, version, workspace)
+    return {**_model_summary(mv), "manifest": mv.manifest}
+
+
+def _model_version(path, name, selector, workspace):
+    from engine.registry.registry import ModelRegistry
+
+    checked = validate(path)
+    ws = _workspace(checked, workspace)
+    with _read_connection(ws) as con:
+        if not _has_table(con, "model_versions"):
+            raise UsageError(f"no model has been registered yet: run `engine apply` (models in the spec: {', '.join(sorted(checked.project.models)) or 'none'})")
+        return ModelRegistry(con, ws.models_dir).get(name, selector)
+
+
+def _model_summary(mv) -> dict:
+    m = mv.manifest
+    return {
+        "id": mv.ref,
+        "name": mv.name,
+        "version": mv.version,
+        "aliases": list(mv.aliases),
+        "estimator": m.get("estimator"),
+        "feature_view": f"feature_view:{m.get('feature_view')}@{m.get('feature_view_version')}",
+        "metrics": m.get("metrics", {}),
+        "training_rows": m.get("training_data", {}).get("rows", {}),
+        "created_at": mv.created_at,
+        "fingerprint": mv.fingerprint,
+    }
+
+
+def _has_table(con, name: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = '_engine' AND table_name = ?", [name]).fetchall()[0][0])
+
+
 # --- helpers -----------------------------------------------------------------------------------
 
 

@@ -173,27 +173,38 @@ def apply(path: Path, workspace: Path | None, select: tuple[str, ...], force: bo
 
 
 @cli.command()
-@click.argument("kind", type=click.Choice(["feature_group", "feature_groups"]))
+@click.argument("kind", type=click.Choice(["feature_group", "feature_groups", "model", "models"]))
 @click.argument("name", required=False)
 @click.option("--path", "path", type=click.Path(path_type=Path), default=Path("."), help="Project (spec file or folder).")
-@click.option("--version", "version", type=int, default=None, help="Version (default: the latest published).")
+@click.option("--version", "version", default=None, help="Version: a number; for models also latest, best:<metric> or an alias.")
 @WORKSPACE
 @click.option("--format", "fmt", type=FORMATS, default="text")
-def show(kind: str, name: str | None, path: Path, version: int | None, workspace: Path | None, fmt: str) -> None:
-    """Show a published feature group (schema, statistics) or list them all."""
+def show(kind: str, name: str | None, path: Path, version: str | None, workspace: Path | None, fmt: str) -> None:
+    """Show a published feature group or a registered model; the plural lists them all."""
 
     @_guard(fmt)
     def body(fmt: str) -> None:
         from engine import api
         from engine.cli.render import emit
-        from engine.cli.tables import feature_group_listing, feature_group_table
+        from engine.cli.tables import feature_group_listing, feature_group_table, model_listing, model_table
+        from engine.errors import UsageError
 
-        if kind == "feature_groups" or name is None:
-            rows = api.list_feature_groups(path, workspace=workspace)
-            emit(json.dumps(rows, indent=2) if fmt == "json" else feature_group_listing(rows))
+        if kind in ("feature_groups", "models") or name is None:
+            if kind.startswith("feature_group"):
+                rows = api.list_feature_groups(path, workspace=workspace)
+                emit(json.dumps(rows, indent=2) if fmt == "json" else feature_group_listing(rows))
+            else:
+                rows = api.list_models(path, workspace=workspace)
+                emit(json.dumps(rows, indent=2) if fmt == "json" else model_listing(rows))
             return
-        info = api.show_feature_group(path, name, version=version, workspace=workspace)
-        emit(json.dumps(info, indent=2, default=str) if fmt == "json" else feature_group_table(info))
+        if kind == "feature_group":
+            if version is not None and not version.isdigit():
+                raise UsageError(f"--version for a feature group is a number, not '{version}'")
+            info = api.show_feature_group(path, name, version=int(version) if version else None, workspace=workspace)
+            emit(json.dumps(info, indent=2, default=str) if fmt == "json" else feature_group_table(info))
+        else:
+            info = api.show_model(path, name, version=version, workspace=workspace)
+            emit(json.dumps(info, indent=2, default=str) if fmt == "json" else model_table(info))
 
     body(fmt=fmt)
 

@@ -57,9 +57,14 @@ class ApplyDisplay:
         table = Table(title=f"run {run.run_id}", title_justify="left")
         for col in ("step", "status", "reason", "rows", "seconds"):
             table.add_column(col, justify="right" if col in ("rows", "seconds") else "left")
+        unchanged = [s for s in run.steps if s.status is StepStatus.SKIPPED and s.reason == "unchanged"]
         for s in run.steps:
+            if s in unchanged:
+                continue
             table.add_row(s.step_id, f"[{_STYLE[s.status]}]{s.status.value}[/]", s.reason, f"{s.rows:,}" if s.rows is not None else "", f"{s.seconds:.2f}" if s.status is not StepStatus.SKIPPED else "")
         self.console.print(table)
+        if unchanged:
+            self.console.print(f"{len(unchanged)} unchanged step{'s' if len(unchanged) != 1 else ''} skipped.")
 
     def finish(self, result, fmt: str) -> None:
         """Print the outcome of a successful apply (text or JSON)."""

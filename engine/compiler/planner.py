@@ -53,6 +53,23 @@ def compile_steps(checked: CheckedProject) -> dict[str, Step]:
         )
         steps[step.key] = step
         key_of[name] = step.key
+    view_key: dict[str, str] = {}
+    for name, fv in sorted(project.feature_views.items()):
+        needed = [fv.spine, *(j.feature_group for j in fv.joins)]
+        deps = tuple(dict.fromkeys(key_of[n] for n in needed if n in key_of))
+        functions = [project.functions[f] for f in fv.on_demand if f in project.functions]
+        code = digest([python_package_fingerprint(project.root, f.module) for f in functions])
+        definition = digest(definition_fingerprint(fv), [definition_fingerprint(f) for f in functions], code)
+        step = Step(fv.id, StepKind.BUILD_FEATURE_VIEW, deps, definition, digest(definition, [steps[d].fingerprint for d in deps]))
+        steps[step.key] = step
+        view_key[name] = step.key
+    for name, model in sorted(project.models.items()):
+        if model.feature_view not in view_key:
+            continue
+        dep = view_key[model.feature_view]
+        definition = definition_fingerprint(model)
+        step = Step(model.id, StepKind.TRAIN_MODEL, (dep,), definition, digest(definition, steps[dep].fingerprint))
+        steps[step.key] = step
     return steps
 
 
@@ -66,7 +83,7 @@ def select_steps(steps: dict[str, Step], project: m.Project, select: tuple[str, 
         plain = name.split(":")[-1].split("@")[0]
         if plain not in by_name:
             hint = did_you_mean(plain, list(by_name))
-            raise UsageError(f"--select: no source or feature group named '{name}'" + (f" ({hint})" if hint else ""))
+            raise UsageError(f"--select: no source, feature group, feature view or model named '{name}'" + (f" ({hint})" if hint else ""))
         roots.append(by_name[plain])
     return ancestors({k: s.depends_on for k, s in steps.items()}, roots)
 

@@ -14,6 +14,8 @@ from engine.model.objects import ObjectId
 class StepKind(str, Enum):
     INGEST_SOURCE = "ingest_source"
     BUILD_FEATURE_GROUP = "build_feature_group"
+    BUILD_FEATURE_VIEW = "build_feature_view"
+    TRAIN_MODEL = "train_model"
 
 
 class Action(str, Enum):

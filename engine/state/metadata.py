@@ -10,7 +10,7 @@ from typing import Any
 
 from engine.compiler.planner import StoredStep
 
-SCHEMAS = ("_engine", "src", "offline", "online", "staging")
+SCHEMAS = ("_engine", "src", "offline", "online", "staging", "views", "training")
 
 _DDL = [
     *(f"CREATE SCHEMA IF NOT EXISTS {s}" for s in SCHEMAS),
@@ -41,6 +41,27 @@ _DDL = [
         run_id VARCHAR NOT NULL,
         published_at TIMESTAMPTZ NOT NULL,
         PRIMARY KEY (name, version))""",
+    """CREATE TABLE IF NOT EXISTS _engine.feature_views (
+        name VARCHAR NOT NULL,
+        version INTEGER NOT NULL,
+        table_name VARCHAR NOT NULL,
+        layout JSON NOT NULL,
+        row_count BIGINT NOT NULL,
+        fingerprint VARCHAR NOT NULL,
+        run_id VARCHAR NOT NULL,
+        published_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (name, version))""",
+    """CREATE TABLE IF NOT EXISTS _engine.training_datasets (
+        name VARCHAR PRIMARY KEY,
+        model VARCHAR NOT NULL,
+        feature_view VARCHAR NOT NULL,
+        feature_view_version INTEGER NOT NULL,
+        table_name VARCHAR NOT NULL,
+        fingerprint VARCHAR NOT NULL,
+        split JSON NOT NULL,
+        rows JSON NOT NULL,
+        run_id VARCHAR NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS _engine.feature_group_writes (
         run_id VARCHAR NOT NULL,
         name VARCHAR NOT NULL,

@@ -1,0 +1,225 @@
+"""Train one model: read its feature view, split, fit model-dependent transforms on the training
+split only, fit the estimator, score the other splits, and register the version.
+
+Owns the order of those steps; the pieces (splits, transforms, estimators, metrics, registry)
+live in their own modules. Same spec and same data give the same fingerprint, so retraining
+unchanged inputs registers nothing new.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from engine.compiler.fingerprint import definition_fingerprint, digest
+from engine.errors import DataError, ExecutionError
+from engine.model import objects as m
+from engine.sql.quote import qualified, quote_ident
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    rows: int  # training rows
+    version: object  # registry ModelVersion
+    created: bool  # False when an identical version already existed
+
+
+def _content_fingerprint(frame) -> str:
+    import pandas as pd
+
+    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    return hashlib.sha256(hashed.tobytes() + json.dumps(list(map(str, frame.columns))).encode()).hexdigest()[:16]
+
+
+def _split(frame, model: m.Model, event_time: str | None) -> dict:
+    from engine.training.splits import split_by_time, split_random
+
+    s = model.split
+    if s.by == "time":
+        return split_by_time(frame, event_time, s.test_from, s.validation_from)
+    return split_random(frame, s.test_size if s.test_size is not None else 0.2, s.validation_size, s.seed)
+
+
+def store_training_dataset(con, model: m.Model, fv: m.FeatureView, parts: dict, fingerprint: str, run_id: str) -> tuple[str, dict[str, int]]:
+    """Materialise the split data as ``training.<model>__<fingerprint>`` (once per fingerprint)."""
+    import pandas as pd
+
+    name = f"{model.name}__{fingerprint}"
+    table = qualified("training", name)
+    rows = {split: len(frame) for split, frame in parts.items()}
+    exists = con.execute("SELECT count(*) FROM _engine.training_datasets WHERE name = ?", [name]).fetchall()[0][0]
+    if exists:
+        return table, rows
+    frame = pd.concat([f.assign(_split=split) for split, f in parts.items()], ignore_index=True)
+    con.register("_engine_training", frame)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _engine_training")
+        con.execute(
+            "INSERT INTO _engine.training_datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
+            [name, model.name, fv.name, fv.version, table, fingerprint, json.dumps(_split_dict(model.split)), json.dumps(rows), run_id],
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.unregister("_engine_training")
+    return table, rows
+
+
+def _split_dict(split: m.Split) -> dict:
+    return {k: v for k, v in vars(split).items() if v is not None}
+
+
+def _float_or_none(value) -> float | None:
+    import math
+
+    if value is None:
+        return None
+    value = float(value)
+    return None if math.isnan(value) or math.isinf(value) else value
+
+
+def train_model(con, model: m.Model, project: m.Project, workspace, *, run_id: str, step_fingerprint: str) -> TrainOutcome:
+    """Train ``model`` on its published feature view and register it (see module docstring)."""
+    import numpy as np
+
+    from engine.registry.registry import ModelRegistry
+    from engine.training.catalogue import estimator_task, supports_proba
+    from engine.training.estimators import build_estimator, fit, fit_label_mapping, resolve_class_weight
+    from engine.training.feature_view import stored_layout
+    from engine.training.metrics import compute_metrics, default_metrics
+    from engine.transforms.model_dependent import fit_transforms
+
+    fv = project.feature_views[model.feature_view]
+    stored = stored_layout(con, fv.name, fv.version)
+    if stored is None:
+        raise ExecutionError(f"{model.id}: {fv.id} has not been materialised")
+    table, layout, view_fingerprint = stored
+    label = layout.labels[0]
+    order = ", ".join(quote_ident(c) for c in (*layout.keys, *((layout.event_time,) if layout.event_time else ())))
+    frame = con.execute(f"SELECT * FROM {table} ORDER BY {order}").df()
+
+    task = estimator_task(model.estimator)
+    if task == "classifier":
+        pass  # label problems (NULLs, one class) are reported by the label mapping below
+    else:
+        missing = int(frame[label].isna().sum())
+        if missing:
+            raise DataError(f"{model.id}: label '{label}' has {missing} missing values; nothing registered")
+    parts = _split(frame, model, layout.event_time)
+    train = parts["train"]
+
+    data_fingerprint = _content_fingerprint(frame) + _content_fingerprint(train[[*layout.keys]] if layout.keys else train)
+    data_fingerprint = digest(data_fingerprint)
+    import dataclasses
+
+    identity = dataclasses.replace(model, aliases=())  # moving an alias is not a new model
+    fingerprint = digest(definition_fingerprint(identity), definition_fingerprint(fv), layout.as_dict(), data_fingerprint)
+    registry = ModelRegistry(con, workspace.models_dir)
+    existing = registry.find_by_fingerprint(model.name, fingerprint)
+    if existing is not None:
+        _set_aliases(registry, model, existing)
+        return TrainOutcome(len(train), existing, False)
+
+    dataset_table, rows = store_training_dataset(con, model, fv, parts, data_fingerprint, run_id)
+
+    mapping = None
+    class_weight = dict(model.class_weight) if isinstance(model.class_weight, tuple) else model.class_weight
+    if task == "classifier":
+        mapping = fit_label_mapping(train[label], label=label, split="training")
+        encode = lambda part, split: mapping.encode(part[label], label=label, split=split)  # noqa: E731
+        class_weight = resolve_class_weight(class_weight, mapping) if class_weight is not None else None
+    else:
+        encode = lambda part, split: part[label].to_numpy(dtype=float)  # noqa: E731
+
+    try:
+        transforms = fit_transforms(train, layout.features, dict(fv.transforms))
+    except ValueError as exc:
+        raise DataError(f"{model.id}: cannot prepare the features of {fv.id}: {exc}") from exc
+    params = dict(model.params)
+    seed = model.split.seed
+    estimator = build_estimator(model.estimator, params, seed=seed, class_weight=class_weight, model_name=model.name)
+    X = {split: transforms.transform(part).to_numpy(dtype=np.float64) for split, part in parts.items()}
+    y = {split: encode(part, "training" if split == "train" else split) for split, part in parts.items()}
+    eval_set = [(X["validation"], y["validation"])] if "validation" in X and model.estimator.startswith("xgboost.") else None
+    warnings: list[str] = []
+    with _captured_warnings(warnings):
+        fit(estimator, X["train"], y["train"], class_weight=class_weight, eval_set=eval_set, model_name=model.name)
+
+    has_proba = supports_proba(model.estimator, params)
+    metric_names = model.metrics or default_metrics(task, has_proba)
+    metrics: dict[str, dict[str, float | None]] = {}
+    for split in ("validation", "test"):
+        if split not in X:
+            continue
+        with _captured_warnings(warnings):
+            pred = estimator.predict(X[split])
+            proba = None
+            if has_proba and task == "classifier":
+                # XGBoost returns float32 rows that sum to 1 only within float32 precision.
+                proba = estimator.predict_proba(X[split]).astype(np.float64)
+                proba /= proba.sum(axis=1, keepdims=True)
+            classes = list(range(len(mapping.classes))) if mapping is not None else None
+            result = compute_metrics(task, metric_names, y[split], pred, proba, classes=classes)
+        metrics[split] = {k: _float_or_none(v) for k, v in result.values.items()}
+        warnings += [f"{split}: {w}" for w in result.warnings]
+
+    view_types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {table}").fetchall()}
+    manifest = {
+        "model": model.name,
+        "estimator": model.estimator,
+        "task": task,
+        "params": params,
+        "seed": seed,
+        "class_weight": class_weight if not isinstance(class_weight, dict) else {str(k): v for k, v in class_weight.items()},
+        "metrics": metrics,
+        "metric_warnings": warnings,
+        "feature_view": fv.name,
+        "feature_view_version": fv.version,
+        "feature_view_fingerprint": view_fingerprint,
+        "layout": layout.as_dict(),
+        "label": label,
+        "label_classes": list(mapping.classes) if mapping is not None else None,
+        "feature_columns": list(layout.features),
+        "model_inputs": list(transforms.output_columns),
+        "input_schema": {c: view_types.get(c, "UNKNOWN") for c in layout.features},
+        "transformers": transforms.to_dict(),
+        "split": _split_dict(model.split),
+        "training_data": {"table": dataset_table, "fingerprint": data_fingerprint, "rows": rows},
+        "run_id": run_id,
+    }
+    version = registry.register(model.name, fingerprint, manifest, estimator)
+    _set_aliases(registry, model, version)
+    return TrainOutcome(len(train), version, True)
+
+
+class _captured_warnings:
+    """Library warnings during fit/score go into the manifest, not onto the user's terminal."""
+
+    def __init__(self, sink: list[str]):
+        import warnings
+
+        self.sink = sink
+        self._ctx = warnings.catch_warnings(record=True)
+
+    def __enter__(self):
+        import warnings
+
+        self._records = self._ctx.__enter__()
+        warnings.simplefilter("always")
+        return self
+
+    def __exit__(self, *exc):
+        for w in self._records:
+            text = f"{w.category.__name__}: {str(w.message).splitlines()[0]}"
+            if text not in self.sink:
+                self.sink.append(text)
+        return self._ctx.__exit__(*exc)
+
+
+def _set_aliases(registry, model: m.Model, version) -> None:
+    for alias in model.aliases:
+        registry.set_alias(model.name, alias, version.version)
