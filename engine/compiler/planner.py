@@ -70,6 +70,17 @@ def compile_steps(checked: CheckedProject) -> dict[str, Step]:
         definition = definition_fingerprint(model)
         step = Step(model.id, StepKind.TRAIN_MODEL, (dep,), definition, digest(definition, steps[dep].fingerprint))
         steps[step.key] = step
+    kinds = {"batch": StepKind.SCORE_BATCH, "stream": StepKind.SCORE_STREAM}
+    for name, job in sorted(project.inference.items()):
+        model = project.models.get(job.model.partition("@")[0])
+        if job.mode not in kinds or model is None or model.feature_view not in view_key:
+            continue  # online jobs are served, not applied
+        # Scoring reads the feature view's data and whatever model version the registry resolves:
+        # it runs after training in a full apply, but selecting a job never retrains its model.
+        model_key, fv_key = str(model.id), view_key[model.feature_view]
+        definition = definition_fingerprint(job)
+        step = Step(job.id, kinds[job.mode], (fv_key,), definition, digest(definition, steps[fv_key].fingerprint, steps[model_key].fingerprint), after=(model_key,))
+        steps[step.key] = step
     return steps
 
 
@@ -98,7 +109,7 @@ def make_plan(
     """Diff the compiled steps against what the workspace stored; every step gets a reason."""
     steps = compile_steps(checked)
     chosen = select_steps(steps, checked.project, select)
-    order = topological_order({k: s.depends_on for k, s in steps.items()})
+    order = topological_order({k: (*s.depends_on, *(a for a in s.after if a in chosen)) for k, s in steps.items()})
     planned: dict[str, PlannedStep] = {}
     for key in order:
         if key not in chosen:

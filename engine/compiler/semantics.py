@@ -87,11 +87,7 @@ class _Checker:
         for model in project.models.values():
             self.check_model(project, model)
         for job in project.inference.values():
-            model_name = job.model.partition("@")[0]
-            if model_name not in project.models:
-                self.fail(("inference", job.name, "model"), f"unknown model '{model_name}' (known: {', '.join(sorted(project.models)) or 'none'})", did_you_mean(model_name, list(project.models)))
-            if job.source and job.source not in project.sources:
-                self.fail(("inference", job.name, "source"), f"unknown source '{job.source}'", did_you_mean(job.source, list(project.sources)))
+            self.check_inference(project, job, edges)
         self.problems.raise_if_any(SpecError)
         return CheckedProject(project, self.columns, order)
 
@@ -246,6 +242,48 @@ class _Checker:
         for k in range(1, pca.n_components + 1):
             out[f"{pca.prefix}{k}"] = "DOUBLE"
         return out
+
+    # --- inference ---------------------------------------------------------------------------
+
+    def check_inference(self, project: m.Project, job: m.InferenceJob, edges: dict) -> None:
+        from engine.model.graph import ancestors
+
+        path = ("inference", job.name)
+        model_name = job.model.partition("@")[0]
+        model = project.models.get(model_name)
+        if model is None:
+            self.fail(path + ("model",), f"unknown model '{model_name}' (known: {', '.join(sorted(project.models)) or 'none'})", did_you_mean(model_name, list(project.models)))
+            return
+        fv = project.feature_views.get(model.feature_view)
+        if fv is None:
+            return
+        if job.range is not None and job.range[0] >= job.range[1]:
+            self.fail(path + ("range",), f"empty range: start {job.range[0]} is not before end {job.range[1]}", "the range is [start, end): start inclusive, end exclusive")
+        if job.output_path is not None:
+            self.check_output_path(path + ("output", "path"), job.output_path)
+        if job.source is not None:
+            if job.source not in project.sources:
+                self.fail(path + ("source",), f"unknown source '{job.source}'", did_you_mean(job.source, list(project.sources)))
+            elif fv.spine in edges and job.source not in ancestors({**edges, **{n: list(g.inputs) for n, g in project.feature_groups.items()}}, [fv.spine]):
+                self.fail(path + ("source",), f"source '{job.source}' does not feed the spine '{fv.spine}' of feature view '{fv.name}'", "name the source whose new rows become spine rows")
+        if job.mode == "online":
+            joined_inputs = {c for j in fv.joins for c in j.left_on}
+            produced = {j.prefix + c for j in fv.joins for c in (j.select if j.select is not None else (self.columns.get(j.feature_group) or {}))}
+            fn_inputs = {c for f in fv.on_demand if f in project.functions for c in project.functions[f].inputs}
+            needed = sorted((set(fv.features) | joined_inputs | (fn_inputs - produced)) - set(job.keys) - set(job.request))
+            if needed:
+                self.fail(path, f"an online request must carry {', '.join(needed)} (used by feature view '{fv.name}')", "add them to keys: or request:")
+
+    def check_output_path(self, path: tuple, text: str) -> None:
+        import os
+        from pathlib import Path
+
+        root = self.p.root.resolve()
+        lexical = Path(os.path.normpath(root / text))
+        if os.path.isabs(text) or text.startswith("~") or (lexical != root and root not in lexical.parents):
+            self.fail(path, f"output path '{text[:60]}' escapes the project", "write outputs inside the project, e.g. out/scores.parquet")
+        elif lexical.suffix not in (".parquet", ".csv"):
+            self.fail(path, f"output path '{text[:60]}' must end in .parquet or .csv")
 
     # --- models ------------------------------------------------------------------------------
 

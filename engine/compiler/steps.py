@@ -16,6 +16,8 @@ class StepKind(str, Enum):
     BUILD_FEATURE_GROUP = "build_feature_group"
     BUILD_FEATURE_VIEW = "build_feature_view"
     TRAIN_MODEL = "train_model"
+    SCORE_BATCH = "score_batch"
+    SCORE_STREAM = "score_stream"
 
 
 class Action(str, Enum):
@@ -41,6 +43,7 @@ class Step:
     depends_on: tuple[str, ...]  # keys of the steps it reads
     definition_fingerprint: str  # the definition alone (formatting and descriptions excluded)
     fingerprint: str  # definition + upstream fingerprints + input data
+    after: tuple[str, ...] = ()  # ordering only: run after these when they are planned too
 
     @property
     def key(self) -> str:

@@ -204,6 +204,8 @@ def _run_steps(ctx: StepContext, steps: list[PlannedStep], finish, listener) -> 
         StepKind.BUILD_FEATURE_GROUP: _build_feature_group,
         StepKind.BUILD_FEATURE_VIEW: _build_feature_view,
         StepKind.TRAIN_MODEL: _train_model,
+        StepKind.SCORE_BATCH: _score,
+        StepKind.SCORE_STREAM: _score,
     }
     for ps in steps:
         started = time.monotonic()
@@ -271,6 +273,17 @@ def _train_model(ctx: StepContext, ps: PlannedStep) -> int:
 
     model = ctx.checked.project.models[ps.step.id.name]
     outcome = train_model(ctx.con, model, ctx.checked.project, ctx.workspace, run_id=ctx.run_id, step_fingerprint=ps.step.fingerprint)
+    metadata.record_step(ctx.con, ps.step.key, ps.step.definition_fingerprint, ps.step.fingerprint, ctx.run_id)
+    return outcome.rows
+
+
+def _score(ctx: StepContext, ps: PlannedStep) -> int:
+    job = ctx.checked.project.inference[ps.step.id.name]
+    if ps.step.kind is StepKind.SCORE_BATCH:
+        from engine.serving.batch import score_batch as run
+    else:
+        from engine.serving.stream import score_stream as run
+    outcome = run(ctx, job)
     metadata.record_step(ctx.con, ps.step.key, ps.step.definition_fingerprint, ps.step.fingerprint, ctx.run_id)
     return outcome.rows
 

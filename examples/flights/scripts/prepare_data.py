@@ -10,7 +10,8 @@ Usage (from the repository root)::
 
 What it does (deterministic: same sdist, same bytes modulo the Parquet writer version):
 
-* ``flights.parquet`` — all 336,776 flights, only the columns the example uses, small integer
+* ``flights/2013.parquet`` + ``new_flights/*.parquet`` — all 336,776 flights (the last week held
+  back in ``new_flights/`` for the streaming demo), only the columns the example uses, small integer
   types, sorted by (year, month, day, sched_dep_time, carrier, flight, origin). ``time_hour`` is
   written as a *naive* timestamp in New York local time (the source declares
   ``timezone: America/New_York``); the sdist stores it in UTC.
@@ -97,6 +98,28 @@ def write_parquet(con: duckdb.DuckDBPyConnection, sql: str, csv: Path, out: Path
     return out.stat().st_size
 
 
+SPLITS = (
+    ("flights/2013.parquet", "NOT (month = 12 AND day >= 25)"),
+    ("new_flights/2013-12-25.parquet", "month = 12 AND day BETWEEN 25 AND 27"),
+    ("new_flights/2013-12-28.parquet", "month = 12 AND day BETWEEN 28 AND 31"),
+)
+
+
+def split_flights(con, out: Path) -> None:
+    """Split flights.parquet: data/flights/ (up to 24 December) is the source folder; the last
+    week goes to data/new_flights/, files a user drops into data/flights/ to see streaming."""
+    whole = out / "flights.parquet"
+    for rel, where in SPLITS:
+        target = out / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        con.execute(
+            f"COPY (SELECT * FROM read_parquet('{whole}') WHERE {where} "
+            "ORDER BY year, month, day, sched_dep_time, carrier, flight) "
+            f"TO '{target}' (FORMAT parquet, COMPRESSION zstd)"
+        )
+    whole.unlink()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: ``prepare_data.py SDIST_DATA_DIR [--out DIR]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -122,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             size = write_parquet(con, sql, csv, args.out / name)
             total += size
             sys.stdout.write(f"{name:20s} {size / 1e6:7.3f} MB\n")
+    split_flights(con, args.out)
     sys.stdout.write(f"{'total':20s} {total / 1e6:7.3f} MB\n")
     return 0
 

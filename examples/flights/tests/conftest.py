@@ -48,7 +48,7 @@ def con():
     data = PROJECT_ROOT / "data"
     connection.execute(
         "CREATE TABLE flights_raw AS SELECT * REPLACE (timezone('America/New_York', time_hour) "
-        f"AS time_hour) FROM read_parquet('{data / 'flights.parquet'}')"
+        f"AS time_hour) FROM read_parquet(['{data / 'flights' / '*.parquet'}', '{data / 'new_flights' / '*.parquet'}'])"
     )
     for name in SOURCES[1:]:
         file = data / f"{name.removesuffix('_raw')}.parquet"

@@ -1,0 +1,111 @@
+"""Score with a registered model version: the one code path batch, streaming and online share.
+
+A ``LoadedModel`` holds the verified estimator, its fitted transforms and label classes. Batch
+and streaming call ``predict_frame`` on feature-view rows; online calls ``predict_vectors`` on
+rows built by ``FittedTransforms.transform_row``. Both feed the same float64 matrix to the same
+estimator, so offline and online predictions agree. Must not train or touch HTTP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas
+
+    from engine.registry.registry import ModelVersion
+    from engine.transforms.model_dependent import FittedTransforms
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    version: "ModelVersion"
+    estimator: Any
+    transforms: "FittedTransforms"
+
+    @property
+    def manifest(self) -> dict:
+        return self.version.manifest
+
+    @property
+    def ref(self) -> str:
+        return self.version.ref
+
+    @property
+    def task(self) -> str:
+        return self.manifest["task"]
+
+    @property
+    def classes(self) -> list | None:
+        return self.manifest.get("label_classes")
+
+    @property
+    def features(self) -> list[str]:
+        return list(self.manifest["feature_columns"])
+
+    @property
+    def has_proba(self) -> bool:
+        return self.task == "classifier" and hasattr(self.estimator, "predict_proba")
+
+    def predict_matrix(self, X) -> tuple[list, "Any | None"]:
+        """(predicted labels, class probabilities or None) for a float64 model matrix."""
+        import numpy as np
+
+        X = np.asarray(X, dtype=np.float64)
+        raw = self.estimator.predict(X)
+        proba = None
+        if self.has_proba:
+            proba = self.estimator.predict_proba(X).astype(np.float64)
+            proba /= proba.sum(axis=1, keepdims=True)
+        if self.task == "classifier":
+            classes = self.classes or []
+            labels = [classes[int(code)] for code in raw]
+        else:
+            labels = [float(v) for v in raw]
+        return labels, proba
+
+    def predict_frame(self, frame: "pandas.DataFrame") -> "pandas.DataFrame":
+        """Predictions for feature-view rows: ``prediction`` and ``proba_<class>`` per class."""
+        import pandas as pd
+
+        X = self.transforms.transform(frame[self.features])
+        labels, proba = self.predict_matrix(X.to_numpy())
+        out = pd.DataFrame({"prediction": labels}, index=frame.index)
+        if proba is not None:
+            for i, cls in enumerate(self.classes or []):
+                out[f"proba_{cls}"] = proba[:, i]
+        return out
+
+    def predict_vectors(self, vectors: list[list[float]]) -> list[dict]:
+        """Predictions for rows already transformed with ``transform_row`` (the online path)."""
+        labels, proba = self.predict_matrix(vectors)
+        out = []
+        for i, label in enumerate(labels):
+            item: dict = {"prediction": label}
+            if proba is not None:
+                item["probabilities"] = {str(cls): float(proba[i, j]) for j, cls in enumerate(self.classes or [])}
+            out.append(item)
+        return out
+
+
+def load_model(con, models_dir, name: str, selector: str | int | None = None) -> LoadedModel:
+    """Resolve ``name@selector`` in the registry and load it, verifying its artifact hash (G5)."""
+    from engine.registry.registry import ModelRegistry
+    from engine.transforms.model_dependent import FittedTransforms
+
+    registry = ModelRegistry(con, models_dir)
+    version = registry.get(name, selector)
+    estimator = registry.load(version)
+    transforms = FittedTransforms.from_dict(version.manifest["transformers"])
+    return LoadedModel(version, estimator, transforms)
+
+
+def parse_model_reference(reference: str) -> tuple[str, str | None]:
+    """``delay_xgb@best:roc_auc`` -> ('delay_xgb', 'best:roc_auc').
+
+    >>> parse_model_reference("m"), parse_model_reference("m@3")
+    (('m', None), ('m', '3'))
+    """
+    name, _, selector = reference.partition("@")
+    return name, selector or None
