@@ -101,6 +101,29 @@ CASES = {
             features: [amount, region]
             join: [{feature_group: more, on: [order_id]}, {feature_group: more, on: [order_id]}]
         """,
+    # Feature view selecting a missing column; a time split on a spine without event time;
+    # an unknown estimator and a misspelt parameter (issue 3, bad input)
+    "fv_model_errors": """
+        feature_groups:
+          orders: {primary_key: [order_id], sql: SELECT * FROM orders_raw}
+          users:
+            primary_key: [user_id]
+            sql: SELECT user_id, name FROM users_raw
+        feature_views:
+          v:
+            spine: orders
+            label: amount
+            join: [{feature_group: users, left_on: [region], right_on: [user_id], select: [nam]}]
+        models:
+          a:
+            feature_view: v
+            estimator: xgboost.XGBClassifier
+            params: {n_estimatorz: 10}
+            split: {by: time, test_from: "2024-01-01"}
+          b:
+            feature_view: v
+            estimator: sklearn.linear_model.LogisticRegresion
+        """,
     # P1 paths escaping the project
     "p1_paths": """
         sources:
