@@ -90,3 +90,43 @@ def test_fingerprints_ignore_key_order_and_yaml_style(tmp_path_factory, seed: in
             text = yaml.safe_dump(data, sort_keys=False, default_flow_style=flow, width=60)
         write(root, "specs/shop.yaml", text)
     assert _fingerprints(base / "a") == _fingerprints(base / "b")
+
+
+def test_run_repeats_micro_batches_and_picks_up_new_rows(tiny_project: Path):
+    """`engine run NAME --every` ticks until --max-runs; a file change between ticks is picked up."""
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine", "run", str(tiny_project), "orders", "--every", "1s", "--max-runs", "4", "--format", "json"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    time.sleep(2.5)
+    with open(tiny_project / "data/orders.csv", "a") as fh:
+        fh.write("6,11,9.0,2024-01-07 08:00:00\n")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    ticks = [json.loads(line) for line in out.splitlines()]
+    assert len(ticks) == 4
+    assert ticks[0]["steps"][0]["status"] == "ran"  # first tick builds
+    changed = [t for t in ticks[1:] if t.get("status") != "unchanged"]
+    assert len(changed) == 1  # exactly the tick after the new row
+    assert len(api.read_feature_group(tiny_project, "orders")) == 6
+
+
+def test_run_stops_cleanly_on_ctrl_c(tiny_project: Path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine", "run", str(tiny_project), "orders", "--every", "1s"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "stopped after" in err and "Traceback" not in err
