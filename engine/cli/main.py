@@ -263,6 +263,23 @@ def run(path: Path, names: tuple[str, ...], workspace: Path | None, every: str |
 
 
 @cli.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--name", default=None, help="Project name (default: the folder's name).")
+def init(directory: Path, name: str | None) -> None:
+    """Create a new, working project (specs, sample data, a feature package, tests)."""
+
+    @_guard("text")
+    def body(fmt: str = "text") -> None:
+        from engine.cli.render import emit
+        from engine.scaffold import init_project
+
+        files = init_project(directory, name)
+        emit(f"Created {len(files)} files in {directory}. Next: engine apply {directory}")
+
+    body()
+
+
+@cli.command()
 def schema() -> None:
     """Print the JSON Schema of the spec language (for editors and CI)."""
     from engine.spec.schema import load_schema

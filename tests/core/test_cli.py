@@ -130,3 +130,15 @@ def test_run_stops_cleanly_on_ctrl_c(tiny_project: Path):
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "stopped after" in err and "Traceback" not in err
+
+
+def test_init_writes_a_project_that_validates_and_refuses_a_non_empty_folder(tmp_path: Path):
+    root = tmp_path / "tips"
+    rc, out, err = run_engine("init", str(root))
+    assert rc == 0, err
+    assert (root / "specs/project.yaml").exists() and (root / "tips_features/time.py").exists()
+    rc, out, err = run_engine("validate", str(root))
+    assert rc == 0, err
+    assert "project 'tips'" in out
+    rc, _, err = run_engine("init", str(root))
+    assert rc == 2 and "is not empty" in err

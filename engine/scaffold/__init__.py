@@ -1,0 +1,177 @@
+"""`engine init`: write a small, working project in the recommended mono-repo layout.
+
+Owns the template files only; the generated project is validated and applied by the tests.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+from engine.errors import UsageError
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
+
+
+def _sample_data(seed: int = 7, n: int = 600) -> tuple[str, str]:
+    """Deterministic sample rides and drivers, with a learnable 'tipped' label."""
+    rng = random.Random(seed)
+    drivers = ["driver_id,rating,years"]
+    ratings = {}
+    for d in range(1, 21):
+        ratings[d] = round(rng.uniform(3.0, 5.0), 2)
+        drivers.append(f"{d},{ratings[d]},{rng.randint(0, 9)}")
+    trips = ["trip_id,driver_id,requested_at,distance_km,tipped"]
+    t = 0
+    for i in range(1, n + 1):
+        t += rng.randint(4000, 14000)
+        d = rng.randint(1, 20)
+        km = round(rng.gammavariate(2.0, 3.0), 2)
+        tipped = 2.0 * (ratings[d] - 4) + 0.15 * km - 1 + rng.gauss(0, 0.5) > 0
+        day, rest = divmod(t, 86400)
+        ts = f"2024-{1 + day // 28:02d}-{1 + day % 28:02d} {rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
+        trips.append(f"{i},{d},{ts},{km},{str(tipped).lower()}")
+    return "\n".join(trips) + "\n", "\n".join(drivers) + "\n"
+
+
+def _files(name: str) -> dict[str, str]:
+    pkg = f"{name}_features"
+    trips, drivers = _sample_data()
+    return {
+        ".gitignore": ".engine/\nout/\n__pycache__/\n",
+        "README.md": f"""# {name}
+
+A feature-store ML system declared with engine: features, training and inference from the
+specs in `specs/`.
+
+```sh
+engine validate .        # what CI runs on every pull request (pure, fast)
+engine plan .            # what apply would do
+engine apply .           # build features, train, score
+engine show models       # registered model versions and their metrics
+python -m pytest tests   # tests of the feature functions
+```
+
+Layout: `specs/` (YAML), `{pkg}/` (feature functions, importable and pip-installable),
+`data/` (sample data), `tests/`.
+""",
+        "pyproject.toml": f"""[project]
+name = "{name.replace('_', '-')}-features"
+version = "0.1.0"
+requires-python = ">=3.11"
+dependencies = ["pandas"]
+
+[tool.setuptools]
+packages = ["{pkg}"]
+""",
+        "data/trips.csv": trips,
+        "data/drivers.csv": drivers,
+        f"{pkg}/__init__.py": '"""Feature functions of this project: pure, deterministic, tested."""\n',
+        f"{pkg}/time.py": '''"""Time features. Each works on a scalar (online) and on a pandas Series (offline)."""
+
+import pandas as pd
+
+
+def hour_of_day(ts):
+    """Hour (0-23, UTC) of a timestamp.
+
+    >>> hour_of_day(pd.Timestamp("2024-01-01 13:45", tz="UTC"))
+    13
+    """
+    if isinstance(ts, pd.Series):
+        return ts.dt.hour
+    return pd.Timestamp(ts).hour
+''',
+        "tests/test_features.py": f'''import pandas as pd
+
+from {pkg}.time import hour_of_day
+
+
+def test_hour_of_day_scalar_and_series_agree():
+    times = pd.Series(pd.to_datetime(["2024-01-01 00:10", "2024-01-01 23:59"], utc=True))
+    assert list(hour_of_day(times)) == [hour_of_day(t) for t in times] == [0, 23]
+''',
+        "tests/conftest.py": "import sys\nfrom pathlib import Path\n\nsys.path.insert(0, str(Path(__file__).resolve().parents[1]))\n",
+        "specs/project.yaml": f"""# yaml-language-server: $schema=https://engine.dev/schemas/engine.schema.json
+# (for a local copy: engine schema > engine.schema.json, then point the line above at it)
+spec_version: 1
+project: {name}
+
+sources:
+  trips_raw: {{format: csv, path: data/trips.csv, timezone: UTC}}
+  drivers_raw: {{format: csv, path: data/drivers.csv}}
+
+feature_groups:
+  trips:
+    description: One row per trip; the spine of the feature view (label tipped).
+    primary_key: [trip_id]
+    event_time: requested_at
+    sql: SELECT trip_id, driver_id, requested_at, distance_km, tipped FROM trips_raw
+    expectations:
+      - {{column: distance_km, between: [0, 500]}}
+  drivers:
+    primary_key: [driver_id]
+    sql: SELECT driver_id, rating, years FROM drivers_raw
+  driver_activity:
+    description: Trailing activity per driver; a row at t only counts trips up to t.
+    primary_key: [driver_id]
+    event_time: requested_at
+    from: trips
+    aggregations:
+      - {{column: distance_km, function: mean, window: 7d, name: distance_mean_7d}}
+      - {{column: trip_id, function: count, window: 7d, name: trips_7d}}
+
+functions:
+  hour_of_day: {{python: {pkg}.time:hour_of_day, inputs: [requested_at], returns: int64}}
+
+feature_views:
+  tips:
+    spine: trips
+    label: tipped
+    features: [distance_km]
+    join:
+      - {{feature_group: drivers, on: [driver_id], prefix: driver_}}
+      - {{feature_group: driver_activity, on: [driver_id], ttl: 7d}}
+    on_demand: [hour_of_day]
+    transforms: {{distance_km: standard_scaler}}
+
+models:
+  tip_model:
+    feature_view: tips
+    estimator: xgboost.XGBClassifier
+    params: {{n_estimators: 50, max_depth: 3}}
+    split: {{by: time, test_from: "2024-03-01"}}
+    metrics: [roc_auc, accuracy]
+    aliases: [production]
+
+inference:
+  march:
+    mode: batch
+    model: tip_model@production
+    range: ["2024-03-01", "2024-04-01"]
+    output: {{table: march_scores, path: out/march_scores.csv}}
+  api:
+    mode: online
+    model: tip_model@production
+    keys: [driver_id]
+    request: [distance_km, requested_at]
+""",
+    }
+
+
+def init_project(directory: str | Path, name: str | None = None) -> list[Path]:
+    """Write a new project into ``directory`` (which must not exist or be empty)."""
+    root = Path(directory)
+    name = name or re.sub(r"[^a-z0-9_]", "_", root.resolve().name.lower()).strip("_") or "project"
+    if not _NAME.match(name):
+        raise UsageError(f"project name '{name}' must be lowercase letters, digits and _ (starting with a letter); pass --name")
+    if root.exists() and any(root.iterdir()):
+        raise UsageError(f"{root} is not empty; engine init writes only into a new or empty folder")
+    written = []
+    for rel, text in _files(name).items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written
