@@ -34,14 +34,10 @@ def run_engine(*args: str, cwd: Path | None = None, env: dict | None = None, tim
 
 
 def check_golden(name: str, text: str) -> None:
-    """Compare ``text`` with ``tests/golden/<name>``; ENGINE_UPDATE_GOLDEN=1 rewrites it."""
-    path = GOLDEN / name
-    if os.environ.get("ENGINE_UPDATE_GOLDEN") == "1" or not path.exists():
-        if not path.exists() and os.environ.get("CI"):
-            pytest.fail(f"golden file {path} is missing")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    assert text == path.read_text(encoding="utf-8"), f"output differs from golden file {path} (ENGINE_UPDATE_GOLDEN=1 to accept)"
+    """Compare ``text`` with ``tests/golden/<name>`` exactly; ENGINE_UPDATE_GOLDEN=1 rewrites it."""
+    from tests.support import check_golden_file
+
+    check_golden_file(GOLDEN / name, text)
 
 
 def write(root: Path, rel: str, text: str) -> Path:

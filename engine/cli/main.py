@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from engine.errors import EngineError, ExitCode, InternalError, SpecError
+from engine.errors import EngineError, ExitCode, InternalError
 
 FORMATS = click.Choice(["text", "json"])
 
@@ -23,7 +23,7 @@ class _Context:
 
 
 def _fail(exc: BaseException, fmt: str, debug: bool) -> None:
-    from engine.cli.render import emit, error_json, error_lines, github_annotations
+    from engine.cli.render import emit, error_json, github_annotations
 
     if isinstance(exc, KeyboardInterrupt):
         emit("interrupted", err=True)

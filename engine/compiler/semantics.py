@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.errors import Problem, ProblemCollector, SpecError, did_you_mean
+from engine.errors import ProblemCollector, SpecError, did_you_mean
 from engine.model import objects as m
 from engine.model.graph import find_cycle, topological_order
 from engine.spec.sourcemap import SourceMap

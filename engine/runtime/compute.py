@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from engine.backends.duckdb_backend import check_single_select, run_sql
 from engine.errors import ExecutionError, SpecError

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from engine import api
-from engine.errors import DataError, ExecutionError, PlanError
-from tests.conftest import check_golden, run_engine, write
+from engine.errors import DataError, PlanError
+from tests.conftest import check_golden, run_engine
 
 
 def _utc(text: str) -> pd.Timestamp:

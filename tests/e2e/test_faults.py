@@ -4,7 +4,6 @@ nothing partial is ever published, and a rerun converges to the uninterrupted re
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -3,6 +3,8 @@ integrity checks and crash leftovers (DESIGN §4 workspace, RELIABILITY G4, G5, 
 
 from __future__ import annotations
 
+from tests.support import golden_checker
+
 import errno
 import json
 import os
@@ -18,19 +20,9 @@ from engine.errors import ExecutionError, StorageIOError, UsageError
 from engine.registry.registry import ModelRegistry, ensure_registry_schema
 from tests.registry.test_artifacts import FailAt
 
-GOLDEN_DIR = Path(__file__).resolve().parents[1] / "golden" / "registry"
 
 
-def check_golden(name: str, text: str) -> None:
-    """Compare ``text`` with ``tests/golden/registry/NAME.txt``; ``ENGINE_UPDATE_GOLDEN=1`` rewrites it."""
-    path = GOLDEN_DIR / f"{name}.txt"
-    text = text if text.endswith("\n") else text + "\n"
-    if os.environ.get("ENGINE_UPDATE_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        return
-    assert path.exists(), f"golden file {path} is missing (run with ENGINE_UPDATE_GOLDEN=1)"
-    assert text == path.read_text(encoding="utf-8"), f"output differs from golden file {path}"
+check_golden = golden_checker('registry')
 
 
 class Clock:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import os
+from tests.support import golden_checker
+
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,13 +26,5 @@ def golden() -> Callable[[str, str], None]:
     With ``ENGINE_UPDATE_GOLDEN=1`` the file is (re)written instead; review the diff.
     """
 
-    def check(name: str, text: str) -> None:
-        path = GOLDEN_DIR / f"{name}.txt"
-        if os.environ.get("ENGINE_UPDATE_GOLDEN") == "1":
-            GOLDEN_DIR.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-            return
-        assert path.exists(), f"missing golden file {path}; run with ENGINE_UPDATE_GOLDEN=1"
-        assert text == path.read_text(encoding="utf-8"), f"output differs from {path}"
+    return golden_checker("yaml", newline=False)
 
-    return check

@@ -1,0 +1,40 @@
+"""Helpers every test package shares: golden files and a UTC DuckDB connection."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+def check_golden_file(path: Path, text: str) -> None:
+    """Compare ``text`` with the golden file; ``ENGINE_UPDATE_GOLDEN=1`` (re)writes it — review the diff."""
+    if os.environ.get("ENGINE_UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return
+    assert path.exists(), f"golden file {path} is missing (run with ENGINE_UPDATE_GOLDEN=1 and review it)"
+    expected = path.read_text(encoding="utf-8")
+    assert text == expected, f"output differs from golden file {path}:\n--- got\n{text}--- expected\n{expected}"
+
+
+def golden_checker(area: str, *, newline: bool = True) -> Callable[[str, str], None]:
+    """``check(name, text)`` against ``tests/golden/<area>/<name>.txt``."""
+
+    def check(name: str, text: str) -> None:
+        if newline and not text.endswith("\n"):
+            text += "\n"
+        check_golden_file(GOLDEN / area / f"{name}.txt", text)
+
+    return check
+
+
+def utc_connection():
+    """An in-memory DuckDB connection with the session pinned to UTC, as the engine runs it."""
+    import duckdb
+
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    return con
