@@ -144,7 +144,7 @@ def plan(path: Path, workspace: Path | None, select: tuple[str, ...], force: boo
 @click.option("--lock-timeout", type=float, default=0.0, show_default=True, help="Seconds to wait for another apply.")
 @click.option("--format", "fmt", type=FORMATS, default="text")
 def apply(path: Path, workspace: Path | None, select: tuple[str, ...], force: bool, sql_timeout: float, memory_limit: str | None, threads: int | None, lock_timeout: float, fmt: str) -> None:
-    """Run the plan: ingest sources, build and publish feature groups."""
+    """Run the plan: build features, train models, score batch and stream jobs."""
 
     @_guard(fmt)
     def body(fmt: str) -> None:
@@ -218,7 +218,7 @@ def show(kind: str, name: str | None, path: Path, version: str | None, workspace
 @click.option("--lock-timeout", type=float, default=10.0, show_default=True, help="Seconds to wait for another apply.")
 @click.option("--format", "fmt", type=FORMATS, default="text")
 def run(path: Path, names: tuple[str, ...], workspace: Path | None, every: str | None, max_runs: int | None, lock_timeout: float, fmt: str) -> None:
-    """Run objects (e.g. a streaming job) and what they need, once or as micro-batches.
+    """Run objects and what they need, once or as micro-batches (--every); e.g. a stream job.
 
     \b
     engine run examples/flights live --every 30s
@@ -285,6 +285,15 @@ def schema() -> None:
     from engine.spec.schema import load_schema
 
     click.echo(json.dumps(load_schema(), indent=2))
+
+
+def _register_extensions() -> None:
+    from engine.cli.serve_commands import register
+
+    register(cli)
+
+
+_register_extensions()
 
 
 def main() -> None:

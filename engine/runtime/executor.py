@@ -94,6 +94,11 @@ def execute(
         try:
             ctx = StepContext(con, checked, run_id, options, workspace)
             failure = _run_steps(ctx, builds, finish, listener)
+            if not failure:
+                from engine.serving.online_store import publish_online_snapshot
+
+                # The online endpoint reads only snapshots, never the live database (V7, V21).
+                publish_online_snapshot(con, project, workspace, run_id)
         finally:
             con.close()
 

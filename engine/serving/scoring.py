@@ -53,11 +53,16 @@ class LoadedModel:
         import numpy as np
 
         X = np.asarray(X, dtype=np.float64)
-        raw = self.estimator.predict(X)
         proba = None
         if self.has_proba:
+            # One pass through the model: labels are the most probable class (for binary models
+            # that is p > 0.5, as the estimators' own predict; an exact 0.5 tie goes to the first
+            # class). Batch, stream and online all score through here, so they always agree.
             proba = self.estimator.predict_proba(X).astype(np.float64)
             proba /= proba.sum(axis=1, keepdims=True)
+            raw = proba.argmax(axis=1)
+        else:
+            raw = self.estimator.predict(X)
         if self.task == "classifier":
             classes = self.classes or []
             labels = [classes[int(code)] for code in raw]

@@ -70,6 +70,16 @@ _DDL = [
         row_count BIGINT NOT NULL,
         stats JSON,
         written_at TIMESTAMPTZ NOT NULL)""",
+    # inference (engine.serving): predictions tables live in their own schema; one watermark row
+    # per streaming job, written in the same transaction as the rows it appends.
+    "CREATE SCHEMA IF NOT EXISTS predictions",
+    """CREATE TABLE IF NOT EXISTS _engine.stream_watermarks (
+        job VARCHAR PRIMARY KEY,
+        runs BIGINT NOT NULL,
+        rows_scored BIGINT NOT NULL,
+        last_run_id VARCHAR NOT NULL,
+        last_event_time TIMESTAMPTZ,
+        updated_at TIMESTAMPTZ NOT NULL)""",
 ]
 
 

@@ -74,8 +74,25 @@ def plan_joins(con, fv: m.FeatureView, project: m.Project, relation_of: Callable
     return steps, layout, list(spine_cols)
 
 
-def materialise(con, fv: m.FeatureView, project: m.Project, relation_of: Callable[[str], str], *, run_sql, timeout_s: float | None) -> tuple[str, ViewLayout]:
-    """Build the view into a staging table; return (staging relation, layout)."""
+SPINE_ALIAS = "_engine_spine_where"  # how a ``spine_where`` expression may qualify spine columns
+
+
+def materialise(
+    con,
+    fv: m.FeatureView,
+    project: m.Project,
+    relation_of: Callable[[str], str],
+    *,
+    run_sql,
+    timeout_s: float | None,
+    spine_where: str | None = None,
+) -> tuple[str, ViewLayout]:
+    """Build the view into a staging table; return (staging relation, layout).
+
+    ``spine_where`` (inference only) restricts the spine before the join: a boolean SQL
+    expression over spine columns, qualified by :data:`SPINE_ALIAS` when needed. It is built by
+    engine code from quoted identifiers and bound/validated values, never from user text.
+    """
     from engine.sql.gate import gate_select
     from engine.sql.point_in_time import point_in_time_sql
     from engine.transforms.on_demand import apply_functions
@@ -87,6 +104,8 @@ def materialise(con, fv: m.FeatureView, project: m.Project, relation_of: Callabl
         if gated is None or messages:
             raise SpecError(f"{fv.id}: filter rejected: {'; '.join(messages)}")
         spine_rel = f"(SELECT * FROM {spine_rel} WHERE {fv.filter})"
+    if spine_where is not None:
+        spine_rel = f"(SELECT * FROM {spine_rel} AS {quote_ident(SPINE_ALIAS)} WHERE {spine_where})"
     needed = set(layout.columns) | {c for f in fv.on_demand for c in project.functions[f].inputs}
     wanted_spine = [c for c in spine_cols if c in needed]
     sql = point_in_time_sql(spine_rel, layout.event_time, wanted_spine, steps)

@@ -1,0 +1,126 @@
+"""`engine serve` and `engine predict`: argument parsing and output only; the online service is
+``engine.serving.server``'s. ``register(cli)`` adds both verbs to the click group.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+import click
+
+
+def _read_rows(text: str) -> tuple[list, bool]:
+    """(rows, from_text) from a JSON list, a JSON object, JSON lines or CSV with a header."""
+    from engine.errors import UsageError
+    from engine.serving.server import ServeError, parse_json
+
+    stripped = text.lstrip()
+    try:
+        if stripped.startswith("["):
+            doc = parse_json(stripped)
+            return list(doc), False  # type: ignore[arg-type]
+        if stripped.startswith("{"):
+            try:
+                doc = parse_json(stripped)
+            except ServeError:
+                return [parse_json(line) for line in stripped.splitlines() if line.strip()], False
+            rows = doc.get("rows", [doc]) if isinstance(doc, dict) else [doc]
+            return (rows if isinstance(rows, list) else [rows]), False
+    except ServeError as exc:
+        raise UsageError(f"input: {exc.message}: " + "; ".join(f"{e['path']}: {e['message']}" for e in exc.errors)) from None
+    rows = list(csv.DictReader(io.StringIO(text)))
+    if not rows:
+        raise UsageError("input has no rows (JSON list, JSON lines or CSV with a header expected)")
+    return rows, True
+
+
+def _csv_text(rows: list, results: list[dict], classes: list[str]) -> str:
+    out = io.StringIO()
+    inputs = list(dict.fromkeys(k for r in rows for k in r))
+    header = [*inputs, "status", "prediction", *(f"proba_{c}" for c in classes), "missing", "expired", "error"]
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    for row, res in zip(rows, results):
+        probs = res.get("probabilities") or {}
+        writer.writerow([
+            *(row.get(k, "") for k in inputs), res["status"], "" if res.get("prediction") is None else res["prediction"],
+            *(repr(probs[c]) if c in probs else "" for c in classes),
+            ";".join(res.get("missing", [])), ";".join(res.get("expired", [])), res.get("error", ""),
+        ])
+    return out.getvalue()
+
+
+def register(cli: click.Group) -> None:
+    """Add ``serve`` and ``predict`` to the ``engine`` command group."""
+    from engine.cli.main import FORMATS, PATH, WORKSPACE, _guard
+
+    @cli.command()
+    @PATH
+    @WORKSPACE
+    @click.option("--host", default="127.0.0.1", show_default=True, help="Bind address (loopback unless --allow-remote).")
+    @click.option("--port", type=int, default=8000, show_default=True)
+    @click.option("--allow-remote", is_flag=True, help="Allow a non-loopback --host (the endpoint has no authentication).")
+    def serve(path: Path, workspace: Path | None, host: str, port: int, allow_remote: bool) -> None:
+        """Serve online predictions over HTTP (docs at /docs); follows each new apply."""
+
+        @_guard("text")
+        def body(fmt: str) -> None:
+            from engine.serving.server import serve as run
+
+            run(path, workspace=workspace, host=host, port=port, allow_remote=allow_remote)
+
+        body(fmt="text")
+
+    @cli.command()
+    @PATH
+    @click.argument("job")
+    @WORKSPACE
+    @click.option("--input", "input_file", default="-", show_default=True, help="Rows: JSON list, JSON lines or CSV; - for stdin.")
+    @click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True, help="Output format.")
+    @click.option("--output", "output", type=click.Path(path_type=Path), default=None, help="Write here instead of stdout.")
+    def predict(path: Path, job: str, workspace: Path | None, input_file: str, fmt: str, output: Path | None) -> None:
+        """Score rows with an online inference job, without HTTP (same path as `engine serve`)."""
+
+        @_guard("text")
+        def body(fmt: str) -> None:
+            from engine import api
+            from engine.errors import DataError, UsageError
+            from engine.serving.online_store import online_dir, read_current
+            from engine.serving.server import MAX_ROWS, ServeError, load_state
+            from engine.state.workspace import Workspace
+
+            checked = api.validate(path)
+            ws = Workspace.for_project(checked.project.root, workspace)
+            text = sys.stdin.read() if input_file == "-" else Path(input_file).read_text(encoding="utf-8")
+            rows, from_text = _read_rows(text)
+            _, directory = read_current(online_dir(ws))
+            state = load_state(checked.project, ws.root, directory)
+            try:
+                endpoint = state.job(job)
+                result = None
+                for start in range(0, len(rows), MAX_ROWS):  # the HTTP row cap, per batch
+                    part = state.predict(endpoint, rows[start : start + MAX_ROWS], from_text=from_text)
+                    if result is None:
+                        result = part
+                    else:
+                        result["predictions"] += part["predictions"]
+            except ServeError as exc:
+                details = "; ".join(f"{e['path']}: {e['message']}" for e in exc.errors)
+                error = UsageError if exc.status in (404, 409) else DataError
+                raise error(f"{exc.message}{': ' + details if details else ''}") from None
+            result["job"] = job
+            if fmt == "json":
+                rendered = json.dumps(result, indent=2) + "\n"
+            else:
+                classes = [str(c) for c in (state.job(job).model.classes or [])]
+                rendered = _csv_text(rows, result["predictions"], classes)
+            if output is None:
+                click.echo(rendered, nl=False)
+            else:
+                output.write_text(rendered, encoding="utf-8")
+
+        body(fmt=fmt)

@@ -1,0 +1,332 @@
+"""Online snapshots: publish the online tables and the registry index as files, read them back into
+memory for point look-ups. Owns ``<workspace>/online/``; must not touch HTTP or training.
+
+Why files: the serving process never opens the DuckDB database, whose lock an ``apply`` holds
+(RELIABILITY V7). Each apply that changed anything publishes a new, complete snapshot directory
+(one Arrow IPC file per online feature-group version plus ``manifest.json``), fsyncs it, then
+atomically replaces ``online/CURRENT`` (temp file + ``os.replace`` + directory fsync). A reader sees
+the old snapshot or the new one, never a mix (C2). The last :data:`KEEP_SNAPSHOTS` are kept.
+
+Snapshot ``manifest.json``::
+
+    {"format": 1, "snapshot_id": "...", "run_id": "...", "project": "...", "created_at": "...",
+     "feature_groups": {name: {"version", "primary_key", "event_time", "columns": {col: type},
+                               "online": bool, "file": "weather__v1.arrow" | null, "rows"}},
+     "models": {name: {"aliases": {alias: version},
+                       "versions": [{"version", "path": "models/<name>/<version>",
+                                     "manifest_sha256", "manifest_size", "artifact": {...},
+                                     "feature_view", "feature_view_version", "metrics",
+                                     "created_at", "fingerprint"}]}}}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from engine.errors import StorageIOError, UsageError
+from engine.faults import fault_point
+
+FORMAT = 1
+KEEP_SNAPSHOTS = 3
+CURRENT = "CURRENT"
+MANIFEST = "manifest.json"
+_SNAPSHOT_DIR = re.compile(r"^(\d{6})-[A-Za-z0-9_.-]+$")
+_TMP = ".tmp-"
+
+
+def online_dir(workspace) -> Path:
+    """``<workspace>/online``."""
+    return Path(workspace.root) / "online"
+
+
+# --- publishing ----------------------------------------------------------------------------------
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _write_arrow(path: Path, table) -> None:
+    import pyarrow as pa
+
+    with open(path, "wb") as fh:
+        with pa.ipc.new_file(fh, table.schema) as writer:
+            writer.write_table(table)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _has_table(con, schema: str, name: str) -> bool:
+    row = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, name]
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _feature_groups(con, directory: Path) -> dict[str, dict]:
+    """Write one Arrow file per online feature-group version; return their manifest entries."""
+    from engine.sql.quote import qualified
+    from engine.store.feature_store import physical_name, relation_columns
+
+    if not _has_table(con, "_engine", "feature_groups"):
+        return {}
+    rows = con.execute(
+        "SELECT name, version, online_table, primary_key, event_time, columns FROM _engine.feature_groups ORDER BY name, version"
+    ).fetchall()
+    out: dict[str, dict] = {}
+    for name, version, online_table, primary_key, event_time, columns in rows:
+        entry: dict[str, Any] = {
+            "version": version,
+            "primary_key": json.loads(primary_key),
+            "event_time": event_time,
+            "columns": json.loads(columns),
+            "online": online_table is not None,
+            "file": None,
+            "rows": 0,
+        }
+        table_name = physical_name(name, version)
+        if online_table is not None and _has_table(con, "online", table_name):
+            relation = qualified("online", table_name)
+            entry["columns"] = relation_columns(con, relation)
+            table = con.sql(f"SELECT * FROM {relation}").to_arrow_table()
+            file = f"{table_name}.arrow"
+            _write_arrow(directory / file, table)
+            entry["file"], entry["rows"] = file, table.num_rows
+        # the highest published version of a name wins (rows are ordered by version)
+        out[name] = entry
+    return out
+
+
+def _models(con, workspace) -> dict[str, dict]:
+    """The registry index: every model's versions (with hashes) and aliases."""
+    if not _has_table(con, "_engine", "model_versions"):
+        return {}
+    models: dict[str, dict] = {}
+    rows = con.execute(
+        "SELECT name, version, manifest, manifest_sha256 FROM _engine.model_versions ORDER BY name, version"
+    ).fetchall()
+    for name, version, manifest_text, manifest_sha in rows:
+        manifest = json.loads(manifest_text)
+        models.setdefault(name, {"aliases": {}, "versions": []})["versions"].append(
+            {
+                "version": version,
+                "path": f"models/{name}/{version}",
+                "manifest_sha256": manifest_sha,
+                "manifest_size": len(manifest_text.encode("utf-8")),
+                "artifact": manifest["artifact"],
+                "feature_view": manifest.get("feature_view"),
+                "feature_view_version": manifest.get("feature_view_version"),
+                "metrics": manifest.get("metrics", {}),
+                "created_at": manifest.get("created_at"),
+                "fingerprint": manifest.get("fingerprint"),
+            }
+        )
+    if _has_table(con, "_engine", "model_aliases"):
+        for name, alias, version in con.execute("SELECT name, alias, version FROM _engine.model_aliases ORDER BY name, alias").fetchall():
+            if name in models:
+                models[name]["aliases"][alias] = version
+    return models
+
+
+def _existing_snapshots(root: Path) -> list[Path]:
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and _SNAPSHOT_DIR.match(p.name)]
+    return sorted(found, key=lambda p: int(p.name[:6]))
+
+
+def publish_online_snapshot(con, project, workspace, run_id: str) -> Path:
+    """Write a complete snapshot of the online tables and registry index; flip ``CURRENT`` to it.
+
+    ``con`` is the run's DuckDB connection (sandboxed is fine: data leaves through Arrow, not COPY).
+    Returns the snapshot directory. Raises :class:`StorageIOError` on a write failure, leaving
+    ``CURRENT`` (and so every reader) on the previous snapshot.
+    """
+    root = online_dir(workspace)
+    existing = _existing_snapshots(root)
+    seq = int(existing[-1].name[:6]) + 1 if existing else 1
+    safe_run = re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)[:80] or "run"
+    snapshot_id = f"{seq:06d}-{safe_run}"
+    tmp = root / f"{_TMP}{uuid.uuid4().hex}"
+    final = root / snapshot_id
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+        manifest = {
+            "format": FORMAT,
+            "snapshot_id": snapshot_id,
+            "run_id": run_id,
+            "project": getattr(project, "name", None),
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "feature_groups": _feature_groups(con, tmp),
+            "models": _models(con, workspace),
+        }
+        _write_bytes(tmp / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False) + "\n").encode())
+        _fsync_dir(tmp)
+        os.rename(tmp, final)
+        _fsync_dir(root)
+        fault_point("mid_snapshot_publish")  # G1: the new snapshot exists, CURRENT still names the old
+        write_current(root, snapshot_id)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise StorageIOError(f"could not publish the online snapshot under {root}: {exc.strerror or exc}") from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _prune(root, keep=snapshot_id)
+    return final
+
+
+def write_current(root: Path, snapshot_id: str) -> None:
+    """Point ``online/CURRENT`` at ``snapshot_id`` atomically (temp + fsync + replace + dir fsync)."""
+    tmp = root / f"{_TMP}{uuid.uuid4().hex}-{CURRENT}"
+    try:
+        _write_bytes(tmp, (json.dumps({"snapshot_id": snapshot_id}) + "\n").encode())
+        os.replace(tmp, root / CURRENT)
+        _fsync_dir(root)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _prune(root: Path, *, keep: str) -> None:
+    """Remove snapshots beyond the newest :data:`KEEP_SNAPSHOTS` (never the current one) and temp dirs."""
+    snapshots = _existing_snapshots(root)
+    for old in snapshots[:-KEEP_SNAPSHOTS]:
+        if old.name != keep:
+            shutil.rmtree(old, ignore_errors=True)
+    for leftover in root.glob(f"{_TMP}*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def read_current(root: Path) -> tuple[str, Path]:
+    """(snapshot id, directory) named by ``online/CURRENT``; :class:`UsageError` if there is none."""
+    try:
+        data = json.loads((root / CURRENT).read_text(encoding="utf-8"))
+        snapshot_id = data["snapshot_id"]
+    except FileNotFoundError:
+        raise UsageError(f"no online snapshot in {root}: run `engine apply` first") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"unreadable {root / CURRENT}: {exc}") from None
+    if not isinstance(snapshot_id, str) or not _SNAPSHOT_DIR.match(snapshot_id):
+        raise UsageError(f"{root / CURRENT} names an invalid snapshot {snapshot_id!r}")
+    return snapshot_id, root / snapshot_id
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OnlineTable:
+    """One online feature-group version in memory: ``rows[key] -> row tuple`` in ``columns`` order.
+
+    ``times[key]`` is the row's event time in microseconds since the epoch (UTC), when the group
+    has an event time. Keys are tuples of the primary-key values as stored (int, str, ...).
+    """
+
+    name: str
+    version: int
+    primary_key: tuple[str, ...]
+    event_time: str | None
+    columns: tuple[str, ...]
+    types: dict[str, str]
+    rows: dict[tuple, tuple]
+    times: dict[tuple, int]
+
+    def index(self, column: str) -> int:
+        return self.columns.index(column)
+
+
+def _is_timestamp(arrow_type) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_timestamp(arrow_type) or pa.types.is_date(arrow_type)
+
+
+def _load_table(path: Path, name: str, entry: dict) -> OnlineTable:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    with pa.memory_map(str(path), "r") as source:
+        table = pa.ipc.open_file(source).read_all()
+    columns = tuple(table.column_names)
+    values: list[list] = []
+    for column, field in zip(table.columns, table.schema):
+        if _is_timestamp(field.type):
+            import pandas as pd
+
+            values.append([None if v is pd.NaT or v is None else v for v in column.to_pandas().tolist()])
+        else:
+            values.append(column.to_pylist())
+    pk = tuple(entry["primary_key"])
+    key_idx = [columns.index(k) for k in pk]
+    key_cols = [values[i] for i in key_idx]
+    rows = dict(zip(zip(*key_cols), zip(*values))) if values else {}
+    times: dict[tuple, int] = {}
+    event_time = entry.get("event_time")
+    if event_time:
+        ts = table.column(event_time)
+        micros = pc.cast(pc.cast(ts, pa.timestamp("us", tz="UTC")), pa.int64()).to_pylist()
+        times = dict(zip(zip(*key_cols), micros))
+    return OnlineTable(name, int(entry["version"]), pk, event_time, columns, dict(entry["columns"]), rows, times)
+
+
+class OnlineStore:
+    """A loaded snapshot: its manifest and every online feature group as an in-memory dict."""
+
+    def __init__(self, snapshot_id: str, directory: Path, manifest: dict, tables: dict[str, OnlineTable]):
+        self.snapshot_id = snapshot_id
+        self.directory = directory
+        self.manifest = manifest
+        self.tables = tables
+
+    @classmethod
+    def load(cls, snapshot_dir: str | Path) -> "OnlineStore":
+        """Read ``manifest.json`` and every Arrow file of a snapshot directory into memory."""
+        directory = Path(snapshot_dir)
+        try:
+            manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"unreadable online snapshot {directory}: {exc}") from None
+        if manifest.get("format") != FORMAT:
+            raise UsageError(f"online snapshot {directory} has format {manifest.get('format')!r}, expected {FORMAT}")
+        tables = {}
+        for name, entry in manifest.get("feature_groups", {}).items():
+            if entry.get("file"):
+                tables[name] = _load_table(directory / entry["file"], name, entry)
+        return cls(manifest["snapshot_id"], directory, manifest, tables)
+
+    def feature_group(self, name: str) -> dict | None:
+        """The manifest entry of a feature group (online or not), or None."""
+        return self.manifest.get("feature_groups", {}).get(name)
+
+    def lookup(self, fg_name: str, key: tuple) -> dict | None:
+        """The latest row of ``fg_name`` for ``key`` as a dict, or None (unknown key or group)."""
+        table = self.tables.get(fg_name)
+        if table is None:
+            return None
+        row = table.rows.get(tuple(key))
+        return None if row is None else dict(zip(table.columns, row))

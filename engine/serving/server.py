@@ -1,0 +1,485 @@
+"""The online service without HTTP: a loaded snapshot with its verified models (``OnlineState``),
+hot swap on a new snapshot (``StateHolder``), request parsing and prediction, and the uvicorn
+launcher. Shared by ``engine serve`` (through ``http_app``) and ``engine predict``. Never opens
+the DuckDB database (an apply holds its lock, V7): it reads snapshots and model files only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import EngineError, SpecError
+from engine.model import objects as m
+from engine.serving.online_store import OnlineStore, online_dir, read_current
+from engine.serving.vectors import FeatureVectorService, InputField, OnDemandError, coerce_row, input_kind
+
+log = logging.getLogger("engine.serving")
+
+NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+MAX_ROWS = 1000
+MAX_BODY_BYTES = 1 << 20
+KEEP_ALIVE_S = 2
+LIMIT_CONCURRENCY = 64
+MAX_HEADER_BYTES = 16 * 1024
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+class ServeError(Exception):
+    """A request the service refuses: HTTP status, message and per-field errors (JSON paths)."""
+
+    def __init__(self, status: int, message: str, errors: list[dict] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.errors = status, message, errors or []
+
+    def body(self) -> dict:
+        return {"detail": self.message, "errors": self.errors}
+
+
+# --- strict JSON (V23, H2, H3) -------------------------------------------------------------------
+
+
+class _Object(dict):
+    """A parsed JSON object that remembers keys given more than once."""
+
+    duplicates: tuple[str, ...] = ()
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict:
+    obj = _Object(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        obj.duplicates = tuple(dict.fromkeys(k for k, _ in pairs if k in seen or seen.add(k)))  # type: ignore[func-returns-value]
+    return obj
+
+
+def _constant(name: str) -> float:
+    raise ValueError(f"{name} is not a valid JSON number")
+
+
+def parse_json(raw: bytes | str) -> object:
+    """JSON with NaN/Infinity refused and duplicate keys remembered; ServeError(422) otherwise."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        return json.loads(text, object_pairs_hook=_pairs, parse_constant=_constant)
+    except UnicodeDecodeError:
+        raise ServeError(422, "the body is not UTF-8 text", [{"path": "$", "message": "not UTF-8"}]) from None
+    except RecursionError:
+        raise ServeError(422, "JSON nested too deeply", [{"path": "$", "message": "nested too deeply"}]) from None
+    except ValueError as exc:
+        raise ServeError(422, "the body is not valid JSON", [{"path": "$", "message": str(exc)}]) from None
+
+
+def _duplicates(obj: object, path: str) -> list[dict]:
+    return [{"path": f"{path}.{k}", "message": "duplicate key"} for k in getattr(obj, "duplicates", ())]
+
+
+def body_rows(doc: object) -> list:
+    """``{"rows": [...]}`` or a single row object -> the list of rows (413 above MAX_ROWS)."""
+    if not isinstance(doc, dict):
+        raise ServeError(422, "the body must be a JSON object", [{"path": "$", "message": 'expected {"rows": [...]} or one row object'}])
+    if "rows" not in doc:
+        return [doc]
+    errors = _duplicates(doc, "$") + [{"path": f"$.{k}", "message": "unknown field next to rows"} for k in doc if k != "rows"]
+    rows = doc["rows"]
+    if not isinstance(rows, list):
+        errors.append({"path": "$.rows", "message": "must be an array of row objects"})
+    elif not rows:
+        errors.append({"path": "$.rows", "message": "must hold at least one row"})
+    if errors:
+        raise ServeError(422, "invalid request", errors)
+    if len(rows) > MAX_ROWS:
+        raise ServeError(413, f"too many rows: {len(rows)} > {MAX_ROWS} per request", [{"path": "$.rows", "message": f"max {MAX_ROWS} rows"}])
+    return rows
+
+
+def jsonable(value: object) -> object:
+    """A feature value as JSON: NaN/NA -> null, timestamps -> ISO strings, numpy scalars -> Python."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if type(value).__name__ in ("NAType", "NaTType"):
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "item"):
+        return jsonable(value.item())
+    return str(value)
+
+
+# --- models from a snapshot ----------------------------------------------------------------------
+
+
+def resolve_version(models: dict, name: str, selector: str | None) -> dict:
+    """A snapshot's model-version entry for ``name@selector`` (latest, N, best:metric, alias); 404 if none."""
+    from engine.registry.registry import BEST_SPLIT, LOWER_IS_BETTER
+
+    entry = models.get(name)
+    if entry is None or not entry["versions"]:
+        raise ServeError(404, f"unknown model '{name}'; known: {', '.join(sorted(models)) or 'none'}")
+    versions = entry["versions"]
+    if selector in (None, "", "latest"):
+        return versions[-1]
+    if selector.isdigit():
+        for v in versions:
+            if v["version"] == int(selector):
+                return v
+        raise ServeError(404, f"model '{name}' has no version {selector}; known: {', '.join(str(v['version']) for v in versions)}")
+    if selector.startswith("best:"):
+        metric = selector[5:]
+        scored = [
+            (-val if metric in LOWER_IS_BETTER else val, v["version"], v)
+            for v in versions
+            for val in [((v.get("metrics") or {}).get(BEST_SPLIT) or {}).get(metric)]
+            if isinstance(val, (int, float)) and not isinstance(val, bool) and math.isfinite(val)
+        ]
+        if not scored:
+            raise ServeError(404, f"model '{name}' has no {BEST_SPLIT} metric '{metric}'")
+        return max(scored, key=lambda s: (s[0], s[1]))[2]
+    if selector in entry["aliases"]:
+        return resolve_version(models, name, str(entry["aliases"][selector]))
+    raise ServeError(404, f"model '{name}' has no alias '{selector}'; known: {', '.join(sorted(entry['aliases'])) or 'none'}")
+
+
+def load_snapshot_model(workspace_root: Path, name: str, entry: dict, aliases: dict):
+    """Load one model version named by a snapshot, verifying manifest and artifact hashes (G5, H7)."""
+    from engine.errors import ExecutionError
+    from engine.registry.artifacts import Artifact, load_estimator, read_verified
+    from engine.registry.registry import ModelVersion
+    from engine.serving.scoring import LoadedModel
+    from engine.transforms.model_dependent import FittedTransforms
+
+    version = int(entry["version"])
+    ref = f"model:{name}@{version}"
+    if not NAME.match(name) or entry["path"] != f"models/{name}/{version}":
+        raise ExecutionError(f"{ref}: snapshot names an unexpected artifact path {entry['path']!r}")
+    directory = Path(workspace_root) / entry["path"]
+    data = read_verified(directory / "manifest.json", entry["manifest_sha256"], int(entry["manifest_size"]), what=f"manifest.json of {ref}")
+    manifest = json.loads(data)
+    artifact = Artifact.from_dict(manifest["artifact"])
+    if artifact.sha256 != entry["artifact"]["sha256"]:
+        raise ExecutionError(f"{ref}: manifest artifact hash differs from the registry index")
+    estimator = load_estimator(directory, artifact, owner=ref)
+    if artifact.format == "xgboost-ubj":
+        # One row per request: XGBoost's OpenMP pool only adds contention (measured in
+        # benchmarks/http_predict.py: p50 10 s -> 4 ms at 200 req/s on 2 cores). Same numbers.
+        estimator.set_params(n_jobs=1)
+    transforms = FittedTransforms.from_dict(manifest["transformers"])
+    mine = tuple(sorted(a for a, v in aliases.items() if v == version))
+    mv = ModelVersion(name, version, manifest.get("fingerprint", ""), manifest, manifest.get("created_at", ""), mine)
+    return LoadedModel(mv, estimator, transforms)
+
+
+@dataclass
+class Endpoint:
+    """What answers a predict route: a model version, its feature view's vector service, its inputs."""
+
+    name: str
+    model: Any  # LoadedModel
+    service: FeatureVectorService | None
+    fields: dict[str, InputField]
+    conflict: str | None = None  # M2: set when the served view is not the one the model was trained on
+
+    @property
+    def feature_view(self) -> str:
+        man = self.model.manifest
+        return f"feature_view:{man['feature_view']}@{man['feature_view_version']}"
+
+
+# --- the state ----------------------------------------------------------------------------------
+
+
+@dataclass
+class OnlineState:
+    """One snapshot, loaded and verified: what a request sees from start to end."""
+
+    project: m.Project
+    workspace_root: Path
+    store: OnlineStore
+    jobs: dict[str, Endpoint]
+    views: dict[str, FeatureVectorService]
+    loaded_at: float = field(default_factory=time.time)
+    _models: dict[tuple[str, int], Endpoint] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def snapshot_id(self) -> str:
+        return self.store.snapshot_id
+
+    @property
+    def models_index(self) -> dict:
+        return self.store.manifest.get("models", {})
+
+    def job(self, name: str) -> Endpoint:
+        if not NAME.match(name) or name not in self.jobs:
+            raise ServeError(404, f"unknown online job '{name}'; known: {', '.join(sorted(self.jobs)) or 'none'}")
+        return self.jobs[name]
+
+    def view(self, name: str) -> FeatureVectorService:
+        if not NAME.match(name) or name not in self.project.feature_views:
+            raise ServeError(404, f"unknown feature view '{name}'")
+        if name not in self.views:
+            with self._lock:
+                if name not in self.views:
+                    try:
+                        self.views[name] = FeatureVectorService(self.project, self.project.feature_views[name], self.store)
+                    except EngineError as exc:
+                        raise ServeError(409, exc.message) from None
+        return self.views[name]
+
+    def model(self, name: str, selector: str | None = None) -> Endpoint:
+        """The endpoint of ``name@selector`` (loaded, verified, cached per state); 404 if unknown."""
+        if not NAME.match(name) or (selector is not None and not re.fullmatch(r"[a-z0-9_:-]{1,80}", selector)):
+            raise ServeError(404, f"unknown model '{name}'")
+        entry = resolve_version(self.models_index, name, selector)
+        key = (name, int(entry["version"]))
+        if key not in self._models:
+            with self._lock:
+                if key not in self._models:
+                    try:
+                        self._models[key] = self._endpoint(name, entry, None)
+                    except EngineError as exc:
+                        raise ServeError(503, f"model:{name}@{key[1]} cannot be served: {exc.message}") from None
+        return self._models[key]
+
+    def _endpoint(self, name: str, entry: dict, job: m.InferenceJob | None) -> Endpoint:
+        model = load_snapshot_model(self.workspace_root, name, entry, self.models_index[name]["aliases"])
+        man = model.manifest
+        fv = self.project.feature_views.get(man["feature_view"])
+        pinned = f"feature_view:{man['feature_view']}@{man['feature_view_version']}"
+        label = f"job '{job.name}'" if job else model.ref
+        if fv is None or fv.version != man["feature_view_version"]:
+            declared = f"@{fv.version}" if fv else " (absent)"
+            return Endpoint(job.name if job else name, model, None, {}, f"{model.ref} was trained on {pinned}; the spec declares feature_view:{man['feature_view']}{declared}")
+        service = self.view(fv.name)
+        if list(service.layout.features) != list(man["feature_columns"]):
+            return Endpoint(label, model, None, {}, f"{model.ref} expects features {man['feature_columns']} but {pinned} online gives {list(service.layout.features)}")
+        fields = dict(service.fields)
+        if job is not None:
+            fields = _job_fields(job, service)
+        return Endpoint(job.name if job else name, model, service, fields)
+
+    def predict(self, ep: Endpoint, rows: list, *, from_text: bool = False) -> dict:
+        """Validate, build vectors, transform and predict; the response body (without headers)."""
+        if ep.conflict:
+            raise ServeError(409, ep.conflict)
+        vectors = self._vectors(ep.service, ep.fields, rows, from_text)
+        matrix, errors = [], []
+        for i, vr in enumerate(vectors):
+            try:
+                matrix.append(ep.model.transforms.transform_row(vr.values))
+            except ValueError as exc:
+                errors.append({"path": f"$.rows[{i}]", "message": str(exc)})
+        if errors:
+            raise ServeError(422, "invalid request", errors)
+        preds = _predict_rows(ep.model, matrix)
+        out = []
+        for vr, pred in zip(vectors, preds):
+            status = "error" if "error" in pred else ("missing" if vr.missing else "ok")
+            item = {"status": status, **pred}
+            if vr.missing:
+                item["missing"] = vr.missing
+            if vr.expired:
+                item["expired"] = vr.expired
+            out.append(item)
+        man = ep.model.manifest
+        return {"model": ep.model.ref, "model_version": man["version"], "feature_view": ep.feature_view, "snapshot": self.snapshot_id, "predictions": out}
+
+    def vector(self, name: str, rows: list, *, from_text: bool = False) -> dict:
+        """Feature vectors of a view (raw values, no model transforms)."""
+        service = self.view(name)
+        fv = service.feature_view
+        vectors = self._vectors(service, service.fields, rows, from_text)
+        out = []
+        for vr in vectors:
+            item: dict = {"status": "missing" if vr.missing else "ok", "values": {k: jsonable(v) for k, v in vr.values.items()}}
+            if vr.helpers:
+                item["helpers"] = {k: jsonable(v) for k, v in vr.helpers.items()}
+            if vr.missing:
+                item["missing"] = vr.missing
+            if vr.expired:
+                item["expired"] = vr.expired
+            out.append(item)
+        return {"feature_view": str(fv.id), "snapshot": self.snapshot_id, "vectors": out}
+
+    def _vectors(self, service, fields, rows, from_text):
+        typed, errors = [], []
+        for i, row in enumerate(rows):
+            path = f"$.rows[{i}]"
+            values, errs = coerce_row(row, fields, path, from_text=from_text)
+            errors += _duplicates(row, path) + errs
+            typed.append(values)
+        if errors:
+            raise ServeError(422, "invalid request", errors)
+        vectors = []
+        for i, values in enumerate(typed):
+            try:
+                vectors.append(service.vector(values, {}))
+            except OnDemandError as exc:
+                errors.append({"path": f"$.rows[{i}]", "message": str(exc)})
+        if errors:
+            raise ServeError(422, "invalid request", errors)
+        return vectors
+
+    def describe(self) -> dict:
+        """The /metadata body: jobs, models and versions, feature views, snapshot."""
+        jobs = {
+            name: {"model": ep.model.ref, "feature_view": ep.feature_view, "conflict": ep.conflict,
+                   "inputs": {f.name: {"type": f.kind, "required": f.required} for f in ep.fields.values()}}
+            for name, ep in self.jobs.items()
+        }
+        models = {
+            name: {"versions": [v["version"] for v in entry["versions"]], "aliases": entry["aliases"],
+                   "latest": entry["versions"][-1]["version"] if entry["versions"] else None}
+            for name, entry in self.models_index.items()
+        }
+        return {"project": self.project.name, "snapshot": self.snapshot_id, "jobs": jobs, "models": models,
+                "feature_views": sorted(self.project.feature_views)}
+
+
+def _job_fields(job: m.InferenceJob, service: FeatureVectorService) -> dict[str, InputField]:
+    declared = [*job.keys, *job.request]
+    absent = [f.name for f in service.fields.values() if f.required and f.name not in declared]
+    if absent:
+        raise SpecError(f"{job.id}: the feature view needs request values {absent}; add them to keys or request")
+    fields = {k: InputField(k, input_kind(service.spine_types.get(k, "")), True, True) for k in job.keys}
+    for r in job.request:
+        fields.setdefault(r, InputField(r, input_kind(service.spine_types.get(r, "")), True))
+    for f in service.fields.values():
+        fields.setdefault(f.name, InputField(f.name, f.kind, False))
+    return fields
+
+
+def _predict_rows(model, matrix: list[list[float]]) -> list[dict]:
+    """Predictions for all rows; a row the estimator refuses (NaN for some sklearn models) gets an error."""
+    try:
+        return model.predict_vectors(matrix)
+    except ValueError:
+        out = []
+        for vec in matrix:
+            try:
+                out.append(model.predict_vectors([vec])[0])
+            except ValueError as exc:
+                out.append({"prediction": None, "error": f"{model.ref} cannot score this row: {str(exc).splitlines()[0]}"})
+        return out
+
+
+def load_state(project: m.Project, workspace_root: Path, snapshot_dir: Path) -> OnlineState:
+    """Load a snapshot and every online job's model (hash-verified); raise on any failure."""
+    from engine.serving.scoring import parse_model_reference
+
+    store = OnlineStore.load(snapshot_dir)
+    state = OnlineState(project, Path(workspace_root), store, {}, {})
+    for job in sorted(project.inference.values(), key=lambda j: j.name):
+        if job.mode != "online":
+            continue
+        name, selector = parse_model_reference(job.model)
+        try:
+            entry = resolve_version(state.models_index, name, selector)
+        except ServeError as exc:
+            raise SpecError(f"{job.id}: {exc.message}") from None
+        state.jobs[job.name] = state._endpoint(name, entry, job)
+    return state
+
+
+class StateHolder:
+    """The current :class:`OnlineState`, swapped atomically when ``online/CURRENT`` changes (C2, H7).
+
+    A request reads ``holder.current`` once and finishes on that object. A snapshot that fails to
+    load (hash mismatch, missing file) is logged and skipped; the previous one keeps serving.
+    """
+
+    def __init__(self, project: m.Project, workspace, *, poll_s: float = 0.5):
+        self.project, self.workspace_root, self.poll_s = project, Path(workspace.root), poll_s
+        self.online_root = online_dir(workspace)
+        self._seen = self._current_file()
+        _, directory = read_current(self.online_root)
+        self.current: OnlineState = load_state(project, self.workspace_root, directory)
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _current_file(self) -> bytes | None:
+        try:
+            return (self.online_root / "CURRENT").read_bytes()
+        except OSError:
+            return None
+
+    def poll_once(self) -> bool:
+        """Load and swap in a new snapshot if CURRENT changed; True if swapped."""
+        seen = self._current_file()
+        if seen is None or seen == self._seen:
+            return False
+        self._seen = seen
+        try:
+            snapshot_id, directory = read_current(self.online_root)
+            state = load_state(self.project, self.workspace_root, directory)
+        except Exception as exc:  # noqa: BLE001 — any failure keeps the old state serving
+            self.last_error = f"snapshot from {seen.decode(errors='replace').strip()} not loaded: {exc}"
+            log.error("%s; still serving %s", self.last_error, self.current.snapshot_id)
+            return False
+        self.current = state  # one reference assignment: atomic for readers
+        self.last_error = None
+        log.info("serving snapshot %s", snapshot_id)
+        return True
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="engine-snapshot-poller", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            self.poll_once()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+
+# --- uvicorn ------------------------------------------------------------------------------------
+
+
+def check_host(host: str, allow_remote: bool) -> None:
+    """Refuse a non-loopback bind address unless ``allow_remote`` (DESIGN §5)."""
+    from engine.errors import UsageError
+
+    if host not in LOOPBACK and not allow_remote:
+        raise UsageError(f"refusing to bind {host}: the endpoint has no authentication; use 127.0.0.1 or pass --allow-remote")
+
+
+def uvicorn_server(app, *, host: str = "127.0.0.1", port: int = 8000, log_level: str = "warning"):
+    """A uvicorn server with the endpoint limits (H6): short keep-alive, bounded concurrency and headers.
+
+    uvicorn has no header-read or body-read timeout (RELIABILITY V20): a client trickling headers
+    holds a connection slot until it stops. ``limit_concurrency`` bounds how many it can hold
+    (further connections get 503); run behind a proxy with read timeouts when exposed.
+    """
+    import uvicorn
+
+    config = uvicorn.Config(
+        app, host=host, port=port, http="h11", loop="asyncio", lifespan="on",
+        timeout_keep_alive=KEEP_ALIVE_S, limit_concurrency=LIMIT_CONCURRENCY,
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES, server_header=False,
+        log_level=log_level, access_log=False,
+    )
+    return uvicorn.Server(config)
+
+
+def serve(project_path: str | Path, *, workspace: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000, allow_remote: bool = False) -> None:
+    """Run the HTTP endpoint until interrupted."""
+    from engine.serving.http_app import create_app
+
+    check_host(host, allow_remote)
+    uvicorn_server(create_app(project_path, workspace), host=host, port=port, log_level=os.environ.get("ENGINE_LOG_LEVEL", "info")).run()

@@ -1,0 +1,337 @@
+"""Online feature vectors: one feature-view row built from request values, the online store and
+the on-demand functions, equal to the offline view row at a time later than every feature row.
+Owns the online column layout and request-value typing; must not touch HTTP, storage or training.
+
+Semantics (the online side of DESIGN §3; the skew test in tests/serving/test_vectors.py pins them):
+
+* **Spine values** (the view's spine features, join keys, on-demand inputs that are spine
+  columns, helpers) come from the request.
+* **Joined values**: for each join, the key tuple is the request's ``left_on`` values; the
+  feature group's latest row for that key (the online table) gives the selected columns with the
+  join's prefix — the same selection rule as ``engine.training.feature_view.plan_joins``. An
+  unknown key, or a key with a NULL part, gives NULLs and names the group in ``missing``; never a
+  row of another key (H4).
+* **ttl** is applied only when the request gives the spine's event-time column: a row older than
+  ``t - ttl`` then gives NULLs (as offline) and the group is listed in ``expired``. Without the
+  event time the latest row is used as is (the online store holds only the latest row, so a
+  request time earlier than that row's time still gets it: online serves "now").
+* The view's ``filter`` is not applied online (there is no spine row to filter).
+* **On-demand features**: the functions declared under ``functions`` (same objects as offline,
+  via ``import_function``) called with scalars, the result cast to the declared ``returns`` type.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from operator import itemgetter
+from typing import Any
+
+from engine.errors import SpecError
+from engine.model import objects as m
+from engine.training.feature_view import ViewLayout
+
+
+class OnDemandError(ValueError):
+    """An on-demand function raised or returned a value of the wrong type for one request row."""
+
+
+# --- request typing --------------------------------------------------------------------------------
+
+_INT_TYPES = frozenset({"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT"})
+_FLOAT_TYPES = frozenset({"FLOAT", "DOUBLE", "REAL"})
+
+
+def input_kind(duckdb_type: str) -> str:
+    """The JSON kind a request value of this column type must have.
+
+    >>> [input_kind(t) for t in ("BIGINT", "DECIMAL(10,2)", "VARCHAR", "BOOLEAN", "TIMESTAMP WITH TIME ZONE")]
+    ['int', 'float', 'str', 'bool', 'timestamp']
+    """
+    t = duckdb_type.upper()
+    if t in _INT_TYPES:
+        return "int"
+    if t in _FLOAT_TYPES or t.startswith("DECIMAL") or t.startswith("NUMERIC"):
+        return "float"
+    if t == "BOOLEAN":
+        return "bool"
+    if t.startswith("TIMESTAMP") or t == "DATE":
+        return "timestamp"
+    if t == "VARCHAR" or t.startswith("VARCHAR"):
+        return "str"
+    return "any"
+
+
+@dataclass(frozen=True)
+class InputField:
+    """One accepted request field: its kind (int, float, str, bool, timestamp, any)."""
+
+    name: str
+    kind: str
+    required: bool
+    key: bool = False  # entity keys may not be null
+
+
+_KIND_WORD = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false", "timestamp": "an ISO 8601 timestamp string", "any": "a scalar"}
+_TRUE, _FALSE = frozenset({"true", "1", "yes"}), frozenset({"false", "0", "no"})
+
+
+def parse_timestamp(text: str):
+    """An ISO 8601 string as a UTC ``pandas.Timestamp`` (naive strings are UTC); ValueError if not one."""
+    import pandas as pd
+
+    value = datetime.fromisoformat(text.strip().replace("z", "Z"))
+    value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return pd.Timestamp(value)
+
+
+def coerce_value(f: InputField, value: object, *, from_text: bool = False) -> object:
+    """The typed value of one request field, or ValueError with what was expected.
+
+    ``from_text`` (CSV input) parses strings into the field's kind; an empty string is NULL.
+    """
+    if from_text and isinstance(value, str) and f.kind != "str":
+        text = value.strip()
+        if text == "":
+            value = None
+        elif f.kind == "int":
+            value = int(text) if re.fullmatch(r"[+-]?\d+", text) else value
+        elif f.kind == "float":
+            try:
+                number = float(text)
+            except ValueError:
+                number = None
+            value = number if number is not None and math.isfinite(number) else value
+        elif f.kind == "bool" and text.lower() in _TRUE | _FALSE:
+            value = text.lower() in _TRUE
+    if value is None:
+        if f.key:
+            raise ValueError("must not be null (an entity key)")
+        return None
+    kind = type(value)
+    if f.kind == "int" and kind is int:
+        return value
+    if f.kind == "float" and kind in (int, float):
+        if not math.isfinite(value):  # type: ignore[arg-type]
+            raise ValueError("must be a finite number")
+        return float(value)  # type: ignore[arg-type]
+    if f.kind == "str" and kind is str:
+        return value
+    if f.kind == "bool" and kind is bool:
+        return value
+    if f.kind == "timestamp" and kind is str:
+        try:
+            return parse_timestamp(value)  # type: ignore[arg-type]
+        except ValueError:
+            raise ValueError(f"must be {_KIND_WORD['timestamp']}, got {value!r}") from None
+    if f.kind == "any" and kind in (int, float, str, bool):
+        return value
+    shown = "null" if value is None else type(value).__name__.replace("dict", "object").replace("list", "array")
+    raise ValueError(f"must be {_KIND_WORD[f.kind]}, got {shown}")
+
+
+def coerce_row(row: object, fields: Mapping[str, InputField], path: str, *, from_text: bool = False) -> tuple[dict, list[dict]]:
+    """Check one request row against ``fields``: (typed values, errors with JSON paths)."""
+    if not isinstance(row, dict):
+        return {}, [{"path": path, "message": "must be an object of field values"}]
+    errors: list[dict] = []
+    out: dict[str, object] = {}
+    for name, value in row.items():
+        f = fields.get(name)
+        if f is None:
+            from engine.errors import did_you_mean
+
+            hint = did_you_mean(str(name), list(fields))
+            errors.append({"path": f"{path}.{name}", "message": f"unknown field{f' ({hint})' if hint else ''}; expected: {', '.join(fields)}"})
+            continue
+        try:
+            out[name] = coerce_value(f, value, from_text=from_text)
+        except ValueError as exc:
+            errors.append({"path": f"{path}.{name}", "message": str(exc)})
+    for name, f in fields.items():
+        if f.required and name not in row:
+            errors.append({"path": f"{path}.{name}", "message": f"missing required field ({_KIND_WORD[f.kind]})"})
+    return out, errors
+
+
+# --- layout ----------------------------------------------------------------------------------------
+
+
+def join_columns(fv: m.FeatureView, join: m.Join, fg_event_time: str | None, fg_columns: list[str], taken: set[str]) -> list[tuple[str, str]]:
+    """(feature-group column, output column) pairs a join brings, by the rule ``plan_joins`` uses.
+
+    ``select`` if given, else every column but the join keys, the event time and ``except``;
+    outputs are prefixed; an output already in ``taken`` is a SpecError (``taken`` is updated).
+    """
+    skip = set(join.right_on) | ({fg_event_time} if fg_event_time else set())
+    chosen = list(join.select) if join.select is not None else [c for c in fg_columns if c not in skip and c not in join.exclude]
+    pairs = []
+    for col in chosen:
+        if col not in fg_columns:
+            raise SpecError(f"{fv.id}: column '{col}' is not a column of feature_group:{join.feature_group}")
+        out = join.prefix + col
+        if out in taken:
+            raise SpecError(f"{fv.id}: column '{out}' from feature_group:{join.feature_group} clashes with another column of the view")
+        taken.add(out)
+        pairs.append((col, out))
+    return pairs
+
+
+@dataclass(frozen=True)
+class _JoinPlan:
+    group: str
+    left_on: tuple[str, ...]
+    rows: dict
+    times: dict
+    outs: tuple[str, ...]
+    getter: Any  # row tuple -> tuple of selected values
+    ttl_us: int | None
+
+
+@dataclass(frozen=True)
+class _OnDemand:
+    name: str
+    fn: Any
+    inputs: tuple[str, ...]
+    returns: str
+
+
+@dataclass(slots=True)
+class VectorResult:
+    """``values``: every feature of the view in ``ViewLayout.features`` order; ``helpers``: helper
+    values the request gave; ``missing``/``expired``: groups with no row for the key / a row
+    older than the ttl."""
+
+    values: dict[str, object]
+    missing: list[str] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
+    helpers: dict[str, object] = field(default_factory=dict)
+
+
+def _cast(fn: _OnDemand, value: object) -> object:
+    if value is None:
+        return None
+    kind = type(value).__name__
+    if kind in ("NAType", "NaTType"):
+        return None
+    try:
+        if fn.returns == "int64":
+            if isinstance(value, float):
+                if math.isnan(value):
+                    return None
+                if not value.is_integer():
+                    raise ValueError(f"{value!r} is not an integer")
+            return int(value)  # type: ignore[arg-type]
+        if fn.returns == "float64":
+            return float(value)  # type: ignore[arg-type]
+        if fn.returns == "bool":
+            return bool(value)
+        if fn.returns == "string":
+            return str(value)
+        import pandas as pd
+
+        stamp = pd.Timestamp(value)
+        return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    except (TypeError, ValueError) as exc:
+        raise OnDemandError(f"function '{fn.name}' returned {value!r}, which is not {fn.returns}: {exc}") from None
+
+
+def _getter(idx: list[int]):
+    """row tuple -> tuple of the values at ``idx`` (itemgetter returns a bare value for one index)."""
+    if len(idx) > 1:
+        return itemgetter(*idx)
+    if idx:
+        i = idx[0]
+        return lambda row: (row[i],)
+    return lambda row: ()
+
+
+class FeatureVectorService:
+    """Builds online vectors of one feature view from an :class:`OnlineStore` snapshot."""
+
+    def __init__(self, project: m.Project, feature_view: m.FeatureView, store) -> None:
+        from engine.transforms.on_demand import import_function
+
+        self.project, self.feature_view, self.store = project, feature_view, store
+        fv = feature_view
+        spine_entry = store.feature_group(fv.spine)
+        if spine_entry is None:
+            raise SpecError(f"{fv.id}: its spine feature_group:{fv.spine} is not in the online snapshot {store.snapshot_id}")
+        spine_types: dict[str, str] = dict(spine_entry["columns"])
+        taken = set(spine_types)
+        joins: list[_JoinPlan] = []
+        joined: list[str] = []
+        for join in fv.joins:
+            table = store.tables.get(join.feature_group)
+            if table is None:
+                raise SpecError(f"{fv.id}: feature_group:{join.feature_group} has no online table in snapshot {store.snapshot_id} (online: false?)")
+            pairs = join_columns(fv, join, table.event_time, list(table.columns), taken)
+            idx = [table.index(c) for c, _ in pairs]
+            getter = _getter(idx)
+            ttl_us = join.ttl_seconds * 1_000_000 if join.ttl_seconds is not None and table.event_time else None
+            joins.append(_JoinPlan(join.feature_group, join.left_on, table.rows, table.times, tuple(o for _, o in pairs), getter, ttl_us))
+            joined += [o for _, o in pairs]
+        self._joins = tuple(joins)
+        self._on_demand = tuple(
+            _OnDemand(name, import_function(project.root, f.module, f.function, str(f.id)), f.inputs, f.returns)
+            for name in fv.on_demand
+            for f in (project.functions[name],)
+        )
+        spine = project.feature_groups[fv.spine]
+        self.layout = ViewLayout(spine.primary_key, spine.event_time, fv.helpers, fv.labels, (*fv.features, *joined, *fv.on_demand), fv.on_demand)
+        self._spine_features = tuple(fv.features)
+        self._helpers = tuple(fv.helpers)
+        self.event_time = spine.event_time
+        produced = set(joined) | set(fv.features)
+        needed = [*fv.features, *(k for j in fv.joins for k in j.left_on)]
+        needed += [c for name in fv.on_demand for c in project.functions[name].inputs if c not in produced]
+        keys = {k for j in fv.joins for k in j.left_on}
+        fields: dict[str, InputField] = {}
+        for name in needed:
+            if name not in fields:
+                fields[name] = InputField(name, input_kind(spine_types.get(name, "")), True, name in keys)
+        for name in (*fv.helpers, *((spine.event_time,) if spine.event_time else ())):
+            if name not in fields:
+                fields[name] = InputField(name, input_kind(spine_types.get(name, "")), False)
+        self.fields = fields  # what a request may give: required inputs, then optional helpers/event time
+        self.spine_types = spine_types
+
+    def vector(self, entity: Mapping[str, object], request: Mapping[str, object]) -> VectorResult:
+        """The feature vector for entity keys and request values (already typed, see ``coerce_row``)."""
+        inputs = {**request, **entity} if request else dict(entity)
+        get = inputs.get
+        values: dict[str, object] = {f: get(f) for f in self._spine_features}
+        result = VectorResult(values)
+        t_us = None
+        if self._joins and self.event_time is not None:
+            t = get(self.event_time)
+            if t is not None:
+                t_us = t.value // 1000  # pandas.Timestamp: ns since the epoch
+        for j in self._joins:
+            key = tuple(map(get, j.left_on))
+            row = j.rows.get(key) if None not in key else None
+            if row is None:
+                result.missing.append(j.group)
+                for out in j.outs:
+                    values[out] = None
+                continue
+            if t_us is not None and j.ttl_us is not None and j.times[key] < t_us - j.ttl_us:
+                result.expired.append(j.group)
+                for out in j.outs:
+                    values[out] = None
+                continue
+            values.update(zip(j.outs, j.getter(row)))
+        for od in self._on_demand:
+            args = [values[c] if c in values else get(c) for c in od.inputs]
+            try:
+                raw = od.fn(*args)
+            except Exception as exc:  # user code: reported per row, never a 500
+                raise OnDemandError(f"function '{od.name}' raised {type(exc).__name__}: {exc}") from None
+            values[od.name] = _cast(od, raw)
+        for h in self._helpers:
+            if h in inputs:
+                result.helpers[h] = inputs[h]
+        return result
