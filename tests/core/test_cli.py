@@ -142,3 +142,7 @@ def test_init_writes_a_project_that_validates_and_refuses_a_non_empty_folder(tmp
     assert "project 'tips'" in out
     rc, _, err = run_engine("init", str(root))
     assert rc == 2 and "is not empty" in err
+    rc, out, err = run_engine("apply", str(root), "--format", "json")
+    assert rc == 0, err
+    assert {s["status"] for s in json.loads(out)["steps"]} == {"ran"}
+    assert (root / "out/march_scores.csv").exists()
