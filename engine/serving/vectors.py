@@ -32,7 +32,7 @@ from typing import Any
 
 from engine.errors import SpecError
 from engine.model import objects as m
-from engine.training.feature_view import ViewLayout
+from engine.training.feature_view import ViewLayout, join_columns
 
 
 class OnDemandError(ValueError):
@@ -158,26 +158,6 @@ def coerce_row(row: object, fields: Mapping[str, InputField], path: str, *, from
 
 
 # --- layout ----------------------------------------------------------------------------------------
-
-
-def join_columns(fv: m.FeatureView, join: m.Join, fg_event_time: str | None, fg_columns: list[str], taken: set[str]) -> list[tuple[str, str]]:
-    """(feature-group column, output column) pairs a join brings, by the rule ``plan_joins`` uses.
-
-    ``select`` if given, else every column but the join keys, the event time and ``except``;
-    outputs are prefixed; an output already in ``taken`` is a SpecError (``taken`` is updated).
-    """
-    skip = set(join.right_on) | ({fg_event_time} if fg_event_time else set())
-    chosen = list(join.select) if join.select is not None else [c for c in fg_columns if c not in skip and c not in join.exclude]
-    pairs = []
-    for col in chosen:
-        if col not in fg_columns:
-            raise SpecError(f"{fv.id}: column '{col}' is not a column of feature_group:{join.feature_group}")
-        out = join.prefix + col
-        if out in taken:
-            raise SpecError(f"{fv.id}: column '{out}' from feature_group:{join.feature_group} clashes with another column of the view")
-        taken.add(out)
-        pairs.append((col, out))
-    return pairs
 
 
 @dataclass(frozen=True)

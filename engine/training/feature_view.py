@@ -44,6 +44,26 @@ def _columns(con, relation: str) -> dict[str, str]:
     return {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
 
 
+def join_columns(fv: m.FeatureView, join: m.Join, fg_event_time: str | None, fg_columns: list[str], taken: set[str]) -> list[tuple[str, str]]:
+    """(feature-group column, output column) pairs a join brings — the one rule offline and online share.
+
+    ``select`` if given, else every column but the join keys, the event time and ``except``;
+    outputs are prefixed; an output already in ``taken`` is a SpecError (``taken`` is updated).
+    """
+    skip = set(join.right_on) | ({fg_event_time} if fg_event_time else set())
+    chosen = list(join.select) if join.select is not None else [c for c in fg_columns if c not in skip and c not in join.exclude]
+    pairs = []
+    for col in chosen:
+        if col not in fg_columns:
+            raise SpecError(f"{fv.id}: column '{col}' is not a column of feature_group:{join.feature_group}")
+        out = join.prefix + col
+        if out in taken:
+            raise SpecError(f"{fv.id}: column '{out}' from feature_group:{join.feature_group} clashes with another column of the view; add prefix: {join.feature_group}_")
+        taken.add(out)
+        pairs.append((col, out))
+    return pairs
+
+
 def plan_joins(con, fv: m.FeatureView, project: m.Project, relation_of: Callable[[str], str]):
     """The join steps and the view layout, from the published tables' real columns."""
     from engine.sql.point_in_time import JoinStep
@@ -56,18 +76,8 @@ def plan_joins(con, fv: m.FeatureView, project: m.Project, relation_of: Callable
     for join in fv.joins:
         fg = project.feature_groups[join.feature_group]
         fg_cols = _columns(con, relation_of(fg.name))
-        skip = set(join.right_on) | ({fg.event_time} if fg.event_time else set())
-        chosen = list(join.select) if join.select is not None else [c for c in fg_cols if c not in skip and c not in join.exclude]
-        pairs = []
-        for col in chosen:
-            if col not in fg_cols:
-                raise SpecError(f"{fv.id}: column '{col}' is not a column of {fg.id}")
-            out = join.prefix + col
-            if out in taken:
-                raise SpecError(f"{fv.id}: column '{out}' from {fg.id} clashes with another column of the view; add prefix: {fg.name}_")
-            taken.add(out)
-            pairs.append((col, out))
-            joined.append(out)
+        pairs = join_columns(fv, join, fg.event_time, list(fg_cols), taken)
+        joined += [out for _, out in pairs]
         steps.append(JoinStep(relation_of(fg.name), join.left_on, join.right_on, fg.event_time, tuple(pairs), join.ttl_seconds))
     features = (*fv.features, *joined, *fv.on_demand)
     layout = ViewLayout(spine.primary_key, spine.event_time, fv.helpers, fv.labels, tuple(features), fv.on_demand)
