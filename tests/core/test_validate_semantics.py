@@ -124,6 +124,27 @@ CASES = {
             feature_view: v
             estimator: sklearn.linear_model.LogisticRegresion
         """,
+    # Inference jobs: an online request missing view inputs, an output outside the project, an
+    # empty range, a stream source that does not feed the spine
+    "inference_errors": """
+        feature_groups:
+          orders: {primary_key: [order_id], event_time: ordered_at, sql: SELECT * FROM orders_raw}
+          users:
+            primary_key: [user_id]
+            sql: SELECT user_id, name FROM users_raw
+        feature_views:
+          v:
+            spine: orders
+            label: amount
+            features: [region]
+            join: [{feature_group: users, on: [user_id]}]
+        models:
+          m: {feature_view: v, estimator: sklearn.linear_model.Ridge, split: {by: time, test_from: "2024-01-01"}}
+        inference:
+          api: {mode: online, model: m, keys: [user_id]}
+          scores: {mode: batch, model: m, range: ["2024-02-01", "2024-01-01"], output: {table: s, path: ../out.csv}}
+          live: {mode: stream, model: m, source: users_raw}
+        """,
     # P1 paths escaping the project
     "p1_paths": """
         sources:
