@@ -6,6 +6,7 @@ function object both ways, so there is no offline/online skew. Owns no storage.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -16,14 +17,59 @@ from engine.model import objects as m
 _PANDAS_TYPES = {"int64": "Int64", "float64": "float64", "string": "string", "bool": "boolean", "timestamp": "datetime64[us, UTC]"}
 
 
+_LOADED: dict[str, tuple[str, int]] = {}  # module name -> (file, mtime_ns) when this module imported it
+
+
+def _inside(base: Path, file: str | None) -> bool:
+    if not file:
+        return False
+    path = Path(file).resolve()
+    return path == base or base in path.parents
+
+
+def _purge_stale(top: str, base: Path) -> None:
+    """Forget an imported package that is not this project's or whose files changed since.
+
+    A long-lived process (the Python API, a test session, the server) may apply several projects
+    whose feature packages share a name, or the same project after its code was edited: the
+    fingerprint then says "changed", and the new code must run, not the cached module.
+    """
+    names = [n for n in sys.modules if n == top or n.startswith(top + ".")]
+    stale = False
+    for name in names:
+        file = getattr(sys.modules[name], "__file__", None)
+        if not _inside(base, file):
+            stale = True
+            break
+        seen = _LOADED.get(name)
+        try:
+            if seen is not None and seen[1] != os.stat(seen[0]).st_mtime_ns:
+                stale = True
+                break
+        except OSError:
+            stale = True
+            break
+    if stale:
+        for name in names:
+            sys.modules.pop(name, None)
+            _LOADED.pop(name, None)
+        importlib.invalidate_caches()
+
+
 def import_function(root: Path, module: str, function: str, owner: str):
     """Import ``module:function`` from the project folder (and ``src/``), never from elsewhere first."""
-    base = str(Path(root).resolve())
-    for path in (str(Path(base) / "src"), base):
-        if path not in sys.path:
-            sys.path.insert(0, path)
+    base = Path(root).resolve()
+    for path in (str(base / "src"), str(base)):
+        if path in sys.path:
+            sys.path.remove(path)
+        sys.path.insert(0, path)
+    _purge_stale(module.split(".")[0], base)
     try:
         mod = importlib.import_module(module)
+        for name, loaded in list(sys.modules.items()):
+            file = getattr(loaded, "__file__", None)
+            if name not in _LOADED and (name == module.split(".")[0] or name.startswith(module.split(".")[0] + ".")) and _inside(base, file):
+                _LOADED[name] = (file, os.stat(file).st_mtime_ns)
     except Exception as exc:
         raise ExecutionError(f"{owner}: importing '{module}' failed: {type(exc).__name__}: {exc}") from exc
     fn = getattr(mod, function, None)

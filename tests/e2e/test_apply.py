@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -222,3 +223,18 @@ def test_show_feature_group_prints_statistics(tiny_project: Path):
     assert info["stats"]["amount"]["nulls"] == 0
     rc, out, _ = run_engine("show", "feature_group", "orders", "--path", str(tiny_project))
     assert rc == 0 and "amount" in out and "7.3" in out
+
+
+def test_edited_feature_function_runs_new_code_in_the_same_process(tiny_project: Path, tmp_path: Path):
+    """A long-lived process (the Python API) must not run a cached copy of edited user code, nor
+    another project's package of the same name."""
+    api.apply(tiny_project)
+    py = tiny_project / "shop_features/users.py"
+    py.write_text(py.read_text().replace("2024 -", "2030 -"))
+    api.apply(tiny_project)
+    assert api.read_feature_group(tiny_project, "users").set_index("user_id")["tenure_years"].to_dict() == {10: 11, 11: 9, 12: 7}
+    other = tmp_path / "other"
+    shutil.copytree(tiny_project, other, ignore=shutil.ignore_patterns(".engine"))
+    (other / "shop_features/users.py").write_text(py.read_text().replace("2030 -", "2000 -"))
+    api.apply(other)
+    assert api.read_feature_group(other, "users")["tenure_years"].tolist() == [-19, -21, -23]
