@@ -11,7 +11,7 @@ import pytest
 
 from engine import api
 from engine.errors import DataError, PlanError
-from tests.conftest import check_golden, run_engine
+from tests.conftest import check_golden, run_engine, write
 
 
 def _utc(text: str) -> pd.Timestamp:
@@ -238,3 +238,31 @@ def test_edited_feature_function_runs_new_code_in_the_same_process(tiny_project:
     (other / "shop_features/users.py").write_text(py.read_text().replace("2030 -", "2000 -"))
     api.apply(other)
     assert api.read_feature_group(other, "users")["tenure_years"].tolist() == [-19, -21, -23]
+
+
+def test_jsonl_and_declared_csv_types_are_read_as_declared(tmp_path: Path):
+    """Sources: JSON lines, and CSV with declared column types overriding the sniffer."""
+    root = tmp_path / "p"
+    write(root, "specs/s.yaml", """
+        spec_version: 1
+        project: p
+        sources:
+          events_raw: {format: jsonl, path: data/events.jsonl, timezone: Europe/Berlin}
+          codes_raw: {format: csv, path: data/codes.csv, columns: {code: VARCHAR, weight: DOUBLE}}
+        feature_groups:
+          events:
+            primary_key: [id]
+            event_time: at
+            sql: SELECT id, at, code FROM events_raw
+          codes:
+            primary_key: [code]
+            sql: SELECT code, weight FROM codes_raw
+        """)
+    write(root, "data/events.jsonl", '{"id": 1, "at": "2024-06-01 12:00:00", "code": "007"}\n{"id": 2, "at": "2024-06-02 12:00:00", "code": "010"}\n')
+    write(root, "data/codes.csv", "code,weight\n007,1\n010,2\n")
+    api.apply(root)
+    events = api.read_feature_group(root, "events")
+    assert events["at"].tolist() == [_utc("2024-06-01 10:00"), _utc("2024-06-02 10:00")]  # Berlin summer time
+    codes = api.read_feature_group(root, "codes")
+    assert codes["code"].tolist() == ["007", "010"]  # declared VARCHAR keeps leading zeros
+    assert str(codes["weight"].dtype) == "float64"
