@@ -14,6 +14,8 @@ taken as already local.
 from __future__ import annotations
 
 import datetime as dt
+from functools import lru_cache
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 
@@ -79,15 +81,33 @@ def part_of_day(sched_dep_time: int | float | None | pd.Series) -> str | None | 
     return None if hour is None else PARTS_OF_DAY[hour // 6]
 
 
-def _local_timestamp_scalar(ts: object, tz: str) -> pd.Timestamp | None:
+@lru_cache(maxsize=16)
+def _zone(tz: str) -> ZoneInfo:
+    return ZoneInfo(tz)
+
+
+def _local_timestamp_scalar(ts: object, tz: str) -> dt.datetime | None:
+    """The online path: plain ``datetime``/``zoneinfo`` arithmetic (a few µs, unlike pandas'
+    ``tz_convert``), giving the same local calendar as the Series path."""
     if ts is None or ts is pd.NA or ts is pd.NaT:
         return None
-    if not isinstance(ts, (str, dt.datetime, dt.date, pd.Timestamp)):
+    if isinstance(ts, pd.Timestamp):
+        stamp = ts.to_pydatetime()
+    elif isinstance(ts, dt.datetime):
+        stamp = ts
+    elif isinstance(ts, dt.date):
+        stamp = dt.datetime(ts.year, ts.month, ts.day)
+    elif isinstance(ts, str):
+        try:
+            stamp = dt.datetime.fromisoformat(ts)
+        except ValueError:
+            parsed = pd.Timestamp(ts)
+            if parsed is pd.NaT:
+                return None
+            stamp = parsed.to_pydatetime()
+    else:
         raise TypeError(f"expected a timestamp, got {type(ts).__name__}")
-    stamp = pd.Timestamp(ts)
-    if stamp is pd.NaT:
-        return None
-    return stamp.tz_convert(tz) if stamp.tzinfo is not None else stamp
+    return stamp.astimezone(_zone(tz)) if stamp.tzinfo is not None else stamp
 
 
 def _local_timestamp_series(ts: pd.Series, tz: str) -> pd.Series:
@@ -108,7 +128,7 @@ def day_of_week(
             "day_of_week"
         )
     stamp = _local_timestamp_scalar(sched_dep_ts, tz)
-    return None if stamp is None else int(stamp.day_of_week)
+    return None if stamp is None else stamp.weekday()
 
 
 def is_weekend(sched_dep_ts: object | pd.Series, tz: str = LOCAL_TZ) -> bool | None | pd.Series:
