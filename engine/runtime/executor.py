@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from engine.compiler.semantics import CheckedProject
 from engine.compiler.steps import Action, Plan, PlannedStep, StepKind
-from engine.errors import DataError, EngineError, ExecutionError
+from engine.errors import DataError, EngineError, ExecutionError, StorageIOError
 from engine.model import objects as m
 from engine.runtime.events import Listener, RunNotice, RunResult, StepFinished, StepStarted, StepStatus, ignore
 from engine.faults import fault_point
@@ -38,7 +38,24 @@ def source_relation(name: str) -> str:
     return qualified("src", name)
 
 
-def execute(
+def execute(plan: Plan, checked: CheckedProject, workspace: Workspace, **kwargs) -> RunResult:
+    """Run every RUN step of ``plan`` in order; stop at the first failure (nothing of it published).
+
+    The caller holds the project lock. Raises the failing step's error after recording the run;
+    a full disk or an I/O error anywhere becomes a StorageIOError (exit 74, G3).
+    """
+    try:
+        return _execute(plan, checked, workspace, **kwargs)
+    except EngineError:
+        raise
+    except Exception as exc:
+        if _is_storage_failure(exc):
+            first = str(exc).strip().splitlines()[0]
+            raise StorageIOError(f"writing the workspace {workspace.root} failed ({first}); the previous state is intact — free space and apply again") from exc
+        raise
+
+
+def _execute(
     plan: Plan,
     checked: CheckedProject,
     workspace: Workspace,
@@ -47,10 +64,6 @@ def execute(
     options: RunOptions = RunOptions(),
     listener: Listener = ignore,
 ) -> RunResult:
-    """Run every RUN step of ``plan`` in order; stop at the first failure (nothing of it published).
-
-    The caller holds the project lock. Raises the failing step's error after recording the run.
-    """
     from engine.backends.duckdb_backend import connect
 
     result = RunResult(run_id)
@@ -136,6 +149,8 @@ def _ingest(con, source: m.Source, ps: PlannedStep, run_id: str) -> int:
     try:
         con.execute(f"CREATE OR REPLACE TABLE {staging} AS {sql}", params)
     except Exception as exc:  # duckdb.Error: CSV conversion errors, unreadable files (F6, F7)
+        if _is_storage_failure(exc):
+            raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{source.id}: reading '{source.path}' failed: {first}") from exc
     rows = con.execute(f"SELECT count(*) FROM {staging}").fetchone()[0]
@@ -223,10 +238,25 @@ def _run_steps(ctx: StepContext, steps: list[PlannedStep], finish, listener) -> 
             return exc
         except Exception as exc:  # a DuckDB error outside user SQL, e.g. a type error while merging
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            err = ExecutionError(f"{ps.step.key}: {type(exc).__name__}: {first}")
+            if _is_storage_failure(exc):
+                err = StorageIOError(f"{ps.step.key}: writing the workspace failed ({first}); nothing of this step was published — free space and apply again")
+            else:
+                err = ExecutionError(f"{ps.step.key}: {type(exc).__name__}: {first}")
             finish(ps, StepStatus.FAILED, started, message=str(err))
             return err
     return None
+
+
+def _is_storage_failure(exc: BaseException) -> bool:
+    """Disk full, file too large or an I/O error while writing the workspace (G3: exit 74)."""
+    import errno
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EIO, errno.EDQUOT):
+        return True
+    text = str(exc)
+    return type(exc).__name__ == "IOException" and any(
+        marker in text for marker in ("No space left", "File too large", "Could not write", "Could not truncate", "disk")
+    )
 
 
 def _build_feature_group(ctx: StepContext, ps: PlannedStep) -> int:

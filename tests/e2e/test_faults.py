@@ -122,3 +122,28 @@ def test_random_sigkills_never_leave_a_partial_state(tiny_project: Path, tmp_pat
     api.apply(tiny_project)
     for name, frame in _tables(tiny_project).items():
         pd.testing.assert_frame_equal(frame, expected[name])
+
+
+def test_disk_full_exits_74_and_keeps_the_previous_state(tiny_project: Path):
+    """G3: the child may not grow files past a limit (RLIMIT_FSIZE, SIGXFSZ ignored)."""
+    import resource
+
+    api.apply(tiny_project)
+    before = _tables(tiny_project)
+    db = tiny_project / ".engine/engine.duckdb"
+    limit = db.stat().st_size + (64 << 10)
+
+    def cap():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    rows = "\n".join(f"{i},10,1.0,2024-01-01 09:00:00" for i in range(6, 200_000))
+    with open(tiny_project / "data/orders.csv", "a") as fh:
+        fh.write(rows + "\n")
+    proc = subprocess.run([sys.executable, "-m", "engine", "apply", str(tiny_project)], cwd=REPO, capture_output=True, text=True, preexec_fn=cap, timeout=120)
+    assert proc.returncode == 74, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for name, frame in _tables(tiny_project).items():
+        pd.testing.assert_frame_equal(frame, before[name])
+    api.apply(tiny_project)  # space freed: the rerun succeeds
+    assert len(api.read_feature_group(tiny_project, "orders")) == 199_999
