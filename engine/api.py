@@ -196,6 +196,31 @@ def _has_table(con, name: str) -> bool:
     return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = '_engine' AND table_name = ?", [name]).fetchall()[0][0])
 
 
+def check(path: str | Path, *, workspace: str | Path | None = None) -> list[str]:
+    """Integrity problems of the workspace: orphan or tampered model artifacts (G5, G6)."""
+    from engine.registry.registry import ModelRegistry
+
+    checked = validate(path)
+    ws = _workspace(checked, workspace)
+    with _read_connection(ws) as con:
+        if not _has_table(con, "model_versions"):
+            return []
+        return ModelRegistry(con, ws.models_dir).check()
+
+
+def gc(path: str | Path, *, workspace: str | Path | None = None, lock_timeout_s: float = 0.0) -> list[Path]:
+    """Remove what a crashed run left behind (orphan model directories); returns what was removed."""
+    from engine.registry.registry import ModelRegistry
+    from engine.state.workspace import ProjectLock
+
+    checked = validate(path)
+    ws = _workspace(checked, workspace)
+    with ProjectLock(ws, timeout_s=lock_timeout_s), _read_connection(ws) as con:
+        if not _has_table(con, "model_versions"):
+            return []
+        return ModelRegistry(con, ws.models_dir).gc()
+
+
 # --- helpers -----------------------------------------------------------------------------------
 
 

@@ -262,6 +262,50 @@ def run(path: Path, names: tuple[str, ...], workspace: Path | None, every: str |
     body(fmt=fmt)
 
 
+@cli.command("check")
+@PATH
+@WORKSPACE
+@click.option("--format", "fmt", type=FORMATS, default="text")
+def check_command(path: Path, workspace: Path | None, fmt: str) -> None:
+    """Check the workspace's integrity: orphan or tampered model artifacts (exit 0, warnings listed)."""
+
+    @_guard(fmt)
+    def body(fmt: str) -> None:
+        from engine import api
+        from engine.cli.render import emit
+
+        problems = api.check(path, workspace=workspace)
+        if fmt == "json":
+            emit(json.dumps({"problems": problems}, indent=2))
+        elif problems:
+            for line in problems:
+                emit(f"warning: {line}", err=True)
+            emit(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} found.")
+        else:
+            emit("Workspace ok.")
+
+    body(fmt=fmt)
+
+
+@cli.command()
+@PATH
+@WORKSPACE
+def gc(path: Path, workspace: Path | None) -> None:
+    """Remove what an interrupted run left behind (orphan model directories)."""
+
+    @_guard("text")
+    def body(fmt: str = "text") -> None:
+        from engine import api
+        from engine.cli.render import emit
+
+        removed = api.gc(path, workspace=workspace)
+        for p in removed:
+            emit(f"removed {p}")
+        emit(f"{len(removed)} item{'s' if len(removed) != 1 else ''} removed.")
+
+    body()
+
+
 @cli.command()
 @click.argument("directory", type=click.Path(path_type=Path))
 @click.option("--name", default=None, help="Project name (default: the folder's name).")

@@ -238,3 +238,21 @@ def test_missing_labels_stop_a_regressor(rides: Path):
     with pytest.raises(DataError, match="label 'fare' has 60 missing values"):
         api.apply(rides)
     assert api.list_models(rides) == []
+
+
+def test_crash_between_artifact_and_registry_leaves_an_orphan_that_check_reports_and_gc_removes(rides: Path):
+    """G6: SIGKILL after the model directory is written, before the index row commits."""
+    import signal
+
+    rc, _, _ = run_engine("apply", str(rides), env={"ENGINE_FAULT_AT": "after_artifact"})
+    assert rc == -signal.SIGKILL
+    rc, out, err = run_engine("check", str(rides))
+    assert rc == 0
+    assert "warning:" in err and "engine gc" in err
+    rc, out, err = run_engine("gc", str(rides))
+    assert rc == 0 and "1 item removed." in out
+    rc, out, err = run_engine("check", str(rides))
+    assert rc == 0 and out.strip() == "Workspace ok."
+    rc, _, err = run_engine("apply", str(rides))
+    assert rc == 0, err
+    assert [(m["name"], m["version"]) for m in api.list_models(rides)] == [("tips_logreg", 1), ("tips_xgb", 1)]
