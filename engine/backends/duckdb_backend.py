@@ -99,12 +99,16 @@ def run_sql(
         raise ExecutionError(f"only SELECT is allowed (found {kind})")
 
     guard = _Deadline(con, timeout_s)
+    _RUNNING.add(con)
     try:
         with guard:
             return con.execute(sql, params) if params is not None else con.execute(sql)
     except duckdb.InterruptException as exc:
         if guard.fired:
             raise ExecutionError(f"SQL timed out after {_seconds(timeout_s)}s") from exc
+        from engine import interrupts
+
+        interrupts.request()  # not our timer: the user pressed Ctrl-C
         raise ExecutionError("SQL was interrupted") from exc
     except duckdb.OutOfMemoryException as exc:
         raise ExecutionError(f"SQL exceeded the memory limit: {_first_line(exc)}") from exc
@@ -112,6 +116,20 @@ def run_sql(
         raise ExecutionError(f"SQL refused by the sandbox: {_first_line(exc)}") from exc
     except duckdb.Error as exc:
         raise ExecutionError(_first_line(exc)) from exc
+    finally:
+        _RUNNING.discard(con)
+
+
+_RUNNING: set = set()  # connections inside run_sql, so a stop request can interrupt them
+
+
+def interrupt_running() -> None:
+    """Interrupt every statement run_sql is executing (called from a watcher thread on SIGTERM/SIGINT)."""
+    for con in list(_RUNNING):
+        try:
+            con.interrupt()
+        except Exception:  # already finished or closed
+            pass
 
 
 class _Deadline:

@@ -340,7 +340,50 @@ def _register_extensions() -> None:
 _register_extensions()
 
 
+def _terminate_as_interrupt(signum, frame) -> None:
+    """SIGTERM (a scheduler stopping the job) and Ctrl-C unwind alike: open transactions roll
+    back, the lock is released, and the exit code is 130 (G7)."""
+    from engine import interrupts
+
+    interrupts.request()
+    raise KeyboardInterrupt
+
+
+def _watch_stop_signals() -> None:
+    """Interrupt a running DuckDB statement as soon as SIGTERM or Ctrl-C arrives.
+
+    Python runs signal handlers only between bytecodes of the main thread, which may sit inside a
+    long DuckDB query; the wake-up fd delivers the signal to this thread at once, which interrupts
+    the query so that the main thread can unwind (and roll back) promptly.
+    """
+    import os
+    import signal
+    import threading
+
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+
+    def watch() -> None:
+        while True:
+            data = os.read(read_fd, 16)
+            if any(b in (signal.SIGTERM, signal.SIGINT) for b in data):
+                from engine import interrupts
+
+                interrupts.request()
+                backend = sys.modules.get("engine.backends.duckdb_backend")
+                if backend is not None:
+                    backend.interrupt_running()
+
+    threading.Thread(target=watch, name="engine-stop-watcher", daemon=True).start()
+
+
 def main() -> None:
+    import signal
+
+    # Ctrl-C keeps Python's own handler (KeyboardInterrupt); SIGTERM is made to behave alike.
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    _watch_stop_signals()
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:

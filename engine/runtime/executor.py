@@ -44,12 +44,14 @@ def execute(plan: Plan, checked: CheckedProject, workspace: Workspace, **kwargs)
     The caller holds the project lock. Raises the failing step's error after recording the run;
     a full disk or an I/O error anywhere becomes a StorageIOError (exit 74, G3).
     """
+    from engine import interrupts
+
     try:
         return _execute(plan, checked, workspace, **kwargs)
-    except EngineError:
-        raise
-    except Exception as exc:
-        if _is_storage_failure(exc):
+    except BaseException as exc:
+        if interrupts.requested():  # a query DuckDB interrupted because the user stopped us
+            raise KeyboardInterrupt from None
+        if isinstance(exc, Exception) and not isinstance(exc, EngineError) and _is_storage_failure(exc):
             first = str(exc).strip().splitlines()[0]
             raise StorageIOError(f"writing the workspace {workspace.root} failed ({first}); the previous state is intact — free space and apply again") from exc
         raise
@@ -238,6 +240,10 @@ def _run_steps(ctx: StepContext, steps: list[PlannedStep], finish, listener) -> 
             return exc
         except Exception as exc:  # a DuckDB error outside user SQL, e.g. a type error while merging
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            if first.endswith("Query interrupted"):  # DuckDB saw Ctrl-C during a query
+                from engine import interrupts
+
+                interrupts.request()
             if _is_storage_failure(exc):
                 err = StorageIOError(f"{ps.step.key}: writing the workspace failed ({first}); nothing of this step was published — free space and apply again")
             else:

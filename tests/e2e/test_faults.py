@@ -147,3 +147,25 @@ def test_disk_full_exits_74_and_keeps_the_previous_state(tiny_project: Path):
         pd.testing.assert_frame_equal(frame, before[name])
     api.apply(tiny_project)  # space freed: the rerun succeeds
     assert len(api.read_feature_group(tiny_project, "orders")) == 199_999
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
+def test_terminate_or_interrupt_rolls_back_and_exits_130(tiny_project: Path, sig):
+    """G7 (signals): a stopped apply exits 130, publishes nothing partial, and the rerun converges."""
+    import time
+
+    api.apply(tiny_project)
+    before = _tables(tiny_project)
+    spec = tiny_project / "specs/shop.yaml"
+    spec.write_text(spec.read_text().replace(
+        "FROM orders_raw\n",
+        "FROM orders_raw WHERE (SELECT count(*) FROM range(100000000) a, range(100000000) b) > 0 OR true\n",
+    ))
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "apply", str(tiny_project)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    for name, frame in _tables(tiny_project).items():
+        pd.testing.assert_frame_equal(frame, before[name])
