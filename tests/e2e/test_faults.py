@@ -162,9 +162,12 @@ def test_terminate_or_interrupt_rolls_back_and_exits_130(tiny_project: Path, sig
         "FROM orders_raw WHERE (SELECT count(*) FROM range(100000000) a, range(100000000) b) > 0 OR true\n",
     ))
     proc = subprocess.Popen([sys.executable, "-m", "engine", "apply", str(tiny_project)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(3)
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
+    try:
+        time.sleep(3)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()  # never leave a runaway query behind if the assertion below fails
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     for name, frame in _tables(tiny_project).items():
