@@ -1,25 +1,23 @@
 """Build the typed model (frozen dataclasses) from a schema-valid raw document.
 
-The one place raw dicts are read. Assumes the JSON Schema already passed, so shapes are right;
-everything that needs the project (paths, references) is reported as positioned problems.
-Owns no DuckDB, no pandas, no user imports.
+The one place raw dicts are read. Assumes the JSON Schema already passed, so shapes are right.
+Owns no I/O: the files a spec names (source paths, SQL files) are resolved and read by
+``engine.spec.resources`` and passed in. No DuckDB, no pandas, no user imports.
 """
 
 from __future__ import annotations
 
-import glob as globlib
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 from engine.errors import ProblemCollector, SpecError
 from engine.model import objects as m
+from engine.spec.resources import ProjectFiles
 from engine.spec.sourcemap import SourceMap
 
 _DURATION = re.compile(r"^([1-9][0-9]{0,8})(s|m|h|d|w)$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 
 
 def duration_seconds(text: str) -> int:
@@ -45,55 +43,16 @@ def split_reference(ref: str) -> tuple[str, str | None]:
 
 
 class _Builder:
-    def __init__(self, data: dict[str, Any], source_map: SourceMap, root: Path, files: tuple[Path, ...]):
+    def __init__(self, data: dict[str, Any], source_map: SourceMap, root: Path, spec_files: tuple[Path, ...], files: ProjectFiles):
         self.data = data
         self.smap = source_map
         self.root = root
+        self.spec_files = spec_files
         self.files = files
         self.problems = ProblemCollector()
 
     def fail(self, path: tuple, message: str, hint: str | None = None, *, value: bool = True) -> None:
         self.problems.add(self.smap.problem(path, message, hint, value=value))
-
-    # --- paths ---------------------------------------------------------------------------------
-
-    def confined(self, path: tuple, text: str) -> Path | None:
-        """Resolve a spec path inside the project root, or report why not (P1, P2, P3)."""
-        if _URL.match(text) and not re.match(r"^[a-zA-Z]:[\\/]", text):
-            self.fail(path, f"remote sources are not supported: '{text[:60]}'", "copy the data into the project")
-            return None
-        if text.startswith("~") or os.path.isabs(text):
-            self.fail(path, f"path '{text[:60]}' escapes the project", "use a path relative to the project root")
-            return None
-        root = self.root.resolve()
-        lexical = Path(os.path.normpath(root / text))
-        if lexical != root and root not in lexical.parents:
-            self.fail(path, f"path '{text[:60]}' escapes the project", "use a path relative to the project root")
-            return None
-        candidate = lexical.resolve()
-        if candidate != root and root not in candidate.parents:
-            self.fail(path, f"'{text[:60]}' is a link to a file outside the project", "copy the file into the project")
-            return None
-        return candidate
-
-    def source_files(self, path: tuple, text: str) -> tuple[Path, ...]:
-        base = self.confined(path, text)
-        if base is None:
-            return ()
-        root = self.root.resolve()
-        if any(ch in text for ch in "*?["):
-            matches = sorted(Path(p) for p in globlib.glob(str(self.root / text), recursive=True))
-        else:
-            matches = [self.root / text] if (self.root / text).exists() else []
-        files: list[Path] = []
-        for match in matches:
-            real = match.resolve()
-            if real != root and root not in real.parents:
-                self.fail(path, f"'{match.relative_to(self.root)}' is a link to a file outside the project", "copy the file into the project")
-                continue
-            if real.is_file():
-                files.append(real)
-        return tuple(files)
 
     # --- objects -------------------------------------------------------------------------------
 
@@ -112,7 +71,7 @@ class _Builder:
         return m.Project(
             name=str(self.data.get("project", self.root.name)),
             root=self.root,
-            files=self.files,
+            files=self.spec_files,
             sources=sources,
             feature_groups=groups,
             functions=functions,
@@ -128,7 +87,7 @@ class _Builder:
             name=name,
             format=m.SourceFormat(d["format"]),
             path=d["path"],
-            resolved_paths=self.source_files(path + ("path",), d["path"]),
+            resolved_paths=self.files.source_paths.get(name, ()),
             timezone=d.get("timezone", "UTC"),
             columns=tuple((str(k), str(v).upper()) for k, v in (d.get("columns") or {}).items()),
             csv=m.CsvOptions(delimiter=csv.get("delimiter", ","), header=csv.get("header", True)),
@@ -156,21 +115,7 @@ class _Builder:
         if "sql" in d:
             return m.SqlTransform(sql=d["sql"])
         if "sql_file" in d:
-            file = self.confined(path + ("sql_file",), d["sql_file"])
-            if file is None:
-                return m.SqlTransform(sql="", sql_file=d["sql_file"])
-            if not file.is_file():
-                self.fail(path + ("sql_file",), f"SQL file '{d['sql_file']}' does not exist")
-                return m.SqlTransform(sql="", sql_file=d["sql_file"])
-            if file.stat().st_size > 1 << 20:
-                self.fail(path + ("sql_file",), f"SQL file '{d['sql_file']}' is larger than 1 MiB")
-                return m.SqlTransform(sql="", sql_file=d["sql_file"])
-            try:
-                text = file.read_text(encoding="utf-8")
-            except UnicodeDecodeError:
-                self.fail(path + ("sql_file",), f"SQL file '{d['sql_file']}' is not valid UTF-8")
-                text = ""
-            return m.SqlTransform(sql=text, sql_file=d["sql_file"])
+            return m.SqlTransform(sql=self.files.sql_texts.get(path[-1], ""), sql_file=d["sql_file"])
         if "python" in d:
             module, _, function = d["python"].partition(":")
             return m.PythonTransform(module=module, function=function, inputs=tuple(d.get("inputs") or ()))
@@ -311,6 +256,7 @@ class _Builder:
         )
 
 
-def build_project(data: dict[str, Any], source_map: SourceMap, root: Path, files: tuple[Path, ...] = ()) -> m.Project:
-    """Typed project from a schema-valid document; raises SpecError with every problem found."""
-    return _Builder(data, source_map, root, files).build()
+def build_project(data: dict[str, Any], source_map: SourceMap, root: Path, spec_files: tuple[Path, ...] = (), files: ProjectFiles | None = None) -> m.Project:
+    """Typed project from a schema-valid document and the files it names (``engine.spec.resources``);
+    raises SpecError with every problem found. Reads nothing itself."""
+    return _Builder(data, source_map, root, spec_files, files or ProjectFiles()).build()

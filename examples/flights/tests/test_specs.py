@@ -143,12 +143,9 @@ def test_a_broken_expectation_is_detected(con) -> None:
 
 
 def test_engine_accepts_the_project(project_root) -> None:
-    """Schema + model builder of the engine (skipped while those modules are not there yet)."""
-    project_files = pytest.importorskip("engine.spec.project_files")
-    schema = pytest.importorskip("engine.spec.schema")
-    builder = pytest.importorskip("engine.model.builder")
-    loaded = project_files.load_spec(project_root)
-    assert [str(p) for p in schema.validate_document(loaded.data, loaded.source_map)] == []
-    project = builder.build_project(loaded.data, loaded.source_map, loaded.root, loaded.files)
+    """The engine's whole validation (schema, files, model, semantic checks) passes."""
+    from engine import api
+
+    project = api.validate(project_root).project
     names = set(project.feature_groups)
     assert {"flights", "weather", "weather_windows", "planes", "route_delay_history"} <= names

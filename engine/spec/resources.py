@@ -1,0 +1,105 @@
+"""The files a spec names: source paths (globs) and SQL files, resolved inside the project.
+
+Owns path confinement (P1–P3: no URL, no absolute or home path, no `..` or symlink leaving the
+project) and reading SQL files; positions problems on the spec key. The model builder receives
+the result and does no I/O itself.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import Problem
+from engine.spec.sourcemap import SourceMap
+
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
+MAX_SQL_FILE = 1 << 20
+
+
+@dataclass(frozen=True)
+class ProjectFiles:
+    source_paths: dict[str, tuple[Path, ...]] = field(default_factory=dict)  # source name -> files
+    sql_texts: dict[str, str] = field(default_factory=dict)  # feature group name -> SQL of its sql_file
+
+
+class _Resolver:
+    def __init__(self, root: Path, smap: SourceMap):
+        self.root = root
+        self.smap = smap
+        self.problems: list[Problem] = []
+
+    def fail(self, path: tuple, message: str, hint: str | None = None) -> None:
+        self.problems.append(self.smap.problem(path, message, hint, value=True))
+
+    def confined(self, path: tuple, text: str) -> Path | None:
+        """Resolve a spec path inside the project root, or report why not (P1, P2, P3)."""
+        if _URL.match(text) and not re.match(r"^[a-zA-Z]:[\\/]", text):
+            self.fail(path, f"remote sources are not supported: '{text[:60]}'", "copy the data into the project")
+            return None
+        if text.startswith("~") or os.path.isabs(text):
+            self.fail(path, f"path '{text[:60]}' escapes the project", "use a path relative to the project root")
+            return None
+        root = self.root.resolve()
+        lexical = Path(os.path.normpath(root / text))
+        if lexical != root and root not in lexical.parents:
+            self.fail(path, f"path '{text[:60]}' escapes the project", "use a path relative to the project root")
+            return None
+        candidate = lexical.resolve()
+        if candidate != root and root not in candidate.parents:
+            self.fail(path, f"'{text[:60]}' is a link to a file outside the project", "copy the file into the project")
+            return None
+        return candidate
+
+    def source_files(self, path: tuple, text: str) -> tuple[Path, ...]:
+        if self.confined(path, text) is None:
+            return ()
+        root = self.root.resolve()
+        if any(ch in text for ch in "*?["):
+            matches = sorted(Path(p) for p in globlib.glob(str(self.root / text), recursive=True))
+        else:
+            matches = [self.root / text] if (self.root / text).exists() else []
+        files: list[Path] = []
+        for match in matches:
+            real = match.resolve()
+            if real != root and root not in real.parents:
+                self.fail(path, f"'{match.relative_to(self.root)}' is a link to a file outside the project", "copy the file into the project")
+                continue
+            if real.is_file():
+                files.append(real)
+        return tuple(files)
+
+    def sql_file(self, path: tuple, text: str) -> str | None:
+        file = self.confined(path, text)
+        if file is None:
+            return None
+        if not file.is_file():
+            self.fail(path, f"SQL file '{text}' does not exist")
+            return None
+        if file.stat().st_size > MAX_SQL_FILE:
+            self.fail(path, f"SQL file '{text}' is larger than 1 MiB")
+            return None
+        try:
+            return file.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            self.fail(path, f"SQL file '{text}' is not valid UTF-8")
+            return None
+
+
+def resolve_files(data: dict[str, Any], source_map: SourceMap, root: Path) -> tuple[ProjectFiles, list[Problem]]:
+    """Resolve every source path and read every ``sql_file`` of a schema-valid document."""
+    resolver = _Resolver(root, source_map)
+    sources: dict[str, tuple[Path, ...]] = {}
+    for name, body in (data.get("sources") or {}).items():
+        sources[name] = resolver.source_files(("sources", name, "path"), body["path"])
+    sql: dict[str, str] = {}
+    for name, body in (data.get("feature_groups") or {}).items():
+        if "sql_file" in body:
+            text = resolver.sql_file(("feature_groups", name, "sql_file"), body["sql_file"])
+            if text is not None:
+                sql[name] = text
+    return ProjectFiles(sources, sql), resolver.problems
