@@ -56,7 +56,7 @@ def _csv_text(rows: list, results: list[dict], classes: list[str]) -> str:
 
 def register(cli: click.Group) -> None:
     """Add ``serve`` and ``predict`` to the ``engine`` command group."""
-    from engine.cli.main import FORMATS, PATH, WORKSPACE, _guard
+    from engine.cli.main import PATH, WORKSPACE, _guard
 
     @cli.command()
     @PATH

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.state.atomic import quietly, write_atomic
 from engine.errors import ExecutionError, InternalError, StorageIOError
 
 # Types skops does not trust by default that the estimators the engine supports need (linear
@@ -68,52 +69,6 @@ class Artifact:
 
 
 # --- atomic writes (RELIABILITY G4) --------------------------------------------------------------
-
-
-def fsync_directory(directory: Path) -> None:
-    """Make a rename inside ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a fsynced temp file in the same directory and ``os.replace``.
-
-    On any ``OSError`` (disk full, EIO) the temp file is removed, nothing stays under the final
-    name, and :class:`StorageIOError` is raised.
-    """
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-    fd: int | None = None
-    replaced = False
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-        os.close(fd)
-        fd = None
-        os.replace(tmp, path)
-        replaced = True
-        fsync_directory(path.parent)
-    except OSError as exc:
-        if fd is not None:
-            _quietly(os.close, fd)
-        _quietly(os.unlink, tmp)
-        if replaced:
-            _quietly(os.unlink, path)
-        raise StorageIOError(f"could not write {path}: {exc.strerror or exc}") from exc
-
-
-def _quietly(func, *args) -> None:
-    try:
-        func(*args)
-    except OSError:
-        pass
 
 
 # --- save ----------------------------------------------------------------------------------------
@@ -183,7 +138,7 @@ def _xgboost_bytes(estimator: object, directory: Path, owner: str) -> bytes:
     except (OSError, xgboost.core.XGBoostError) as exc:
         raise StorageIOError(f"could not write the model artifact of {owner} in {directory}: {exc}") from exc
     finally:
-        _quietly(os.unlink, tmp)
+        quietly(os.unlink, tmp)
 
 
 # --- load ----------------------------------------------------------------------------------------

@@ -23,14 +23,8 @@ from typing import Any
 
 from engine.faults import fault_point
 from engine.errors import EngineError, InternalError, StorageIOError, UsageError, did_you_mean
-from engine.registry.artifacts import (
-    Artifact,
-    fsync_directory,
-    load_estimator,
-    read_verified,
-    save_estimator,
-    write_atomic,
-)
+from engine.registry.artifacts import Artifact, load_estimator, read_verified, save_estimator
+from engine.state.atomic import fsync_directory, write_atomic
 
 MANIFEST = "manifest.json"
 TMP_PREFIX = ".tmp-"

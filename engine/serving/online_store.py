@@ -31,6 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from engine.state.atomic import fsync_directory, write_atomic
 from engine.errors import StorageIOError, UsageError
 from engine.faults import fault_point
 
@@ -48,21 +49,6 @@ def online_dir(workspace) -> Path:
 
 
 # --- publishing ----------------------------------------------------------------------------------
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    with open(path, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def _write_arrow(path: Path, table) -> None:
@@ -180,10 +166,10 @@ def publish_online_snapshot(con, project, workspace, run_id: str) -> Path:
             "feature_groups": _feature_groups(con, tmp),
             "models": _models(con, workspace),
         }
-        _write_bytes(tmp / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False) + "\n").encode())
-        _fsync_dir(tmp)
+        write_atomic(tmp / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False) + "\n").encode())
+        fsync_directory(tmp)
         os.rename(tmp, final)
-        _fsync_dir(root)
+        fsync_directory(root)
         fault_point("mid_snapshot_publish")  # G1: the new snapshot exists, CURRENT still names the old
         write_current(root, snapshot_id)
     except OSError as exc:
@@ -198,17 +184,7 @@ def publish_online_snapshot(con, project, workspace, run_id: str) -> Path:
 
 def write_current(root: Path, snapshot_id: str) -> None:
     """Point ``online/CURRENT`` at ``snapshot_id`` atomically (temp + fsync + replace + dir fsync)."""
-    tmp = root / f"{_TMP}{uuid.uuid4().hex}-{CURRENT}"
-    try:
-        _write_bytes(tmp, (json.dumps({"snapshot_id": snapshot_id}) + "\n").encode())
-        os.replace(tmp, root / CURRENT)
-        _fsync_dir(root)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_atomic(root / CURRENT, (json.dumps({"snapshot_id": snapshot_id}) + "\n").encode())
 
 
 def _prune(root: Path, *, keep: str) -> None:

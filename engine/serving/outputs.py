@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from engine.state.atomic import fsync_directory
 from engine.errors import SpecError, StorageIOError
 from engine.model import objects as m
 from engine.sql.quote import qualified, quote_ident
@@ -157,14 +158,6 @@ def output_file(project_root: Path, text: str) -> Path:
     return resolved
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class PendingFile:
     """A file written under a temp name beside ``final``; ``publish`` renames it into place.
 
@@ -202,7 +195,7 @@ class PendingFile:
     def publish(self) -> None:
         try:
             os.replace(self.tmp, self.final)
-            _fsync_dir(self.final.parent)
+            fsync_directory(self.final.parent)
         except OSError as exc:
             self.discard()
             raise StorageIOError(f"publishing predictions file '{self.final.name}' failed: {exc}") from exc

@@ -51,14 +51,11 @@ class Workspace:
 
     def write_run_log(self, run_id: str, record: dict) -> Path:
         """Write ``runs/<run_id>.json`` atomically (temp file, fsync, rename)."""
+        from engine.state.atomic import write_atomic
+
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         final = self.runs_dir / f"{run_id}.json"
-        tmp = final.with_suffix(".json.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(record, fh, indent=2, sort_keys=True, default=str)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
+        write_atomic(final, json.dumps(record, indent=2, sort_keys=True, default=str).encode())
         return final
 
 
