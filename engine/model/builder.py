@@ -107,6 +107,7 @@ class _Builder:
             online=bool(d.get("online", True)),
             expectations=tuple(self.expectation(path + ("expectations", i), e) for i, e in enumerate(d.get("expectations") or [])),
             dedupe=m.Dedupe(d.get("dedupe", "error")),
+            non_finite=m.NonFinite(d.get("non_finite", "reject")),
             description=d.get("description"),
             origin=m.Origin(path),
         )

@@ -220,6 +220,14 @@ class Dedupe(str, Enum):
     LATEST = "latest"
 
 
+class NonFinite(str, Enum):
+    """What a write does with NaN and ±inf in float columns (RELIABILITY F5)."""
+
+    REJECT = "reject"
+    NULLIFY = "nullify"
+    ALLOW = "allow"
+
+
 @dataclass(frozen=True)
 class FeatureGroup:
     name: str
@@ -230,6 +238,7 @@ class FeatureGroup:
     online: bool = True
     expectations: tuple[Expectation, ...] = ()
     dedupe: Dedupe = Dedupe.ERROR
+    non_finite: NonFinite = NonFinite.REJECT
     description: str | None = None
     origin: Origin = Origin(())
 

@@ -329,6 +329,30 @@ def _score(ctx: StepContext, ps: PlannedStep) -> int:
     return outcome.rows
 
 
+def _check_non_finite(con, fg: m.FeatureGroup, staging: str) -> None:
+    """F5: NaN and ±inf in float columns are refused unless the group says otherwise."""
+    from engine.sql.quote import quote_ident
+
+    if fg.non_finite is m.NonFinite.ALLOW:
+        return
+    floats = [r[0] for r in con.execute(f"DESCRIBE {staging}").fetchall() if r[1] in ("DOUBLE", "FLOAT", "REAL")]
+    if not floats:
+        return
+    counts = con.execute(f"SELECT {', '.join(f'count(*) FILTER (WHERE NOT isfinite({quote_ident(c)}))' for c in floats)} FROM {staging}").fetchall()[0]
+    offending = {c: n for c, n in zip(floats, counts) if n}
+    if not offending:
+        return
+    if fg.non_finite is m.NonFinite.NULLIFY:
+        sets = ", ".join(f"{quote_ident(c)} = CASE WHEN isfinite({quote_ident(c)}) THEN {quote_ident(c)} END" for c in offending)
+        con.execute(f"UPDATE {staging} SET {sets}")
+        return
+    listing = ", ".join(f"{c} ({n})" for c, n in offending.items())
+    raise DataError(
+        f"{fg.id}: NaN or infinite values in {listing}; nothing published "
+        "(set non_finite: nullify to store them as NULL, or non_finite: allow to keep them)"
+    )
+
+
 def _check(con, fg: m.FeatureGroup, staging: str) -> None:
     """Keys (F1, F2) and expectations, before anything is published."""
     from engine.sql.quote import quote_ident
@@ -348,6 +372,7 @@ def _check(con, fg: m.FeatureGroup, staging: str) -> None:
                 f"{fg.id}: {dup_rows} rows share a primary key and event time ({keys}), e.g. {shown}; "
                 "nothing published (fix the transform, or set dedupe: latest to keep the last row)"
             )
+    _check_non_finite(con, fg, staging)
     results = run_expectations(con, staging, fg.expectations)
     failed = [r for r in results if not r.passed]
     if failed:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -172,3 +173,29 @@ def test_terminate_or_interrupt_rolls_back_and_exits_130(tiny_project: Path, sig
     assert "Traceback" not in err
     for name, frame in _tables(tiny_project).items():
         pd.testing.assert_frame_equal(frame, before[name])
+
+
+@pytest.mark.parametrize("policy", ["reject", "nullify", "allow"])
+def test_nan_and_infinity_follow_the_non_finite_policy(tiny_project: Path, policy: str):
+    """F5: NaN/inf in a float feature stop the write by default (exit 4, column and count named)."""
+    spec = tiny_project / "specs/shop.yaml"
+    text = spec.read_text().replace(
+        "CAST(amount AS DOUBLE) AS amount, ordered_at",
+        "CASE WHEN order_id = 2 THEN 'nan'::DOUBLE WHEN order_id = 3 THEN 'inf'::DOUBLE ELSE CAST(amount AS DOUBLE) END AS amount, ordered_at",
+    )
+    text = text.replace("      - {column: amount, between: [0, 1000]}\n", "")
+    if policy != "reject":
+        text = text.replace("    event_time: ordered_at\n    sql:", f"    event_time: ordered_at\n    non_finite: {policy}\n    sql:")
+    spec.write_text(text)
+    if policy == "reject":
+        rc, _, err = run_engine("apply", str(tiny_project), "--select", "orders")
+        assert rc == 4, err
+        assert "feature_group:orders@1: NaN or infinite values in amount (2); nothing published" in err
+        return
+    api.apply(tiny_project, select=("orders",))
+    amounts = api.read_feature_group(tiny_project, "orders").set_index("order_id")["amount"]
+    if policy == "nullify":
+        assert amounts.loc[2] is None or pd.isna(amounts.loc[2]) and pd.isna(amounts.loc[3])
+        assert amounts.isna().sum() == 2
+    else:
+        assert np.isnan(amounts.loc[2]) and np.isinf(amounts.loc[3])
