@@ -50,6 +50,14 @@ def plan(path: str | Path, *, workspace: str | Path | None = None, select: tuple
     return make_plan(checked, _stored_steps(_workspace(checked, workspace)), select=select, force=force)
 
 
+def lineage(path: str | Path, name: str | None = None):
+    """What ``name`` is built from and what is built from it (the whole DAG when None). Pure."""
+    from engine.compiler.lineage import lineage as trace
+    from engine.compiler.planner import compile_steps
+
+    return trace(compile_steps(validate(path)), name)
+
+
 @dataclass(frozen=True)
 class ApplyResult:
     plan: Plan

@@ -262,6 +262,25 @@ def run(path: Path, names: tuple[str, ...], workspace: Path | None, every: str |
     body(fmt=fmt)
 
 
+@cli.command()
+@PATH
+@click.argument("name", required=False)
+@click.option("--format", "fmt", type=FORMATS, default="text")
+def lineage(path: Path, name: str | None, fmt: str) -> None:
+    """What an object is built from and what is built from it (the whole DAG without NAME)."""
+
+    @_guard(fmt)
+    def body(fmt: str) -> None:
+        from engine import api
+        from engine.cli.render import emit
+        from engine.compiler.lineage import render
+
+        lin = api.lineage(path, name)
+        emit(json.dumps(lin.as_dict(), indent=2) if fmt == "json" else render(lin))
+
+    body(fmt=fmt)
+
+
 @cli.command("check")
 @PATH
 @WORKSPACE

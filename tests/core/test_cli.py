@@ -146,3 +146,17 @@ def test_init_writes_a_project_that_validates_and_refuses_a_non_empty_folder(tmp
     assert rc == 0, err
     assert {s["status"] for s in json.loads(out)["steps"]} == {"ran"}
     assert (root / "out/march_scores.csv").exists()
+
+
+def test_lineage_shows_what_an_object_reads_and_what_reads_it(tiny_project: Path):
+    rc, out, err = run_engine("lineage", str(tiny_project), "orders")
+    assert rc == 0, err
+    from tests.conftest import check_golden
+
+    check_golden("lineage/tiny_orders.txt", out)
+    rc, out, _ = run_engine("lineage", str(tiny_project), "--format", "json")
+    doc = json.loads(out)
+    assert {"from": "source:orders_raw", "to": "feature_group:orders@1"} in doc["edges"]
+    assert {"from": "feature_group:orders@1", "to": "feature_group:user_spend@1"} in doc["edges"]
+    rc, _, err = run_engine("lineage", str(tiny_project), "orderz")
+    assert rc == 2 and "did you mean 'orders'" in err
