@@ -134,7 +134,14 @@ def _show(value: object) -> str:
     return f"'{text}'" if isinstance(value, str) else text
 
 
-def _type_name(value: object) -> str:
+def json_type(value: object) -> str:
+    """The JSON type of a spec value ('integer' for whole ints, 'number' for floats).
+
+    >>> json_type(True), json_type(3), json_type(1.5), json_type([1]), json_type({})
+    ('boolean', 'integer', 'number', 'array', 'object')
+    """
+    if value is None:
+        return "null"
     if isinstance(value, bool):
         return "boolean"
     if isinstance(value, int):
@@ -143,13 +150,16 @@ def _type_name(value: object) -> str:
         return "number"
     if isinstance(value, str):
         return "string"
-    if value is None:
-        return "null"
+    if isinstance(value, (list, tuple)):
+        return "array"
     if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return type(value).__name__
+        return "object"
+    return "other"
+
+
+def _type_name(value: object) -> str:
+    kind = json_type(value)
+    return type(value).__name__ if kind == "other" else _expected_name(kind)
 
 
 def _expected_name(json_type: str) -> str:

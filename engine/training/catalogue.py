@@ -17,6 +17,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+from engine.spec.schema import json_type  # noqa: F401  (part of this module's API)
 from engine.errors import did_you_mean
 from engine.training.metrics import CLASSIFIER_METRICS, PROBA_METRICS, REGRESSOR_METRICS
 
@@ -68,25 +69,6 @@ def supports_proba(estimator: str, params: Mapping[str, object] | None = None) -
         return True
     when = entry.get("predict_proba_when") or {}
     return any((params or {}).get(key) in values for key, values in when.items())
-
-
-def json_type(value: object) -> str:
-    """The JSON type of a spec value ('integer' for whole ints, 'number' for floats)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, (list, tuple)):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return "other"
 
 
 def _shown(value: object) -> str:
