@@ -236,6 +236,29 @@ def gc(path: str | Path, *, workspace: str | Path | None = None, lock_timeout_s:
         return ModelRegistry(con, ws.models_dir).gc()
 
 
+def recover(path: str | Path, *, discard_wal: bool = False, workspace: str | Path | None = None) -> str:
+    """Open the workspace database; with ``discard_wal``, first set a damaged write-ahead log aside
+    (renamed, never deleted), returning to the last checkpoint (G7). Returns what was done."""
+    import time
+
+    from engine.backends.duckdb_backend import connect_read_only, wal_path
+    from engine.state.workspace import ProjectLock
+
+    checked = validate(path)
+    ws = _workspace(checked, workspace)
+    if not ws.exists():
+        raise UsageError(f"no workspace at {ws.root}: nothing to recover")
+    with ProjectLock(ws):
+        wal = wal_path(ws.database)
+        done = "the workspace database opens cleanly"
+        if discard_wal and wal.exists():
+            kept = wal.with_name(f"{wal.name}.discarded-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+            wal.rename(kept)
+            done = f"write-ahead log set aside as {kept.name}; back at the last checkpoint"
+        connect_read_only(ws.database).close()  # raises StorageIOError if it still cannot open
+    return done
+
+
 # --- helpers -----------------------------------------------------------------------------------
 
 

@@ -33,9 +33,7 @@ def connect(
     applied before the configuration is locked (afterwards they cannot change, V3). Spilling to
     ``temp_directory`` keeps working with external access disabled.
     """
-    import duckdb
-
-    con = duckdb.connect(":memory:" if path is None else str(path))
+    con = _open(path, read_only=False)
     try:
         if _setting(con, "lock_configuration"):
             # Another connection of this process already locked this database instance (V5).
@@ -191,18 +189,36 @@ def _seconds(timeout_s: float | None) -> str:
     return str(int(timeout_s)) if float(timeout_s).is_integer() else f"{timeout_s:g}"
 
 
-def connect_read_only(path: str | Path) -> duckdb.DuckDBPyConnection:
-    """A read-only connection in UTC, for plan/show/read. LockedError while an apply writes (V7)."""
+def _open(path: str | Path | None, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """duckdb.connect, with open failures turned into what the user can act on (V7, G7)."""
     import duckdb
 
-    from engine.errors import LockedError
+    from engine.errors import LockedError, StorageIOError
 
+    if path is None:
+        return duckdb.connect(":memory:")
     try:
-        con = duckdb.connect(str(path), read_only=True)
-    except duckdb.IOException as exc:
-        if "lock" in str(exc).lower():
-            raise LockedError(f"the workspace database is in use by another engine process ({_first_line(exc)})") from exc
-        raise
+        return duckdb.connect(str(path), read_only=read_only)
+    except duckdb.Error as exc:
+        text = _first_line(exc)
+        if "lock" in text.lower():
+            raise LockedError(f"the workspace database is in use by another engine process ({text})") from exc
+        if "WAL" in text:
+            raise StorageIOError(
+                f"cannot open the workspace database {path}: its write-ahead log is damaged ({text}). "
+                "`engine recover PATH --discard-wal` sets the log aside (it is kept, not deleted) and returns "
+                "to the last checkpoint; the next apply rebuilds what the log held"
+            ) from exc
+        raise StorageIOError(f"cannot open the workspace database {path}: {text}") from exc
+
+
+def wal_path(path: str | Path) -> Path:
+    return Path(f"{path}.wal")
+
+
+def connect_read_only(path: str | Path) -> duckdb.DuckDBPyConnection:
+    """A read-only connection in UTC, for plan/show/read. LockedError while an apply writes (V7)."""
+    con = _open(path, read_only=True)
     con.execute("SET TimeZone = 'UTC'")
     return con
 

@@ -281,6 +281,23 @@ def lineage(path: Path, name: str | None, fmt: str) -> None:
     body(fmt=fmt)
 
 
+@cli.command()
+@PATH
+@WORKSPACE
+@click.option("--discard-wal", is_flag=True, help="Set a damaged write-ahead log aside (kept, renamed) and return to the last checkpoint.")
+def recover(path: Path, workspace: Path | None, discard_wal: bool) -> None:
+    """Check that the workspace database opens; with --discard-wal, recover from a damaged log."""
+
+    @_guard("text")
+    def body(fmt: str = "text") -> None:
+        from engine import api
+        from engine.cli.render import emit
+
+        emit(api.recover(path, discard_wal=discard_wal, workspace=workspace).capitalize() + ".")
+
+    body()
+
+
 @cli.command("check")
 @PATH
 @WORKSPACE

@@ -199,3 +199,29 @@ def test_nan_and_infinity_follow_the_non_finite_policy(tiny_project: Path, polic
         assert amounts.isna().sum() == 2
     else:
         assert np.isnan(amounts.loc[2]) and np.isinf(amounts.loc[3])
+
+
+def test_damaged_wal_exits_74_with_a_recover_hint_and_recover_converges(tiny_project: Path, tmp_path: Path):
+    """G7: a killed run leaves a write-ahead log; damaged, it stops every command with exit 74
+    (never deleted behind the user's back) until `engine recover --discard-wal` sets it aside."""
+    reference = tmp_path / "reference"
+    api.apply(tiny_project, workspace=reference)
+    expected = _tables(tiny_project, reference)
+    rc, _, _ = run_engine("apply", str(tiny_project), env={"ENGINE_FAULT_AT": "after_staging"})
+    assert rc == -signal.SIGKILL
+    wal = tiny_project / ".engine/engine.duckdb.wal"
+    assert wal.exists() and wal.stat().st_size > 200
+    data = bytearray(wal.read_bytes())
+    data[100:164] = b"\xff" * 64
+    wal.write_bytes(bytes(data))
+    rc, _, err = run_engine("apply", str(tiny_project))
+    assert rc == 74, err
+    assert "write-ahead log is damaged" in err and "engine recover" in err and "Traceback" not in err
+    assert wal.exists()
+    rc, out, err = run_engine("recover", str(tiny_project), "--discard-wal")
+    assert rc == 0, err
+    assert "set aside" in out and list(wal.parent.glob("engine.duckdb.wal.discarded-*"))
+    rc, _, err = run_engine("apply", str(tiny_project))
+    assert rc == 0, err
+    for name, frame in _tables(tiny_project).items():
+        pd.testing.assert_frame_equal(frame, expected[name])
