@@ -211,6 +211,58 @@ def _has_table(con, name: str) -> bool:
     return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = '_engine' AND table_name = ?", [name]).fetchall()[0][0])
 
 
+def online_state(path: str | Path, *, workspace: str | Path | None = None):
+    """The online path as ``engine serve`` loads it: the current snapshot and the online jobs' models."""
+    from engine.serving.online_store import online_dir, read_current
+    from engine.serving.server import load_state
+
+    checked = validate(path)
+    ws = _workspace(checked, workspace)
+    _, directory = read_current(online_dir(ws))
+    return load_state(checked.project, ws.root, directory)
+
+
+def feature_vectors(path: str | Path, feature_view: str, rows: list[dict], *, workspace: str | Path | None = None, state=None) -> dict:
+    """Online feature vectors for entity keys and request values: the latest row per joined
+    feature group and the on-demand features, computed by the same functions as offline."""
+    state = state or online_state(path, workspace=workspace)
+    return _online_call(lambda: state.vector(feature_view, rows))
+
+
+def predict_online(path: str | Path, job: str, rows: list[dict], *, workspace: str | Path | None = None, state=None, from_text: bool = False) -> dict:
+    """Predictions of an online inference job for rows of keys and request values (no HTTP).
+
+    ``from_text``: values are strings to parse (rows read from CSV)."""
+    from engine.serving.server import MAX_ROWS
+
+    state = state or online_state(path, workspace=workspace)
+
+    def run() -> dict:
+        endpoint = state.job(job)
+        result = None
+        for start in range(0, max(len(rows), 1), MAX_ROWS):  # the HTTP row cap, per batch
+            part = state.predict(endpoint, rows[start : start + MAX_ROWS], from_text=from_text)
+            if result is None:
+                result = part
+            else:
+                result["predictions"] += part["predictions"]
+        return {**result, "job": job}
+
+    return _online_call(run)
+
+
+def _online_call(fn):
+    from engine.errors import DataError
+    from engine.serving.server import ServeError
+
+    try:
+        return fn()
+    except ServeError as exc:
+        details = "; ".join(f"{e['path']}: {e['message']}" for e in exc.errors)
+        error = UsageError if exc.status in (404, 409) else DataError
+        raise error(f"{exc.message}{': ' + details if details else ''}") from None
+
+
 def check(path: str | Path, *, workspace: str | Path | None = None) -> list[str]:
     """Integrity problems of the workspace: orphan or tampered model artifacts (G5, G6)."""
     from engine.registry.registry import ModelRegistry

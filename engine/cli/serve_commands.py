@@ -88,31 +88,11 @@ def register(cli: click.Group) -> None:
         @_guard("text")
         def body(fmt: str) -> None:
             from engine import api
-            from engine.errors import DataError, UsageError
-            from engine.serving.online_store import online_dir, read_current
-            from engine.serving.server import MAX_ROWS, ServeError, load_state
-            from engine.state.workspace import Workspace
 
-            checked = api.validate(path)
-            ws = Workspace.for_project(checked.project.root, workspace)
             text = sys.stdin.read() if input_file == "-" else Path(input_file).read_text(encoding="utf-8")
             rows, from_text = _read_rows(text)
-            _, directory = read_current(online_dir(ws))
-            state = load_state(checked.project, ws.root, directory)
-            try:
-                endpoint = state.job(job)
-                result = None
-                for start in range(0, len(rows), MAX_ROWS):  # the HTTP row cap, per batch
-                    part = state.predict(endpoint, rows[start : start + MAX_ROWS], from_text=from_text)
-                    if result is None:
-                        result = part
-                    else:
-                        result["predictions"] += part["predictions"]
-            except ServeError as exc:
-                details = "; ".join(f"{e['path']}: {e['message']}" for e in exc.errors)
-                error = UsageError if exc.status in (404, 409) else DataError
-                raise error(f"{exc.message}{': ' + details if details else ''}") from None
-            result["job"] = job
+            state = api.online_state(path, workspace=workspace)
+            result = api.predict_online(path, job, rows, state=state, from_text=from_text)
             if fmt == "json":
                 rendered = json.dumps(result, indent=2) + "\n"
             else:

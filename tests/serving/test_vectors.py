@@ -133,3 +133,22 @@ def test_coerce_from_text_for_csv():
     assert coerce_value(InputField("x", "float", True), "", from_text=True) is None
     with pytest.raises(ValueError):
         coerce_value(InputField("x", "int", True, key=True), "", from_text=True)
+
+
+def test_python_api_feature_vectors_and_online_predictions(rides):
+    """Item 3: the Python API gives the online feature vector and the prediction for keys and
+    request values, the same as the serving path."""
+    from engine import api
+    from engine.errors import DataError, UsageError
+
+    row = {"driver_id": 3, "zone": "north", "distance_km": 4.5, "requested_at": LATER.isoformat()}
+    vectors = api.feature_vectors(rides, "tips", [row])["vectors"]
+    assert vectors[0]["status"] == "ok" and "driver_rating" in vectors[0]["values"]
+    state = api.online_state(rides)
+    job = next(iter(state.describe()["jobs"]))
+    result = api.predict_online(rides, job, [row], state=state)
+    assert result["model"].startswith("model:") and result["predictions"][0]["status"] == "ok"
+    with pytest.raises(DataError, match=r"\$\.rows\[0\]\.distance_km"):
+        api.predict_online(rides, job, [{**row, "distance_km": "far"}], state=state)
+    with pytest.raises(UsageError):
+        api.predict_online(rides, "no_such_job", [row], state=state)
