@@ -265,3 +265,35 @@ def test_symlink_to_outside_file_is_refused(tmp_path: Path):
     rc, err = _validate(root)
     assert rc == 3
     assert "data/link.csv' is a link to a file outside the project" in err
+
+
+def test_remote_references_never_open_a_socket(tmp_path: Path, monkeypatch):
+    """P3/Q5: URL sources and URL tables are refused without any network attempt."""
+    import socket
+
+    from engine import api
+    from engine.errors import SpecError
+
+    calls = []
+
+    class NoSocket(socket.socket):
+        def __init__(self, *args, **kwargs):
+            calls.append(args)
+            raise AssertionError("a socket was opened")
+
+    monkeypatch.setattr(socket, "socket", NoSocket)
+    root = _project(tmp_path, """
+        sources:
+          remote: {format: parquet, path: "https://example.invalid/x.parquet"}
+        """)
+    with pytest.raises(SpecError, match="remote sources are not supported"):
+        api.validate(root)
+    root2 = _project(tmp_path / "q5", """
+        feature_groups:
+          x:
+            primary_key: [order_id]
+            sql: SELECT * FROM 'https://example.invalid/x.parquet'
+        """)
+    with pytest.raises(SpecError, match="reading files from SQL is not allowed"):
+        api.validate(root2)
+    assert calls == []
