@@ -161,6 +161,16 @@ def read_training_data(path: str | Path, model: str, *, version: str | int | Non
     return frame[frame["_split"] == split].reset_index(drop=True) if split else frame
 
 
+def read_rejects(path: str | Path, source: str | None = None, *, workspace: str | Path | None = None) -> "pandas.DataFrame":
+    """Rows that sources with ``on_bad_rows: quarantine`` set aside, newest run first."""
+    checked = validate(path)
+    with _read_connection(_workspace(checked, workspace)) as con:
+        if not _has_table(con, "rejected_rows"):
+            return con.execute("SELECT NULL AS source WHERE false").df()
+        where, params = ("WHERE source = ?", [source]) if source else ("", [])
+        return con.execute(f"SELECT * FROM _engine.rejected_rows {where} ORDER BY rejected_at DESC, file, line", params).df()
+
+
 def list_models(path: str | Path, *, workspace: str | Path | None = None) -> list[dict]:
     """Every registered model version with its test metrics and aliases."""
     from engine.registry.registry import ModelRegistry

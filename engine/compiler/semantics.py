@@ -64,6 +64,8 @@ class _Checker:
         from engine.store.sources import sniff_columns
 
         for name, source in self.p.sources.items():
+            if source.on_bad_rows == "quarantine" and source.format is not m.SourceFormat.CSV:
+                self.fail(("sources", name, "on_bad_rows"), f"quarantine works for CSV sources; '{name}' is {source.format.value}", "remove on_bad_rows, or fix the file")
             if not source.resolved_paths:
                 # Missing data is allowed at validate time (CI may not have it); apply reports it.
                 self.columns[name] = dict(source.columns) or None

@@ -92,6 +92,8 @@ class _Builder:
             columns=tuple((str(k), str(v).upper()) for k, v in (d.get("columns") or {}).items()),
             csv=m.CsvOptions(delimiter=csv.get("delimiter", ","), header=csv.get("header", True)),
             allow_empty=bool(d.get("allow_empty", False)),
+            on_bad_rows=d.get("on_bad_rows", "fail"),
+            max_bad_rows=int(d.get("max_bad_rows", 100)),
             description=d.get("description"),
             origin=m.Origin(path),
         )

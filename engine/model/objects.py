@@ -76,6 +76,8 @@ class Source:
     columns: tuple[tuple[str, str], ...] = ()  # declared (name, DuckDB type) pairs
     csv: CsvOptions = field(default_factory=CsvOptions)
     allow_empty: bool = False
+    on_bad_rows: str = "fail"  # fail | quarantine (F6)
+    max_bad_rows: int = 100
     description: str | None = None
     origin: Origin = Origin(())
 

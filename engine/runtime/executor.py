@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 from dataclasses import dataclass
 
 from engine.compiler.semantics import CheckedProject
@@ -160,9 +161,12 @@ def _ingest(con, source: m.Source, ps: PlannedStep, run_id: str) -> int:
         con.execute(f"DROP TABLE {staging}")
         raise DataError(f"{source.id}: '{source.path}' has no rows (set allow_empty: true if that is expected)")
     columns = {r[0]: r[1] for r in con.execute(f"DESCRIBE {staging}").fetchall()}
+    rejected = _rejected_rows(con, source) if source.on_bad_rows == "quarantine" else []
     fault_point("mid_ingest")
     con.execute("BEGIN TRANSACTION")
     try:
+        for row in rejected:
+            con.execute("INSERT INTO _engine.rejected_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, now())", [run_id, source.name, *row])
         con.execute(f"CREATE OR REPLACE TABLE {source_relation(source.name)} AS {normalise_times_sql(staging, columns, source.timezone)}")
         con.execute(f"DROP TABLE {staging}")
         metadata.record_step(con, ps.step.key, ps.step.definition_fingerprint, ps.step.fingerprint, run_id)
@@ -171,6 +175,24 @@ def _ingest(con, source: m.Source, ps: PlannedStep, run_id: str) -> int:
         con.execute("ROLLBACK")
         raise
     return rows
+
+
+def _rejected_rows(con, source: m.Source) -> list[tuple]:
+    """F6 quarantine: rows DuckDB set aside while reading; fail past ``max_bad_rows``."""
+    rows = con.execute(
+        "SELECT s.file_path, e.line, e.column_name, CAST(e.error_type AS VARCHAR), e.csv_line, e.error_message "
+        "FROM reject_errors e JOIN reject_scans s USING (scan_id, file_id) ORDER BY s.file_path, e.line"
+    ).fetchall()
+    con.execute("DROP TABLE IF EXISTS reject_errors")
+    con.execute("DROP TABLE IF EXISTS reject_scans")
+    lines = {(r[0], r[1]) for r in rows}
+    if len(lines) > source.max_bad_rows:
+        first = rows[0]
+        raise DataError(
+            f"{source.id}: {len(lines)} rows could not be read (more than max_bad_rows {source.max_bad_rows}); "
+            f"first: {Path(first[0]).name} line {first[1]} column {first[2]}: {first[5]}; nothing published"
+        )
+    return [(Path(r[0]).name, r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
 
 def _check_same_columns(con, source: m.Source) -> None:

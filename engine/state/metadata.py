@@ -62,6 +62,16 @@ _DDL = [
         rows JSON NOT NULL,
         run_id VARCHAR NOT NULL,
         created_at TIMESTAMPTZ NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS _engine.rejected_rows (
+        run_id VARCHAR NOT NULL,
+        source VARCHAR NOT NULL,
+        file VARCHAR,
+        line BIGINT,
+        column_name VARCHAR,
+        error_type VARCHAR,
+        csv_line VARCHAR,
+        message VARCHAR,
+        rejected_at TIMESTAMPTZ NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS _engine.feature_group_writes (
         run_id VARCHAR NOT NULL,
         name VARCHAR NOT NULL,

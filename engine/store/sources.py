@@ -97,7 +97,9 @@ def ingest_query(source: Source) -> tuple[str, list[object]]:
         case SourceFormat.JSONL:
             reader = "read_json(?, format='newline_delimited', union_by_name=true)"
         case SourceFormat.CSV:
-            options = ["union_by_name=true"]
+            # Quarantine keeps bad rows aside (DuckDB's rejects tables, which exclude union_by_name;
+            # multi-file sources are checked for identical columns before reading, F7).
+            options = ["store_rejects=true"] if source.on_bad_rows == "quarantine" else ["union_by_name=true"]
             options.append("header=true" if source.csv.header else "header=false")
             options.append("delim=?")
             params.append(source.csv.delimiter)

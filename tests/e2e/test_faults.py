@@ -225,3 +225,29 @@ def test_damaged_wal_exits_74_with_a_recover_hint_and_recover_converges(tiny_pro
     assert rc == 0, err
     for name, frame in _tables(tiny_project).items():
         pd.testing.assert_frame_equal(frame, expected[name])
+
+
+@pytest.mark.parametrize("max_bad", [5, 1])
+def test_quarantine_sets_bad_rows_aside_up_to_a_limit(tiny_project: Path, max_bad: int):
+    """F6 with on_bad_rows: quarantine: unreadable rows land in the rejected rows and the run
+    succeeds, unless there are more than max_bad_rows (exit 4, nothing published)."""
+    with open(tiny_project / "data/orders.csv", "a") as fh:
+        fh.write("6,abc,1.0,2024-01-07 08:00:00\n7,11,2.0,2024-01-07 09:00:00\n8,12,xyz,2024-01-07 10:00:00\n")
+    spec = tiny_project / "specs/shop.yaml"
+    spec.write_text(spec.read_text().replace(
+        "orders_raw: {format: csv, path: data/orders.csv, timezone: America/New_York}",
+        "orders_raw: {format: csv, path: data/orders.csv, timezone: America/New_York, "
+        f"columns: {{order_id: BIGINT, user_id: BIGINT, amount: DOUBLE}}, on_bad_rows: quarantine, max_bad_rows: {max_bad}}}",
+    ))
+    rc, _, err = run_engine("apply", str(tiny_project))
+    if max_bad == 1:
+        assert rc == 4, err
+        assert "2 rows could not be read (more than max_bad_rows 1); first: orders.csv line 7 column user_id" in err
+        return
+    assert rc == 0, err
+    orders = api.read_feature_group(tiny_project, "orders")
+    assert sorted(orders["order_id"]) == [1, 2, 3, 4, 5, 7]
+    rejects = api.read_rejects(tiny_project, "orders_raw")
+    assert sorted(rejects["line"]) == [7, 9]
+    assert set(rejects["column_name"]) == {"user_id", "amount"}
+    assert rejects["csv_line"].str.contains("abc|xyz").all()
