@@ -18,9 +18,15 @@ _EXCLUDED_FIELDS = {"description", "origin", "resolved_paths", "sql_file"}
 
 def _canonical(value: object) -> object:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        # Fields at their default are left out, so a new optional setting in a later engine
+        # version does not change the fingerprint of specs that do not use it (no needless rebuild).
         return {
             "__type__": type(value).__name__,
-            **{f.name: _canonical(getattr(value, f.name)) for f in dataclasses.fields(value) if f.name not in _EXCLUDED_FIELDS},
+            **{
+                f.name: _canonical(getattr(value, f.name))
+                for f in dataclasses.fields(value)
+                if f.name not in _EXCLUDED_FIELDS and not _is_default(f, getattr(value, f.name))
+            },
         }
     if isinstance(value, Enum):
         return value.value
@@ -31,6 +37,14 @@ def _canonical(value: object) -> object:
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+def _is_default(f: dataclasses.Field, value: object) -> bool:
+    if f.default is not dataclasses.MISSING:
+        return value == f.default
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return value == f.default_factory()  # type: ignore[misc]
+    return False
 
 
 def digest(*parts: object) -> str:

@@ -160,3 +160,23 @@ def test_lineage_shows_what_an_object_reads_and_what_reads_it(tiny_project: Path
     assert {"from": "feature_group:orders@1", "to": "feature_group:user_spend@1"} in doc["edges"]
     rc, _, err = run_engine("lineage", str(tiny_project), "orderz")
     assert rc == 2 and "did you mean 'orders'" in err
+
+
+def test_a_new_optional_setting_at_its_default_does_not_change_fingerprints():
+    """Upgrading the engine (new optional fields with defaults) must not rebuild unchanged specs."""
+    import dataclasses
+
+    from engine.compiler.fingerprint import definition_fingerprint
+    from engine.model import objects as m
+
+    source = m.Source(name="s", format=m.SourceFormat.CSV, path="data/s.csv", resolved_paths=())
+
+    @dataclasses.dataclass(frozen=True)
+    class Source(m.Source):  # the same object in an engine that added a setting
+        future_option: str = "off"
+
+    newer = Source(name="s", format=m.SourceFormat.CSV, path="data/s.csv", resolved_paths=())
+    assert definition_fingerprint(source) == definition_fingerprint(newer)
+    changed = dataclasses.replace(source, on_bad_rows="quarantine")
+    assert definition_fingerprint(changed) != definition_fingerprint(source)
+
