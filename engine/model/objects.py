@@ -21,16 +21,6 @@ class Kind(str, Enum):
     INFERENCE = "inference"
 
 
-SECTION_KIND: dict[str, Kind] = {
-    "sources": Kind.SOURCE,
-    "feature_groups": Kind.FEATURE_GROUP,
-    "functions": Kind.FUNCTION,
-    "feature_views": Kind.FEATURE_VIEW,
-    "models": Kind.MODEL,
-    "inference": Kind.INFERENCE,
-}
-
-
 @dataclass(frozen=True, order=True)
 class ObjectId:
     """``kind:name@version`` — the identity of every object."""

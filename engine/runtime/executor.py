@@ -335,7 +335,7 @@ def _train_model(ctx: StepContext, ps: PlannedStep) -> int:
     from engine.training.train import train_model
 
     model = ctx.checked.project.models[ps.step.id.name]
-    outcome = train_model(ctx.con, model, ctx.checked.project, ctx.workspace, run_id=ctx.run_id, step_fingerprint=ps.step.fingerprint)
+    outcome = train_model(ctx.con, model, ctx.checked.project, ctx.workspace, run_id=ctx.run_id)
     metadata.record_step(ctx.con, ps.step.key, ps.step.definition_fingerprint, ps.step.fingerprint, ctx.run_id)
     return outcome.rows
 

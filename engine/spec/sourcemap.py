@@ -29,10 +29,6 @@ class SourceMap:
         if value_location is not None:
             self.value_entries[path] = value_location
 
-    def merge(self, other: "SourceMap") -> None:
-        self.entries.update(other.entries)
-        self.value_entries.update(other.value_entries)
-
     def locate(self, path: KeyPath, *, value: bool = False) -> Location | None:
         probe = tuple(path)
         while True:

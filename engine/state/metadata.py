@@ -161,20 +161,25 @@ def close_interrupted(con, run_ids: list[str]) -> None:
         con.execute("UPDATE _engine.runs SET status = 'interrupted', finished_at = now() WHERE run_id = ?", [run_id])
 
 
-def feature_group_version(con, name: str, version: int | None = None) -> FeatureGroupVersion | None:
-    """A published version (the highest when ``version`` is None), or None."""
-    if not has_metadata(con):
-        return None
-    sql = "SELECT * FROM _engine.feature_groups WHERE name = ?"
+def version_row(con, table: str, name: str, version: int | None) -> dict[str, Any] | None:
+    """The row of ``_engine.<table>`` for ``name`` at ``version`` (the highest when None), as a dict."""
+    sql = f"SELECT * FROM _engine.{table} WHERE name = ?"
     params: list[object] = [name]
     if version is not None:
         sql += " AND version = ?"
         params.append(version)
-    row = con.execute(sql + " ORDER BY version DESC LIMIT 1", params).fetchone()
-    if row is None:
+    cursor = con.execute(sql + " ORDER BY version DESC LIMIT 1", params)
+    row = cursor.fetchone()
+    return None if row is None else dict(zip([d[0] for d in cursor.description], row))
+
+
+def feature_group_version(con, name: str, version: int | None = None) -> FeatureGroupVersion | None:
+    """A published version (the highest when ``version`` is None), or None."""
+    if not has_metadata(con):
         return None
-    cols = [d[0] for d in con.description]
-    rec = dict(zip(cols, row))
+    rec = version_row(con, "feature_groups", name, version)
+    if rec is None:
+        return None
     return FeatureGroupVersion(
         name=rec["name"],
         version=rec["version"],

@@ -71,7 +71,6 @@ class ProjectLock:
         self.workspace = workspace
         self.timeout_s = timeout_s
         self._fd: int | None = None
-        self.previous_holder: dict | None = None
 
     def __enter__(self) -> "ProjectLock":
         import fcntl
@@ -90,7 +89,6 @@ class ProjectLock:
                     who = f"pid {holder.get('pid', '?')} (started {holder.get('started', '?')})" if holder else "another process"
                     raise LockedError(f"project locked by {who}; wait for it to finish or use --lock-timeout")
                 time.sleep(0.05)
-        self.previous_holder = _read_holder(fd)
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({"pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}).encode(), 0)
         os.fsync(fd)

@@ -160,14 +160,11 @@ def stored_layout(con, name: str, version: int | None = None) -> tuple[str, View
     """(table, layout, fingerprint) of a materialised view version (the highest when None)."""
     import json
 
-    sql = "SELECT table_name, layout, fingerprint FROM _engine.feature_views WHERE name = ?"
-    params: list[object] = [name]
-    if version is not None:
-        sql += " AND version = ?"
-        params.append(version)
-    row = con.execute(sql + " ORDER BY version DESC LIMIT 1", params).fetchone()
-    if row is None:
+    from engine.state.metadata import version_row
+
+    rec = version_row(con, "feature_views", name, version)
+    if rec is None:
         return None
-    d = json.loads(row[1])
+    d = json.loads(rec["layout"])
     layout = ViewLayout(tuple(d["keys"]), d["event_time"], tuple(d["helpers"]), tuple(d["labels"]), tuple(d["features"]), tuple(d["on_demand"]))
-    return row[0], layout, row[2]
+    return rec["table_name"], layout, rec["fingerprint"]

@@ -82,7 +82,7 @@ def _float_or_none(value) -> float | None:
     return None if math.isnan(value) or math.isinf(value) else value
 
 
-def train_model(con, model: m.Model, project: m.Project, workspace, *, run_id: str, step_fingerprint: str) -> TrainOutcome:
+def train_model(con, model: m.Model, project: m.Project, workspace, *, run_id: str) -> TrainOutcome:
     """Train ``model`` on its published feature view and register it (see module docstring)."""
     import numpy as np
 
