@@ -180,3 +180,16 @@ def test_a_new_optional_setting_at_its_default_does_not_change_fingerprints():
     changed = dataclasses.replace(source, on_bad_rows="quarantine")
     assert definition_fingerprint(changed) != definition_fingerprint(source)
 
+
+
+def test_init_name_option_and_recover_on_a_healthy_workspace(tmp_path: Path, tiny_project: Path):
+    rc, _, err = run_engine("init", str(tmp_path / "p"), "--name", "Bad-Name")
+    assert rc == 2 and "must be lowercase letters" in err
+    rc, out, err = run_engine("init", str(tmp_path / "q"), "--name", "shop2")
+    assert rc == 0, err
+    assert "project: shop2" in (tmp_path / "q/specs/project.yaml").read_text()
+    rc, _, err = run_engine("recover", str(tiny_project))
+    assert rc == 2 and "nothing to recover" in err
+    api.apply(tiny_project)
+    rc, out, err = run_engine("recover", str(tiny_project))
+    assert rc == 0 and out.strip() == "The workspace database opens cleanly."
