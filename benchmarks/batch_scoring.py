@@ -54,7 +54,7 @@ def copy_workspace(source: Path, into: Path) -> Path:
 
 def is_current(checked, workspace) -> bool:
     """Whether the workspace's published feature view is current (else score_batch re-materialises)."""
-    from engine.backends.duckdb_backend import connect
+    from engine.backends.duckdb.connection import connect
     from engine.runtime.executor import RunOptions, StepContext
     from engine.serving.batch import published_view
 
@@ -70,7 +70,7 @@ def engine_run(checked, workspace, model: str, run_id: str, *, materialise: bool
     """Seconds and predictions of one ``score_batch`` call (``materialise``: never reuse the view)."""
     from unittest import mock
 
-    from engine.backends.duckdb_backend import connect
+    from engine.backends.duckdb.connection import connect
     from engine.model.objects import InferenceJob
     from engine.runtime.executor import RunOptions, StepContext
     from engine.serving import batch

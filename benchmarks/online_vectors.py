@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from engine import api
-from engine.backends.duckdb_backend import connect_read_only
+from engine.backends.duckdb.connection import connect_read_only
 from engine.serving.online_store import publish_online_snapshot
 from engine.serving.server import load_state
 from engine.state.workspace import Workspace

@@ -83,7 +83,8 @@ def generate(db: Path, *, spine: int, features: int, groups: int, entities: int,
 
 def engine_sql(groups: int) -> str:
     """The engine's generated SQL for this benchmark's view."""
-    from engine.sql.point_in_time import JoinStep, point_in_time_sql
+    from engine.backends.duckdb.point_in_time import point_in_time_sql
+from engine.sql.ops import JoinSpec as JoinStep
 
     steps = [
         JoinStep(f'"fg{g}"', ("entity_id",), ("entity_id",), "event_time", ((f"f{g}_a", f"f{g}_a"), (f"f{g}_b", f"f{g}_b")))

@@ -99,6 +99,20 @@ class UsageError(EngineError):
     exit_code = ExitCode.USAGE
 
 
+class RequestError(UsageError):
+    """A request the online service refuses: its HTTP ``status``, a message and per-field
+    ``errors`` (``{"path": "$.rows[0].x", "message": ...}``, JSON paths)."""
+
+    def __init__(self, status: int, message: str, errors: list[dict] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.errors: list[dict] = list(errors or [])
+
+    def body(self) -> dict:
+        """The JSON body of the refusal: ``{"detail": message, "errors": [...]}``."""
+        return {"detail": self.message, "errors": self.errors}
+
+
 class SpecError(EngineError):
     """The spec is invalid: YAML, schema, semantics or the SQL gate. Nothing ran."""
 
@@ -172,3 +186,19 @@ def did_you_mean(word: str, candidates: list[str] | tuple[str, ...] | set[str]) 
 
     match = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
     return f"did you mean '{match[0]}'?" if match else None
+
+
+def is_storage_failure(exc: BaseException) -> bool:
+    """Disk full, file too large or an I/O error while writing the workspace (G3: exit 74).
+
+    An ``OSError`` with one of those errnos, or a backend's I/O exception (DuckDB's
+    ``IOException``) whose message says so; matched by name so no backend is imported here.
+    """
+    import errno
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EIO, errno.EDQUOT):
+        return True
+    text = str(exc)
+    return type(exc).__name__ == "IOException" and any(
+        marker in text for marker in ("No space left", "File too large", "Could not write", "Could not truncate", "disk")
+    )

@@ -1,1 +1,32 @@
-"""engine.backends."""
+"""Compute backends behind one protocol (``engine.backends.base.Backend``).
+
+A backend is named in ``BACKENDS`` and imported only when chosen, so ``engine validate`` loads no
+engine library: ``capabilities(name)`` reads the class's flags without opening anything.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+from engine.errors import UsageError, did_you_mean
+
+if TYPE_CHECKING:
+    from engine.backends.base import Backend, Capabilities
+
+DEFAULT = "duckdb"
+BACKENDS: dict[str, str] = {"duckdb": "engine.backends.duckdb.backend:DuckDBBackend"}
+
+
+def load(name: str = DEFAULT) -> "type[Backend]":
+    """The backend class registered as ``name``; UsageError (exit 2) for an unknown one."""
+    if name not in BACKENDS:
+        hint = did_you_mean(name, list(BACKENDS))
+        raise UsageError(f"unknown backend '{name}'{f' ({hint})' if hint else ''}; known backends: {', '.join(sorted(BACKENDS))}")
+    module, _, attr = BACKENDS[name].partition(":")
+    return getattr(import_module(module), attr)
+
+
+def capabilities(name: str = DEFAULT) -> "Capabilities":
+    """What backend ``name`` can do (no connection is opened, no engine library imported)."""
+    return load(name).capabilities

@@ -1,4 +1,6 @@
 """The `engine` command line: argument parsing, rendering and exit codes. No logic lives here.
+The shared options and the exit-code guard are ``engine.cli.options``'s; ``serve`` and ``predict``
+live in ``engine.cli.serve_commands`` and are registered below with ``cli.add_command``.
 
 Heavy libraries are imported by the verbs that need them, so `engine --help` and
 `engine validate` stay fast.
@@ -12,62 +14,9 @@ from pathlib import Path
 
 import click
 
-from engine.errors import EngineError, ExitCode, InternalError
-
-FORMATS = click.Choice(["text", "json"])
-
-
-class _Context:
-    def __init__(self, debug: bool):
-        self.debug = debug
-
-
-def _fail(exc: BaseException, fmt: str, debug: bool) -> None:
-    from engine.cli.render import emit, error_json, github_annotations
-
-    if isinstance(exc, KeyboardInterrupt):
-        emit("interrupted", err=True)
-        sys.exit(ExitCode.INTERRUPTED)
-    if not isinstance(exc, EngineError):
-        if debug:
-            raise exc
-        wrapped = InternalError(f"internal error ({type(exc).__name__}: {exc}); this is a bug — rerun with --debug for the traceback")
-        exc = wrapped
-    if fmt == "json":
-        emit(error_json(exc))
-    elif fmt == "github":
-        for line in github_annotations(exc):
-            emit(line)
-        for line in _text_lines(exc):
-            emit(line, err=True)
-    else:
-        for line in _text_lines(exc):
-            emit(line, err=True)
-    sys.exit(int(exc.exit_code))
-
-
-def _text_lines(exc: EngineError) -> list[str]:
-    from engine.cli.render import error_lines
-
-    return error_lines(exc)
-
-
-def _guard(fmt: str):
-    """Run a verb body, mapping every failure to its documented exit code."""
-
-    def wrap(fn):
-        def run(*args, **kwargs):
-            debug = click.get_current_context().find_object(_Context).debug
-            try:
-                return fn(*args, **kwargs)
-            except SystemExit:
-                raise
-            except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 — mapped to exit codes
-                _fail(exc, kwargs.get("fmt", fmt), debug)
-
-        return run
-
-    return wrap
+from engine.cli.options import FORMATS, PATH, SELECT, WORKSPACE, Context, guard
+from engine.cli.serve_commands import predict, serve
+from engine.errors import EngineError, ExitCode
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -81,12 +30,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     Exit codes: 0 ok, 1 internal error, 2 usage, 3 spec invalid, 4 data check failed,
     5 execution error in a transform, 74 I/O error, 75 project locked, 130 interrupted.
     """
-    ctx.obj = _Context(debug)
-
-
-PATH = click.argument("path", type=click.Path(path_type=Path), required=False, default=Path("."))
-WORKSPACE = click.option("--workspace", type=click.Path(path_type=Path), default=None, help="Workspace folder (default: .engine/ in the project root).")
-SELECT = click.option("--select", "-s", multiple=True, help="Only this object and what it needs (repeatable).")
+    ctx.obj = Context(debug)
 
 
 @cli.command()
@@ -95,7 +39,7 @@ SELECT = click.option("--select", "-s", multiple=True, help="Only this object an
 def validate(path: Path, fmt: str) -> None:
     """Check a spec (file or folder): YAML, schema, references, SQL, columns. Pure and fast."""
 
-    @_guard(fmt)
+    @guard(fmt)
     def body(fmt: str) -> None:
         from engine import api
         from engine.cli.render import emit
@@ -121,7 +65,7 @@ def validate(path: Path, fmt: str) -> None:
 def plan(path: Path, workspace: Path | None, select: tuple[str, ...], force: bool, fmt: str) -> None:
     """Show what `apply` would run, and why."""
 
-    @_guard(fmt)
+    @guard(fmt)
     def body(fmt: str) -> None:
         from engine import api
         from engine.cli.render import emit
@@ -146,7 +90,7 @@ def plan(path: Path, workspace: Path | None, select: tuple[str, ...], force: boo
 def apply(path: Path, workspace: Path | None, select: tuple[str, ...], force: bool, sql_timeout: float, memory_limit: str | None, threads: int | None, lock_timeout: float, fmt: str) -> None:
     """Run the plan: build features, train models, score batch and stream jobs."""
 
-    @_guard(fmt)
+    @guard(fmt)
     def body(fmt: str) -> None:
         from engine import api
         from engine.cli.progress import ApplyDisplay
@@ -182,7 +126,7 @@ def apply(path: Path, workspace: Path | None, select: tuple[str, ...], force: bo
 def show(kind: str, name: str | None, path: Path, version: str | None, workspace: Path | None, fmt: str) -> None:
     """Show a published feature group or a registered model; the plural lists them all."""
 
-    @_guard(fmt)
+    @guard(fmt)
     def body(fmt: str) -> None:
         from engine import api
         from engine.cli.render import emit
@@ -226,7 +170,7 @@ def run(path: Path, names: tuple[str, ...], workspace: Path | None, every: str |
     stops cleanly between micro-batches (a batch in progress publishes all or nothing).
     """
 
-    @_guard(fmt)
+    @guard(fmt)
     def body(fmt: str) -> None:
         import time
 
@@ -269,7 +213,7 @@ def run(path: Path, names: tuple[str, ...], workspace: Path | None, every: str |
 def lineage(path: Path, name: str | None, fmt: str) -> None:
     """What an object is built from and what is built from it (the whole DAG without NAME)."""
 
-    @_guard(fmt)
+    @guard(fmt)
     def body(fmt: str) -> None:
         from engine import api
         from engine.cli.render import emit
@@ -288,7 +232,7 @@ def lineage(path: Path, name: str | None, fmt: str) -> None:
 def recover(path: Path, workspace: Path | None, discard_wal: bool) -> None:
     """Check that the workspace database opens; with --discard-wal, recover from a damaged log."""
 
-    @_guard("text")
+    @guard("text")
     def body(fmt: str = "text") -> None:
         from engine import api
         from engine.cli.render import emit
@@ -305,7 +249,7 @@ def recover(path: Path, workspace: Path | None, discard_wal: bool) -> None:
 def check_command(path: Path, workspace: Path | None, fmt: str) -> None:
     """Check the workspace's integrity: orphan or tampered model artifacts (exit 0, warnings listed)."""
 
-    @_guard(fmt)
+    @guard(fmt)
     def body(fmt: str) -> None:
         from engine import api
         from engine.cli.render import emit
@@ -329,7 +273,7 @@ def check_command(path: Path, workspace: Path | None, fmt: str) -> None:
 def gc(path: Path, workspace: Path | None) -> None:
     """Remove what an interrupted run left behind (orphan model directories)."""
 
-    @_guard("text")
+    @guard("text")
     def body(fmt: str = "text") -> None:
         from engine import api
         from engine.cli.render import emit
@@ -348,7 +292,7 @@ def gc(path: Path, workspace: Path | None) -> None:
 def init(directory: Path, name: str | None) -> None:
     """Create a new, working project (specs, sample data, a feature package, tests)."""
 
-    @_guard("text")
+    @guard("text")
     def body(fmt: str = "text") -> None:
         from engine.cli.render import emit
         from engine.scaffold import init_project
@@ -367,13 +311,8 @@ def schema() -> None:
     click.echo(json.dumps(load_schema(), indent=2))
 
 
-def _register_extensions() -> None:
-    from engine.cli.serve_commands import register
-
-    register(cli)
-
-
-_register_extensions()
+cli.add_command(serve)
+cli.add_command(predict)
 
 
 def _terminate_as_interrupt(signum, frame) -> None:
@@ -407,7 +346,7 @@ def _watch_stop_signals() -> None:
                 from engine import interrupts
 
                 interrupts.request()
-                backend = sys.modules.get("engine.backends.duckdb_backend")
+                backend = sys.modules.get("engine.backends.duckdb.connection")
                 if backend is not None:
                     backend.interrupt_running()
 

@@ -1,5 +1,6 @@
 """`engine serve` and `engine predict`: argument parsing and output only; the online service is
-``engine.serving.server``'s. ``register(cli)`` adds both verbs to the click group.
+``engine.serving.online``'s and the HTTP endpoint ``engine.serving.http``'s. ``engine.cli.main``
+registers both commands; this module must not import it.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from pathlib import Path
 
 import click
 
+from engine.cli.options import PATH, WORKSPACE, guard
+from engine.errors import RequestError, UsageError
+
 
 def _read_rows(text: str) -> tuple[list, bool]:
     """(rows, from_text) from a JSON list, a JSON object, JSON lines or CSV with a header."""
-    from engine.errors import UsageError
-    from engine.serving.server import ServeError, parse_json
+    from engine.serving.online import parse_json
 
     stripped = text.lstrip()
     try:
@@ -26,11 +29,11 @@ def _read_rows(text: str) -> tuple[list, bool]:
         if stripped.startswith("{"):
             try:
                 doc = parse_json(stripped)
-            except ServeError:
+            except RequestError:
                 return [parse_json(line) for line in stripped.splitlines() if line.strip()], False
             rows = doc.get("rows", [doc]) if isinstance(doc, dict) else [doc]
             return (rows if isinstance(rows, list) else [rows]), False
-    except ServeError as exc:
+    except RequestError as exc:
         raise UsageError(f"input: {exc.message}: " + "; ".join(f"{e['path']}: {e['message']}" for e in exc.errors)) from None
     rows = list(csv.DictReader(io.StringIO(text)))
     if not rows:
@@ -54,53 +57,53 @@ def _csv_text(rows: list, results: list[dict], classes: list[str]) -> str:
     return out.getvalue()
 
 
-def register(cli: click.Group) -> None:
-    """Add ``serve`` and ``predict`` to the ``engine`` command group."""
-    from engine.cli.main import PATH, WORKSPACE, _guard
+@click.command()
+@PATH
+@WORKSPACE
+@click.option("--host", default="127.0.0.1", show_default=True, help="Bind address (loopback unless --allow-remote).")
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--allow-remote", is_flag=True, help="Allow a non-loopback --host (the endpoint has no authentication).")
+def serve(path: Path, workspace: Path | None, host: str, port: int, allow_remote: bool) -> None:
+    """Serve online predictions over HTTP (docs at /docs); follows each new apply."""
 
-    @cli.command()
-    @PATH
-    @WORKSPACE
-    @click.option("--host", default="127.0.0.1", show_default=True, help="Bind address (loopback unless --allow-remote).")
-    @click.option("--port", type=int, default=8000, show_default=True)
-    @click.option("--allow-remote", is_flag=True, help="Allow a non-loopback --host (the endpoint has no authentication).")
-    def serve(path: Path, workspace: Path | None, host: str, port: int, allow_remote: bool) -> None:
-        """Serve online predictions over HTTP (docs at /docs); follows each new apply."""
+    @guard("text")
+    def body(fmt: str) -> None:
+        from engine.project import validate, workspace_of
+        from engine.serving.http import check_host, serve as run
 
-        @_guard("text")
-        def body(fmt: str) -> None:
-            from engine.serving.server import serve as run
+        check_host(host, allow_remote)  # before the spec is read, as a usage error
+        checked = validate(path)
+        run(checked, workspace_of(checked, workspace).root, host=host, port=port, allow_remote=allow_remote)
 
-            run(path, workspace=workspace, host=host, port=port, allow_remote=allow_remote)
+    body(fmt="text")
 
-        body(fmt="text")
 
-    @cli.command()
-    @PATH
-    @click.argument("job")
-    @WORKSPACE
-    @click.option("--input", "input_file", default="-", show_default=True, help="Rows: JSON list, JSON lines or CSV; - for stdin.")
-    @click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True, help="Output format.")
-    @click.option("--output", "output", type=click.Path(path_type=Path), default=None, help="Write here instead of stdout.")
-    def predict(path: Path, job: str, workspace: Path | None, input_file: str, fmt: str, output: Path | None) -> None:
-        """Score rows with an online inference job, without HTTP (same path as `engine serve`)."""
+@click.command()
+@PATH
+@click.argument("job")
+@WORKSPACE
+@click.option("--input", "input_file", default="-", show_default=True, help="Rows: JSON list, JSON lines or CSV; - for stdin.")
+@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True, help="Output format.")
+@click.option("--output", "output", type=click.Path(path_type=Path), default=None, help="Write here instead of stdout.")
+def predict(path: Path, job: str, workspace: Path | None, input_file: str, fmt: str, output: Path | None) -> None:
+    """Score rows with an online inference job, without HTTP (same path as `engine serve`)."""
 
-        @_guard("text")
-        def body(fmt: str) -> None:
-            from engine import api
+    @guard("text")
+    def body(fmt: str) -> None:
+        from engine import api
 
-            text = sys.stdin.read() if input_file == "-" else Path(input_file).read_text(encoding="utf-8")
-            rows, from_text = _read_rows(text)
-            state = api.online_state(path, workspace=workspace)
-            result = api.predict_online(path, job, rows, state=state, from_text=from_text)
-            if fmt == "json":
-                rendered = json.dumps(result, indent=2) + "\n"
-            else:
-                classes = [str(c) for c in (state.job(job).model.classes or [])]
-                rendered = _csv_text(rows, result["predictions"], classes)
-            if output is None:
-                click.echo(rendered, nl=False)
-            else:
-                output.write_text(rendered, encoding="utf-8")
+        text = sys.stdin.read() if input_file == "-" else Path(input_file).read_text(encoding="utf-8")
+        rows, from_text = _read_rows(text)
+        state = api.online_state(path, workspace=workspace)
+        result = api.predict_online(path, job, rows, state=state, from_text=from_text)
+        if fmt == "json":
+            rendered = json.dumps(result, indent=2) + "\n"
+        else:
+            classes = [str(c) for c in (state.job(job).model.classes or [])]
+            rendered = _csv_text(rows, result["predictions"], classes)
+        if output is None:
+            click.echo(rendered, nl=False)
+        else:
+            output.write_text(rendered, encoding="utf-8")
 
-        body(fmt=fmt)
+    body(fmt=fmt)

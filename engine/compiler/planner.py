@@ -12,6 +12,7 @@ from engine.compiler.fingerprint import definition_fingerprint, digest, files_fi
 from engine.compiler.semantics import CheckedProject
 from engine.compiler.steps import Action, Plan, PlannedStep, Reason, Step, StepKind
 from engine.errors import UsageError, did_you_mean
+from engine.ids import ModelRef
 from engine.model import objects as m
 from engine.model.graph import ancestors, topological_order
 
@@ -36,6 +37,7 @@ def compile_steps(checked: CheckedProject) -> dict[str, Step]:
             depends_on=(),
             definition_fingerprint=definition_fingerprint(source),
             fingerprint=digest(definition_fingerprint(source), files_fingerprint(project.root, source.resolved_paths)),
+            payload=source,
         )
         steps[step.key] = step
         key_of[name] = step.key
@@ -50,6 +52,7 @@ def compile_steps(checked: CheckedProject) -> dict[str, Step]:
             depends_on=deps,
             definition_fingerprint=digest(definition, code),
             fingerprint=digest(definition, code, [steps[d].fingerprint for d in deps]),
+            payload=fg,
         )
         steps[step.key] = step
         key_of[name] = step.key
@@ -60,7 +63,7 @@ def compile_steps(checked: CheckedProject) -> dict[str, Step]:
         functions = [project.functions[f] for f in fv.on_demand if f in project.functions]
         code = digest([python_package_fingerprint(project.root, f.module) for f in functions])
         definition = digest(definition_fingerprint(fv), [definition_fingerprint(f) for f in functions], code)
-        step = Step(fv.id, StepKind.BUILD_FEATURE_VIEW, deps, definition, digest(definition, [steps[d].fingerprint for d in deps]))
+        step = Step(fv.id, StepKind.BUILD_FEATURE_VIEW, deps, definition, digest(definition, [steps[d].fingerprint for d in deps]), payload=fv)
         steps[step.key] = step
         view_key[name] = step.key
     for name, model in sorted(project.models.items()):
@@ -68,18 +71,21 @@ def compile_steps(checked: CheckedProject) -> dict[str, Step]:
             continue
         dep = view_key[model.feature_view]
         definition = definition_fingerprint(model)
-        step = Step(model.id, StepKind.TRAIN_MODEL, (dep,), definition, digest(definition, steps[dep].fingerprint))
+        step = Step(model.id, StepKind.TRAIN_MODEL, (dep,), definition, digest(definition, steps[dep].fingerprint), payload=model)
         steps[step.key] = step
     kinds = {"batch": StepKind.SCORE_BATCH, "stream": StepKind.SCORE_STREAM}
     for name, job in sorted(project.inference.items()):
-        model = project.models.get(job.model.partition("@")[0])
+        model = project.models.get(ModelRef.parse(job.model).name)
         if job.mode not in kinds or model is None or model.feature_view not in view_key:
             continue  # online jobs are served, not applied
         # Scoring reads the feature view's data and whatever model version the registry resolves:
         # it runs after training in a full apply, but selecting a job never retrains its model.
         model_key, fv_key = str(model.id), view_key[model.feature_view]
         definition = definition_fingerprint(job)
-        step = Step(job.id, kinds[job.mode], (fv_key,), definition, digest(definition, steps[fv_key].fingerprint, steps[model_key].fingerprint), after=(model_key,))
+        step = Step(
+            job.id, kinds[job.mode], (fv_key,), definition, digest(definition, steps[fv_key].fingerprint, steps[model_key].fingerprint),
+            after=(model_key,), payload=job, view_fingerprint=steps[fv_key].fingerprint,
+        )
         steps[step.key] = step
     return steps
 

@@ -61,7 +61,7 @@ class _Checker:
     # ---------------------------------------------------------------------------------------------
 
     def run(self) -> CheckedProject:
-        from engine.store.sources import sniff_columns
+        from engine.model.sniff import sniff_columns
 
         for name, source in self.p.sources.items():
             if source.on_bad_rows == "quarantine" and source.format is not m.SourceFormat.CSV:

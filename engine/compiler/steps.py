@@ -5,10 +5,14 @@ Owns no connections and no data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
+from engine.model import objects as m
 from engine.model.objects import ObjectId
+
+# What a step works on: the handler never looks its object up again by name.
+Payload = m.Source | m.FeatureGroup | m.FeatureView | m.Model | m.InferenceJob
 
 
 class StepKind(str, Enum):
@@ -44,6 +48,8 @@ class Step:
     definition_fingerprint: str  # the definition alone (formatting and descriptions excluded)
     fingerprint: str  # definition + upstream fingerprints + input data
     after: tuple[str, ...] = ()  # ordering only: run after these when they are planned too
+    payload: Payload | None = field(default=None, compare=False, repr=False)
+    view_fingerprint: str | None = None  # scoring steps: the fingerprint of the view they read
 
     @property
     def key(self) -> str:

@@ -1,6 +1,6 @@
 """Where batch and streaming predictions go: the ``predictions`` tables and the optional file.
 
-Owns the predictions-table layout (stamp columns), the atomic table writes (replace for batch,
+Owns the predictions-table layout (stamp columns; the backend writes them: replace for batch,
 exactly-once append for stream) and the atomic file writer (temp file in the same directory,
 fsync, ``os.replace``). Must not score, resolve models or build feature-view SQL.
 """
@@ -9,25 +9,18 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from engine.state.atomic import fsync_directory
 from engine.errors import SpecError, StorageIOError
 from engine.model import objects as m
-from engine.sql.quote import qualified, quote_ident
-
-if TYPE_CHECKING:
-    import pandas
+from engine.sql.ops import Constant, Relation
 
 PREDICTIONS_SCHEMA = "predictions"
 FILE_FORMATS = (".parquet", ".csv", ".jsonl")
 STAMP_COLUMNS = ("model", "model_version", "feature_view", "feature_view_version", "scored_at", "run_id")
-_FRAME = "_engine_predictions"  # name the rows are registered under while they are written
 TMP_PREFIX = ".tmp-"
 
 
@@ -43,100 +36,34 @@ class Stamp:
     run_id: str
 
 
-def predictions_table(job: m.InferenceJob) -> str:
-    """The quoted workspace relation of a job's predictions: ``"predictions"."<table or job>"``."""
-    return qualified(PREDICTIONS_SCHEMA, job.output_table or job.name)
+def predictions_table(job: m.InferenceJob) -> Relation:
+    """The workspace relation of a job's predictions: ``predictions.<table or job>``."""
+    return Relation(PREDICTIONS_SCHEMA, job.output_table or job.name)
 
 
-def ensure_schema(con) -> None:
-    """The ``predictions`` schema and ``_engine.stream_watermarks`` (idempotent; DDL in metadata)."""
+def stamp_columns(stamp: Stamp) -> tuple[Constant, ...]:
+    """The stamp as typed constant columns, in :data:`STAMP_COLUMNS` order."""
+    return (
+        Constant("model", stamp.model, "VARCHAR"),
+        Constant("model_version", stamp.model_version, "INTEGER"),
+        Constant("feature_view", stamp.feature_view, "VARCHAR"),
+        Constant("feature_view_version", stamp.feature_view_version, "INTEGER"),
+        Constant("scored_at", stamp.scored_at, "TIMESTAMPTZ"),
+        Constant("run_id", stamp.run_id, "VARCHAR"),
+    )
+
+
+def run_timestamp(catalog, run_id: str) -> datetime:
+    """The run's start time (``_engine.runs``), else the time in the run id, else now (UTC)."""
     from engine.state import metadata
 
-    metadata.ensure_schema(con)
-
-
-def table_exists(con, relation_schema: str, table: str) -> bool:
-    rows = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?", [relation_schema, table]
-    ).fetchall()
-    return bool(rows[0][0])
-
-
-def run_timestamp(con, run_id: str) -> datetime:
-    """The run's start time (``_engine.runs``), else the time in the run id, else now (UTC)."""
-    try:
-        row = con.execute("SELECT started_at FROM _engine.runs WHERE run_id = ?", [run_id]).fetchall()
-    except Exception:  # no metadata yet (a library call outside an apply)
-        row = []
-    if row and row[0][0] is not None:
-        value = row[0][0]
+    value = metadata.run_started_at(catalog, run_id)
+    if value is not None:
         return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
     try:
         return datetime.strptime(run_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
     except ValueError:
         return datetime.now(timezone.utc)
-
-
-@contextmanager
-def transaction(con) -> Iterator[None]:
-    """BEGIN ... COMMIT, or ROLLBACK on any exception (which propagates)."""
-    con.execute("BEGIN TRANSACTION")
-    try:
-        yield
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-
-
-@contextmanager
-def registered(con, frame: "pandas.DataFrame") -> Iterator[str]:
-    """``frame`` visible to SQL as a view for the duration of the block."""
-    con.register(_FRAME, frame)
-    try:
-        yield _FRAME
-    finally:
-        con.unregister(_FRAME)
-
-
-def _stamped_select(source: str, columns: Sequence[str]) -> str:
-    cols = ", ".join(quote_ident(c) for c in columns)
-    return (
-        f"SELECT {cols}, ?::VARCHAR AS model, ?::INTEGER AS model_version, ?::VARCHAR AS feature_view, "
-        f"?::INTEGER AS feature_view_version, ?::TIMESTAMPTZ AS scored_at, ?::VARCHAR AS run_id FROM {source}"
-    )
-
-
-def _stamp_params(stamp: Stamp) -> list:
-    return [stamp.model, stamp.model_version, stamp.feature_view, stamp.feature_view_version, stamp.scored_at, stamp.run_id]
-
-
-def replace_table(con, relation: str, frame: "pandas.DataFrame", stamp: Stamp) -> int:
-    """Replace ``relation`` with ``frame`` + the stamp columns; the caller holds the transaction."""
-    with registered(con, frame) as name:
-        con.execute(f"CREATE OR REPLACE TABLE {relation} AS {_stamped_select(quote_ident(name), list(frame.columns))}", _stamp_params(stamp))
-    return con.execute(f"SELECT count(*) FROM {relation}").fetchall()[0][0]
-
-
-def append_new(con, relation: str, frame: "pandas.DataFrame", stamp: Stamp, keys: Sequence[str]) -> int:
-    """Append the rows of ``frame`` whose ``keys`` are not in ``relation`` yet; return how many.
-
-    Creates the table on first use. The anti-join here (inside the caller's transaction) is what
-    makes the append exactly-once by key, whatever the caller selected beforehand.
-    """
-    if not keys:
-        raise SpecError("a streaming job needs a spine with a primary key")
-    with registered(con, frame) as name:
-        select = _stamped_select(quote_ident(name), list(frame.columns))
-        con.execute(f"CREATE TABLE IF NOT EXISTS {relation} AS {select} LIMIT 0", _stamp_params(stamp))
-        new, old = quote_ident("_new"), quote_ident("_old")
-        match = " AND ".join(f"{old}.{quote_ident(k)} = {new}.{quote_ident(k)}" for k in keys)
-        rows = con.execute(
-            f"INSERT INTO {relation} BY NAME SELECT * FROM ({select}) AS {new} "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {relation} AS {old} WHERE {match})",
-            _stamp_params(stamp),
-        ).fetchall()
-    return int(rows[0][0]) if rows else 0
 
 
 # --- files -----------------------------------------------------------------------------------------
@@ -207,9 +134,3 @@ class PendingFile:
             pass
         except OSError:
             pass
-
-
-def table_arrow(con, relation: str):
-    """The rows of ``relation`` (as this connection sees them, uncommitted writes included) as Arrow."""
-    con.complete()  # a result left open by an earlier execute() would block con.sql
-    return con.sql(f"SELECT * FROM {relation}").to_arrow_table()

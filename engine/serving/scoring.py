@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas
 
-    from engine.registry.registry import ModelVersion
+    from engine.registry.base import ModelVersion
     from engine.transforms.model_dependent import FittedTransforms
 
 
@@ -94,23 +94,11 @@ class LoadedModel:
         return out
 
 
-def load_model(con, models_dir, name: str, selector: str | int | None = None) -> LoadedModel:
-    """Resolve ``name@selector`` in the registry and load it, verifying its artifact hash (G5)."""
-    from engine.registry.registry import ModelRegistry
+def load_model(registry, ref) -> LoadedModel:
+    """Resolve ``ref`` (an ``engine.ids.ModelRef``) in the registry and load it, verifying its artifact hash (G5)."""
     from engine.transforms.model_dependent import FittedTransforms
 
-    registry = ModelRegistry(con, models_dir)
-    version = registry.get(name, selector)
+    version = registry.get(ref.name, ref.selector)
     estimator = registry.load(version)
     transforms = FittedTransforms.from_dict(version.manifest["transformers"])
     return LoadedModel(version, estimator, transforms)
-
-
-def parse_model_reference(reference: str) -> tuple[str, str | None]:
-    """``delay_xgb@best:roc_auc`` -> ('delay_xgb', 'best:roc_auc').
-
-    >>> parse_model_reference("m"), parse_model_reference("m@3")
-    (('m', None), ('m', '3'))
-    """
-    name, _, selector = reference.partition("@")
-    return name, selector or None

@@ -8,7 +8,7 @@ Semantics (the online side of DESIGN §3; the skew test in tests/serving/test_ve
   columns, helpers) come from the request.
 * **Joined values**: for each join, the key tuple is the request's ``left_on`` values; the
   feature group's latest row for that key (the online table) gives the selected columns with the
-  join's prefix — the same selection rule as ``engine.training.feature_view.plan_joins``. An
+  join's prefix — the same selection rule as ``engine.store.views.plan_joins``. An
   unknown key, or a key with a NULL part, gives NULLs and names the group in ``missing``; never a
   row of another key (H4).
 * **ttl** is applied only when the request gives the spine's event-time column: a row older than
@@ -32,7 +32,7 @@ from typing import Any
 
 from engine.errors import SpecError
 from engine.model import objects as m
-from engine.training.feature_view import ViewLayout, join_columns
+from engine.store.views import ViewLayout, join_columns
 
 
 class OnDemandError(ValueError):
@@ -230,7 +230,7 @@ def _getter(idx: list[int]):
 
 
 class FeatureVectorService:
-    """Builds online vectors of one feature view from an :class:`OnlineStore` snapshot."""
+    """Builds online vectors of one feature view from an :class:`~engine.store.online.OnlineSnapshot`."""
 
     def __init__(self, project: m.Project, feature_view: m.FeatureView, store) -> None:
         from engine.transforms.on_demand import import_function

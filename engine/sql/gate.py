@@ -1,7 +1,7 @@
 """The static SQL gate: user SQL is one SELECT over declared inputs (Q1-Q7). Pure sqlglot; opens nothing.
 
 The gate is the first layer of defence; the sandboxed DuckDB connection
-(``engine.backends.duckdb_backend.connect(sandboxed=True)``) is the second, so a hole here
+(the DuckDB backend's sandboxed connection, ``engine.backends.duckdb``) is the second, so a hole here
 must still fail at execution. Messages are plain texts: callers position them on the spec key.
 """
 

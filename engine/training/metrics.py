@@ -18,13 +18,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from engine.ids import METRIC_HIGHER_IS_BETTER
+
 CLASSIFIER_METRICS: tuple[str, ...] = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
 REGRESSOR_METRICS: tuple[str, ...] = ("mae", "rmse", "r2")
 PROBA_METRICS: frozenset[str] = frozenset({"roc_auc", "log_loss"})
-_HIGHER_IS_BETTER = {
-    "accuracy": True, "precision": True, "recall": True, "f1": True, "roc_auc": True, "r2": True,
-    "log_loss": False, "mae": False, "rmse": False,
-}
+_HIGHER_IS_BETTER = {m: METRIC_HIGHER_IS_BETTER[m] for m in (*CLASSIFIER_METRICS, *REGRESSOR_METRICS)}  # the ones computed here
 
 
 @dataclass(frozen=True)

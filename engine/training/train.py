@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from engine.compiler.fingerprint import definition_fingerprint, digest
 from engine.errors import DataError, ExecutionError
 from engine.model import objects as m
-from engine.sql.quote import qualified, quote_ident
+from engine.sql.ops import Relation, Scan, key_columns
 
 
 @dataclass(frozen=True)
@@ -41,32 +41,22 @@ def _split(frame, model: m.Model, event_time: str | None) -> dict:
     return split_random(frame, s.test_size if s.test_size is not None else 0.2, s.validation_size, s.seed)
 
 
-def store_training_dataset(con, model: m.Model, fv: m.FeatureView, parts: dict, fingerprint: str, run_id: str) -> tuple[str, dict[str, int]]:
+def store_training_dataset(backend, model: m.Model, fv: m.FeatureView, parts: dict, fingerprint: str, run_id: str) -> tuple[str, dict[str, int]]:
     """Materialise the split data as ``training.<model>__<fingerprint>`` (once per fingerprint)."""
     import pandas as pd
 
+    from engine.state import metadata
+
     name = f"{model.name}__{fingerprint}"
-    table = qualified("training", name)
+    table = Relation("training", name)
     rows = {split: len(frame) for split, frame in parts.items()}
-    exists = con.execute("SELECT count(*) FROM _engine.training_datasets WHERE name = ?", [name]).fetchall()[0][0]
-    if exists:
-        return table, rows
+    if metadata.has_training_dataset(backend.catalog, name):
+        return str(table), rows
     frame = pd.concat([f.assign(_split=split) for split, f in parts.items()], ignore_index=True)
-    con.register("_engine_training", frame)
-    con.execute("BEGIN TRANSACTION")
-    try:
-        con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _engine_training")
-        con.execute(
-            "INSERT INTO _engine.training_datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
-            [name, model.name, fv.name, fv.version, table, fingerprint, json.dumps(_split_dict(model.split)), json.dumps(rows), run_id],
-        )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    finally:
-        con.unregister("_engine_training")
-    return table, rows
+    with backend.transaction():
+        backend.write(table, frame, mode="replace")
+        metadata.insert_training_dataset(backend.catalog, name, model.name, fv.name, fv.version, str(table), fingerprint, _split_dict(model.split), rows, run_id)
+    return str(table), rows
 
 
 def _split_dict(split: m.Split) -> dict:
@@ -82,25 +72,24 @@ def _float_or_none(value) -> float | None:
     return None if math.isnan(value) or math.isinf(value) else value
 
 
-def train_model(con, model: m.Model, project: m.Project, workspace, *, run_id: str) -> TrainOutcome:
+def train_model(stores, model: m.Model, project: m.Project, *, run_id: str) -> TrainOutcome:
     """Train ``model`` on its published feature view and register it (see module docstring)."""
     import numpy as np
 
-    from engine.registry.registry import ModelRegistry
+    from engine.store.views import stored_layout
     from engine.training.catalogue import estimator_task, supports_proba
     from engine.training.estimators import build_estimator, fit, fit_label_mapping, resolve_class_weight
-    from engine.training.feature_view import stored_layout
     from engine.training.metrics import compute_metrics, default_metrics
     from engine.transforms.model_dependent import fit_transforms
 
     fv = project.feature_views[model.feature_view]
-    stored = stored_layout(con, fv.name, fv.version)
+    backend = stores.backend
+    stored = stored_layout(backend, fv.name, fv.version)
     if stored is None:
         raise ExecutionError(f"{model.id}: {fv.id} has not been materialised")
     table, layout, view_fingerprint = stored
     label = layout.labels[0]
-    order = ", ".join(quote_ident(c) for c in (*layout.keys, *((layout.event_time,) if layout.event_time else ())))
-    frame = con.execute(f"SELECT * FROM {table} ORDER BY {order}").df()
+    frame = backend.frame(Scan(table, order_by=key_columns(layout.keys, layout.event_time)))
 
     task = estimator_task(model.estimator)
     if task == "classifier":
@@ -118,13 +107,13 @@ def train_model(con, model: m.Model, project: m.Project, workspace, *, run_id: s
 
     identity = dataclasses.replace(model, aliases=())  # moving an alias is not a new model
     fingerprint = digest(definition_fingerprint(identity), definition_fingerprint(fv), layout.as_dict(), data_fingerprint)
-    registry = ModelRegistry(con, workspace.models_dir)
+    registry = stores.registry
     existing = registry.find_by_fingerprint(model.name, fingerprint)
     if existing is not None:
         _set_aliases(registry, model, existing)
         return TrainOutcome(len(train), existing, False)
 
-    dataset_table, rows = store_training_dataset(con, model, fv, parts, data_fingerprint, run_id)
+    dataset_table, rows = store_training_dataset(backend, model, fv, parts, data_fingerprint, run_id)
 
     mapping = None
     class_weight = dict(model.class_weight) if isinstance(model.class_weight, tuple) else model.class_weight
@@ -167,7 +156,7 @@ def train_model(con, model: m.Model, project: m.Project, workspace, *, run_id: s
         metrics[split] = {k: _float_or_none(v) for k, v in result.values.items()}
         warnings += [f"{split}: {w}" for w in result.warnings]
 
-    view_types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {table}").fetchall()}
+    view_types = backend.columns(table)
     manifest = {
         "model": model.name,
         "estimator": model.estimator,

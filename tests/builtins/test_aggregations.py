@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.model.objects import AggFunction, Aggregation
-from engine.sql.aggregations import window_aggregation_sql
+from engine.backends.duckdb.aggregations import window_aggregation_sql
 
 from . import check_golden, connect
 

@@ -11,7 +11,15 @@ from hypothesis import strategies as st
 
 from engine.errors import DataError
 from engine.model.objects import Binning
-from engine.sql.binning import binning_sql, quantile_edges_sql, resolve_edges
+from engine.backends.duckdb import DuckDBBackend
+from engine.backends.duckdb.binning import binning_sql, quantile_edges_sql
+from engine.sql.ops import Relation
+from engine.transforms.binning import resolve_edges as _resolve_edges
+
+
+def resolve_edges(con, relation: str, binning):
+    """The engine's edge fitting on a test connection (``relation`` is a table of the main schema)."""
+    return _resolve_edges(DuckDBBackend(con), Relation("main", relation.strip('"')), binning)
 
 from . import check_golden, connect
 

@@ -13,12 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.model.objects import Expectation, ExpectationKind
-from engine.store.expectations import (
-    ExpectationResult,
-    check_primary_key,
-    format_failures,
-    run_expectations,
-)
+from engine.backends.base import ExpectationResult
+from engine.backends.duckdb.quality import check_primary_key, run_expectations
+from engine.store.quality import format_failures
 
 from . import check_golden, connect
 

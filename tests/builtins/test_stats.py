@@ -10,7 +10,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.store.stats import compute_stats
+from engine.backends.duckdb.stats import compute_stats
 
 from . import connect
 

@@ -1,4 +1,4 @@
-"""A small generated project for the inference tests, and a real StepContext to score with.
+"""A small generated project for the inference tests, and a real ScoringContext to score with.
 
 Rides: a spine feature group ``trips`` (event time ``requested_at``, label ``tipped``), a feature
 group with an event time (``driver_events``), one without (``drivers``), an on-demand function
@@ -141,18 +141,26 @@ def apply_models(root: Path):
 
 @contextmanager
 def scoring_context(root: Path, checked: CheckedProject | None = None, run_id: str = "20240301T120000Z-test0001") -> Iterator:
-    """A real StepContext on the sandboxed workspace connection (closed on exit)."""
-    from engine.backends.duckdb_backend import connect
-    from engine.runtime.executor import RunOptions, StepContext
+    """A real ScoringContext on the sandboxed workspace stores (closed on exit), as an apply builds it."""
+    from engine.compiler.planner import compile_steps
+    from engine.serving.batch import ScoringContext
+    from engine.session import writing
     from engine.state.workspace import Workspace
 
     checked = checked or api.validate(root)
     ws = Workspace.for_project(checked.project.root)
-    con = connect(ws.database, sandboxed=True, temp_directory=ws.tmp_dir)
-    try:
-        yield StepContext(con, checked, run_id, RunOptions(), ws)
-    finally:
-        con.close()
+    views = {k: s.fingerprint for k, s in compile_steps(checked).items() if k.startswith("feature_view:")}
+    with writing(ws, sandboxed=True) as stores:
+        def relation_of(name: str):
+            from engine.runtime.context import source_relation
+
+            project = checked.project
+            if name in project.sources:
+                return source_relation(name)
+            fg = project.feature_groups[name]
+            return stores.offline.relation(fg.name, fg.version)
+
+        yield ScoringContext(stores, checked.project, run_id, 600.0, views, relation_of)
 
 
 def job(checked: CheckedProject, job_name: str, **changes):
@@ -161,7 +169,7 @@ def job(checked: CheckedProject, job_name: str, **changes):
 
 
 def read_table(root: Path, relation: str) -> pd.DataFrame:
-    from engine.backends.duckdb_backend import connect_read_only
+    from engine.backends.duckdb.connection import connect_read_only
     from engine.state.workspace import Workspace
 
     con = connect_read_only(Workspace.for_project(root).database)
@@ -172,7 +180,7 @@ def read_table(root: Path, relation: str) -> pd.DataFrame:
 
 
 def query(root: Path, sql: str, params: list | None = None) -> list[tuple]:
-    from engine.backends.duckdb_backend import connect_read_only
+    from engine.backends.duckdb.connection import connect_read_only
     from engine.state.workspace import Workspace
 
     con = connect_read_only(Workspace.for_project(root).database)

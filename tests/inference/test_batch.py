@@ -41,17 +41,15 @@ def checked(rides: Path) -> CheckedProject:
 
 def _expected(rides: Path, model: str, selector) -> pd.DataFrame:
     """The oracle: predict_frame on the rows of api.read_feature_view in [START, END)."""
-    from engine.backends.duckdb_backend import connect_read_only
+    from engine.ids import ModelRef
+    from engine.session import reading
     from engine.state.workspace import Workspace
 
     view = api.read_feature_view(rides, "tips")
     rows = view[(view.requested_at >= START) & (view.requested_at < END)].reset_index(drop=True)
     ws = Workspace.for_project(rides)
-    con = connect_read_only(ws.database)
-    try:
-        loaded = load_model(con, ws.models_dir, model, selector)
-    finally:
-        con.close()
+    with reading(ws) as stores:
+        loaded = load_model(stores.registry, ModelRef(model, None if selector is None else str(selector)))
     return pd.concat([rows, loaded.predict_frame(rows)], axis=1)
 
 

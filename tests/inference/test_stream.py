@@ -76,18 +76,16 @@ def test_first_run_scores_every_spine_row_then_nothing(rides: Path, checked: Che
 
 
 def test_stream_predictions_equal_predict_frame(rides: Path, checked: CheckedProject):
-    from engine.backends.duckdb_backend import connect_read_only
+    from engine.ids import ModelRef
     from engine.serving.scoring import load_model
+    from engine.session import reading
     from engine.state.workspace import Workspace
 
     outcome = _run(rides, checked, "live_p", "20240301T000000Z-run00003")
     view = api.read_feature_view(rides, "tips").sort_values("trip_id").reset_index(drop=True)
     ws = Workspace.for_project(rides)
-    con = connect_read_only(ws.database)
-    try:
-        expected = load_model(con, ws.models_dir, "tips_logreg").predict_frame(view)
-    finally:
-        con.close()
+    with reading(ws) as stores:
+        expected = load_model(stores.registry, ModelRef("tips_logreg")).predict_frame(view)
     got = read_table(rides, outcome.table).sort_values("trip_id").reset_index(drop=True)
     assert got.trip_id.tolist() == view.trip_id.tolist()
     np.testing.assert_allclose(got.proba_True.to_numpy(), expected.proba_True.to_numpy(), rtol=0, atol=1e-12)

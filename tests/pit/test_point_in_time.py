@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.sql.point_in_time import JoinStep, point_in_time_sql
+from engine.backends.duckdb.point_in_time import point_in_time_sql
+from engine.sql.ops import JoinSpec as JoinStep
 
 from . import check_golden, connect
 

@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 
 from engine.errors import ExecutionError, StorageIOError, UsageError
-from engine.registry.registry import ModelRegistry, ensure_registry_schema
+from engine.backends.duckdb import DuckDBBackend
+from engine.registry.local import LocalRegistry as ModelRegistry
+from engine.state.model_index import ensure_schema as _ensure_index
 from tests.registry.test_artifacts import FailAt
 
 
@@ -36,10 +38,12 @@ class Clock:
         return self.now
 
 
-def _connect(path: Path) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(str(path))
-    con.execute("SET TimeZone='UTC'")
-    return con
+def _connect(path: Path) -> DuckDBBackend:
+    return DuckDBBackend.open(path)
+
+
+def ensure_registry_schema(backend: DuckDBBackend) -> None:
+    _ensure_index(backend.catalog)
 
 
 @pytest.fixture
@@ -51,7 +55,7 @@ def workspace(tmp_path: Path) -> Path:
 def registry(workspace: Path):
     workspace.mkdir()
     con = _connect(workspace / "engine.duckdb")
-    yield ModelRegistry(con, workspace / "models", clock=Clock())
+    yield ModelRegistry(con.catalog, workspace / "models", clock=Clock())
     con.close()
 
 
@@ -154,11 +158,11 @@ def test_versions_are_immutable_and_never_reuse_a_leftover_directory(registry: M
 def test_index_survives_reopening_the_database(workspace: Path) -> None:
     workspace.mkdir()
     con = _connect(workspace / "engine.duckdb")
-    mv = ModelRegistry(con, workspace / "models").register("m", "fp", _manifest(), _model())
-    ModelRegistry(con, workspace / "models").set_alias("m", "production", 1)
+    mv = ModelRegistry(con.catalog, workspace / "models").register("m", "fp", _manifest(), _model())
+    ModelRegistry(con.catalog, workspace / "models").set_alias("m", "production", 1)
     con.close()
     con = _connect(workspace / "engine.duckdb")
-    reopened = ModelRegistry(con, workspace / "models")
+    reopened = ModelRegistry(con.catalog, workspace / "models")
     again = reopened.get("m", "production")
     assert (again.version, again.fingerprint, again.manifest) == (1, "fp", mv.manifest)
     X, _ = _X()
@@ -170,7 +174,7 @@ def test_ensure_registry_schema_is_idempotent(tmp_path: Path) -> None:
     con = _connect(tmp_path / "e.duckdb")
     ensure_registry_schema(con)
     ensure_registry_schema(con)
-    tables = con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = '_engine' ORDER BY 1").fetchall()
+    tables = con.con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = '_engine' ORDER BY 1").fetchall()
     assert tables == [("model_aliases",), ("model_versions",)]
 
 
@@ -332,11 +336,12 @@ class _CommitFails:
 
 def test_G6_failed_commit_rolls_back_and_removes_the_new_directory(registry: ModelRegistry, workspace: Path) -> None:
     registry.register("m", "fp-1", _manifest(), _model())
-    real = registry.con
-    registry.con = _CommitFails(real)
+    backend = registry.catalog._backend
+    real = backend.con
+    backend.con = _CommitFails(real)
     with pytest.raises(duckdb.IOException, match="simulated"):
         registry.register("m", "fp-2", _manifest(), _model(seed=1))
-    registry.con = real
+    backend.con = real
     assert [mv.version for mv in registry.list()] == [1]  # rolled back, and the connection is usable
     assert _files(workspace / "models/m") == ["1", "1/manifest.json", "1/model.skops"]
     assert registry.check() == []

@@ -143,17 +143,14 @@ def make_project(root: Path) -> Path:
 
 def publish(root: Path, run_id: str = "test") -> Path:
     """Publish an online snapshot of ``root``'s workspace (what the runtime does after an apply)."""
-    from engine.backends.duckdb_backend import connect_read_only
-    from engine.serving.online_store import publish_online_snapshot
+    from engine.session import reading
     from engine.state.workspace import Workspace
+    from engine.store.online import publish_online_snapshot
 
     checked = api.validate(root)
     ws = Workspace.for_project(checked.project.root)
-    con = connect_read_only(ws.database)
-    try:
-        return publish_online_snapshot(con, checked.project, ws, run_id)
-    finally:
-        con.close()
+    with reading(ws) as stores:
+        return publish_online_snapshot(stores, checked.project, ws, run_id)
 
 
 @pytest.fixture(scope="session")
@@ -177,10 +174,11 @@ class LiveServer:
     """The real app under uvicorn on a free 127.0.0.1 port, in a thread."""
 
     def __init__(self, root: Path, poll_s: float = 0.2):
-        from engine.serving.http_app import create_app
-        from engine.serving.server import uvicorn_server
+        from engine.serving.http import create_app, uvicorn_server
+        from engine.state.workspace import Workspace
 
-        self.app = create_app(root, poll_s=poll_s)
+        checked = api.validate(root)
+        self.app = create_app(checked, Workspace.for_project(checked.project.root).root, poll_s=poll_s)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from engine import api
-from engine.serving.online_store import KEEP_SNAPSHOTS, OnlineStore, online_dir, read_current
+from engine.store.online import KEEP_SNAPSHOTS, online_dir, read_current
+from engine.store.online import OnlineSnapshot as OnlineStore
 from engine.state.workspace import Workspace
 from tests.serving.conftest import publish
 

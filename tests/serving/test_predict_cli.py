@@ -8,11 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from engine.cli.main import cli
-from engine.cli.serve_commands import register
 from tests.serving.conftest import check_golden
-
-if "predict" not in cli.commands:
-    register(cli)
 
 CSV_IN = "driver_id,zone,distance_km,requested_at\n3,north,12.5,2024-02-20T10:00:00Z\n4242,west,1.0,2024-02-20T10:00:00Z\n"
 

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from engine import api
-from engine.serving.online_store import online_dir, read_current
-from engine.serving.server import load_state
+from engine.serving.online import load_state
 from engine.serving.vectors import InputField, coerce_row, coerce_value
 from engine.state.workspace import Workspace
+from engine.store.online import online_dir, read_current
 
 LATER = pd.Timestamp("2024-02-25 12:00", tz="UTC")  # after every feature row; inside the 30d ttl of most
 
@@ -27,24 +27,24 @@ def _state(root):
 def _offline_rows(root, spine: pd.DataFrame) -> tuple[pd.DataFrame, object]:
     """The offline feature-view rows of ``spine`` through the engine's own join path (plan_joins,
     point_in_time_sql, apply_functions), read-only on the workspace database."""
-    from engine.backends.duckdb_backend import connect_read_only
-    from engine.sql.point_in_time import point_in_time_sql
-    from engine.store.feature_store import offline_relation
-    from engine.training.feature_view import plan_joins
+    from engine.backends.duckdb import DuckDBBackend
+    from engine.backends.duckdb.point_in_time import point_in_time_sql
+    from engine.store.offline import offline_relation
+    from engine.store.views import plan_joins
     from engine.transforms.on_demand import apply_functions
 
     checked = api.validate(root)
     project = checked.project
     fv = project.feature_views["tips"]
-    con = connect_read_only(Workspace.for_project(project.root).database)
+    backend = DuckDBBackend.open_read_only(Workspace.for_project(project.root).database)
     try:
         relation_of = lambda name: offline_relation(name, project.feature_groups[name].version)  # noqa: E731
-        steps, layout, spine_cols = plan_joins(con, fv, project, relation_of)
-        con.register("_test_spine", spine)
+        steps, layout, spine_cols = plan_joins(backend, fv, project, relation_of)
+        backend.con.register("_test_spine", spine)
         sql = point_in_time_sql('"_test_spine"', layout.event_time, [c for c in spine_cols if c in spine.columns], steps)
-        frame = con.execute(sql).df()
+        frame = backend.con.execute(sql).df()
     finally:
-        con.close()
+        backend.close()
     frame = apply_functions(frame, [project.functions[n] for n in fv.on_demand], project.root)
     return frame[list(layout.columns)], layout
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from engine.backends.duckdb_backend import connect, run_sql
+from engine.backends.duckdb.connection import connect, run_sql
 from engine.errors import ExecutionError, InternalError
 from engine.sql.gate import gate_select
 
@@ -264,7 +264,7 @@ def test_run_sql_maps_duckdb_errors_to_first_line() -> None:
 def test_v18_session_is_utc_whatever_the_process_tz(tmp_path: Path) -> None:
     """V18: under TZ=America/New_York the connection, its cursors and later connections still run in UTC."""
     code = f"""
-from engine.backends.duckdb_backend import connect
+from engine.backends.duckdb.connection import connect
 con = connect({str(tmp_path / 'tz.duckdb')!r}, sandboxed=True)
 for c in (con, con.cursor(), connect({str(tmp_path / 'tz.duckdb')!r}, sandboxed=True)):
     row = c.execute("SELECT current_setting('TimeZone'), TIMESTAMP '2024-01-01' = TIMESTAMPTZ '2024-01-01 00:00:00+00'").fetchone()

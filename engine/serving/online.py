@@ -1,7 +1,10 @@
 """The online service without HTTP: a loaded snapshot with its verified models (``OnlineState``),
-hot swap on a new snapshot (``StateHolder``), request parsing and prediction, and the uvicorn
-launcher. Shared by ``engine serve`` (through ``http_app``) and ``engine predict``. Never opens
-the DuckDB database (an apply holds its lock, V7): it reads snapshots and model files only.
+hot swap on a new snapshot (``StateHolder``), request parsing and prediction. Shared by
+``engine serve`` (through ``engine.serving.http``) and ``engine predict``. Never opens the DuckDB
+database (an apply holds its lock, V7): it reads snapshots and model files only. Must not import
+the API, the runtime, the CLI or HTTP libraries.
+
+A refused request raises :class:`engine.errors.RequestError` (status, message, per-field errors).
 """
 
 from __future__ import annotations
@@ -9,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 import threading
 import time
@@ -17,31 +19,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.errors import EngineError, SpecError
+from engine.errors import EngineError, ExecutionError, RequestError, SpecError, UsageError
+from engine.ids import ModelRef
 from engine.model import objects as m
-from engine.serving.online_store import OnlineStore, online_dir, read_current
+from engine.registry.artifacts import Artifact, load_estimator, read_verified
+from engine.registry.base import ModelVersion, resolve
+from engine.serving.scoring import LoadedModel
 from engine.serving.vectors import FeatureVectorService, InputField, OnDemandError, coerce_row, input_kind
+from engine.state.workspace import Workspace
+from engine.store.online import CURRENT, OnlineSnapshot, online_dir, read_current
+from engine.transforms.model_dependent import FittedTransforms
 
 log = logging.getLogger("engine.serving")
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+SELECTOR = re.compile(r"[a-z0-9_:-]{1,80}")
 MAX_ROWS = 1000
-MAX_BODY_BYTES = 1 << 20
-KEEP_ALIVE_S = 2
-LIMIT_CONCURRENCY = 64
-MAX_HEADER_BYTES = 16 * 1024
-LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
-
-
-class ServeError(Exception):
-    """A request the service refuses: HTTP status, message and per-field errors (JSON paths)."""
-
-    def __init__(self, status: int, message: str, errors: list[dict] | None = None):
-        super().__init__(message)
-        self.status, self.message, self.errors = status, message, errors or []
-
-    def body(self) -> dict:
-        return {"detail": self.message, "errors": self.errors}
 
 
 # --- strict JSON (V23, H2, H3) -------------------------------------------------------------------
@@ -66,16 +59,16 @@ def _constant(name: str) -> float:
 
 
 def parse_json(raw: bytes | str) -> object:
-    """JSON with NaN/Infinity refused and duplicate keys remembered; ServeError(422) otherwise."""
+    """JSON with NaN/Infinity refused and duplicate keys remembered; RequestError(422) otherwise."""
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
         return json.loads(text, object_pairs_hook=_pairs, parse_constant=_constant)
     except UnicodeDecodeError:
-        raise ServeError(422, "the body is not UTF-8 text", [{"path": "$", "message": "not UTF-8"}]) from None
+        raise RequestError(422, "the body is not UTF-8 text", [{"path": "$", "message": "not UTF-8"}]) from None
     except RecursionError:
-        raise ServeError(422, "JSON nested too deeply", [{"path": "$", "message": "nested too deeply"}]) from None
+        raise RequestError(422, "JSON nested too deeply", [{"path": "$", "message": "nested too deeply"}]) from None
     except ValueError as exc:
-        raise ServeError(422, "the body is not valid JSON", [{"path": "$", "message": str(exc)}]) from None
+        raise RequestError(422, "the body is not valid JSON", [{"path": "$", "message": str(exc)}]) from None
 
 
 def _duplicates(obj: object, path: str) -> list[dict]:
@@ -85,7 +78,7 @@ def _duplicates(obj: object, path: str) -> list[dict]:
 def body_rows(doc: object) -> list:
     """``{"rows": [...]}`` or a single row object -> the list of rows (413 above MAX_ROWS)."""
     if not isinstance(doc, dict):
-        raise ServeError(422, "the body must be a JSON object", [{"path": "$", "message": 'expected {"rows": [...]} or one row object'}])
+        raise RequestError(422, "the body must be a JSON object", [{"path": "$", "message": 'expected {"rows": [...]} or one row object'}])
     if "rows" not in doc:
         return [doc]
     errors = _duplicates(doc, "$") + [{"path": f"$.{k}", "message": "unknown field next to rows"} for k in doc if k != "rows"]
@@ -95,9 +88,9 @@ def body_rows(doc: object) -> list:
     elif not rows:
         errors.append({"path": "$.rows", "message": "must hold at least one row"})
     if errors:
-        raise ServeError(422, "invalid request", errors)
+        raise RequestError(422, "invalid request", errors)
     if len(rows) > MAX_ROWS:
-        raise ServeError(413, f"too many rows: {len(rows)} > {MAX_ROWS} per request", [{"path": "$.rows", "message": f"max {MAX_ROWS} rows"}])
+        raise RequestError(413, f"too many rows: {len(rows)} > {MAX_ROWS} per request", [{"path": "$.rows", "message": f"max {MAX_ROWS} rows"}])
     return rows
 
 
@@ -119,45 +112,30 @@ def jsonable(value: object) -> object:
 # --- models from a snapshot ----------------------------------------------------------------------
 
 
-def resolve_version(models: dict, name: str, selector: str | None) -> dict:
-    """A snapshot's model-version entry for ``name@selector`` (latest, N, best:metric, alias); 404 if none."""
-    from engine.registry.registry import BEST_SPLIT, LOWER_IS_BETTER
-
-    entry = models.get(name)
-    if entry is None or not entry["versions"]:
-        raise ServeError(404, f"unknown model '{name}'; known: {', '.join(sorted(models)) or 'none'}")
-    versions = entry["versions"]
-    if selector in (None, "", "latest"):
-        return versions[-1]
-    if selector.isdigit():
-        for v in versions:
-            if v["version"] == int(selector):
-                return v
-        raise ServeError(404, f"model '{name}' has no version {selector}; known: {', '.join(str(v['version']) for v in versions)}")
-    if selector.startswith("best:"):
-        metric = selector[5:]
-        scored = [
-            (-val if metric in LOWER_IS_BETTER else val, v["version"], v)
-            for v in versions
-            for val in [((v.get("metrics") or {}).get(BEST_SPLIT) or {}).get(metric)]
-            if isinstance(val, (int, float)) and not isinstance(val, bool) and math.isfinite(val)
-        ]
-        if not scored:
-            raise ServeError(404, f"model '{name}' has no {BEST_SPLIT} metric '{metric}'")
-        return max(scored, key=lambda s: (s[0], s[1]))[2]
-    if selector in entry["aliases"]:
-        return resolve_version(models, name, str(entry["aliases"][selector]))
-    raise ServeError(404, f"model '{name}' has no alias '{selector}'; known: {', '.join(sorted(entry['aliases'])) or 'none'}")
+def snapshot_versions(models_index: dict, name: str) -> list[ModelVersion]:
+    """The versions of ``name`` a snapshot lists, oldest first. Each ``manifest`` is the snapshot's
+    index entry (path, hashes, artifact, feature view, metrics), not ``manifest.json`` itself,
+    which :func:`load_snapshot_model` reads and verifies."""
+    entry = models_index.get(name) or {"versions": [], "aliases": {}}
+    aliases = entry["aliases"]
+    return [
+        ModelVersion(name, int(v["version"]), v.get("fingerprint") or "", v, v.get("created_at") or "",
+                     tuple(sorted(a for a, n in aliases.items() if n == v["version"])))
+        for v in entry["versions"]
+    ]
 
 
-def load_snapshot_model(workspace_root: Path, name: str, entry: dict, aliases: dict):
+def resolve_entry(models_index: dict, ref: ModelRef) -> dict:
+    """The snapshot's index entry for ``name@selector`` (latest, N, best:metric, alias), by the
+    registry's one resolver; RequestError(404) with its message if there is none."""
+    try:
+        return resolve(snapshot_versions(models_index, ref.name), ref, known_models=sorted(models_index)).manifest
+    except UsageError as exc:
+        raise RequestError(404, exc.message) from None
+
+
+def load_snapshot_model(workspace_root: Path, name: str, entry: dict, aliases: dict) -> LoadedModel:
     """Load one model version named by a snapshot, verifying manifest and artifact hashes (G5, H7)."""
-    from engine.errors import ExecutionError
-    from engine.registry.artifacts import Artifact, load_estimator, read_verified
-    from engine.registry.registry import ModelVersion
-    from engine.serving.scoring import LoadedModel
-    from engine.transforms.model_dependent import FittedTransforms
-
     version = int(entry["version"])
     ref = f"model:{name}@{version}"
     if not NAME.match(name) or entry["path"] != f"models/{name}/{version}":
@@ -184,7 +162,7 @@ class Endpoint:
     """What answers a predict route: a model version, its feature view's vector service, its inputs."""
 
     name: str
-    model: Any  # LoadedModel
+    model: LoadedModel
     service: FeatureVectorService | None
     fields: dict[str, InputField]
     conflict: str | None = None  # M2: set when the served view is not the one the model was trained on
@@ -204,7 +182,7 @@ class OnlineState:
 
     project: m.Project
     workspace_root: Path
-    store: OnlineStore
+    store: OnlineSnapshot
     jobs: dict[str, Endpoint]
     views: dict[str, FeatureVectorService]
     loaded_at: float = field(default_factory=time.time)
@@ -221,26 +199,26 @@ class OnlineState:
 
     def job(self, name: str) -> Endpoint:
         if not NAME.match(name) or name not in self.jobs:
-            raise ServeError(404, f"unknown online job '{name}'; known: {', '.join(sorted(self.jobs)) or 'none'}")
+            raise RequestError(404, f"unknown online job '{name}'; known: {', '.join(sorted(self.jobs)) or 'none'}")
         return self.jobs[name]
 
     def view(self, name: str) -> FeatureVectorService:
         if not NAME.match(name) or name not in self.project.feature_views:
-            raise ServeError(404, f"unknown feature view '{name}'")
+            raise RequestError(404, f"unknown feature view '{name}'")
         if name not in self.views:
             with self._lock:
                 if name not in self.views:
                     try:
                         self.views[name] = FeatureVectorService(self.project, self.project.feature_views[name], self.store)
                     except EngineError as exc:
-                        raise ServeError(409, exc.message) from None
+                        raise RequestError(409, exc.message) from None
         return self.views[name]
 
     def model(self, name: str, selector: str | None = None) -> Endpoint:
         """The endpoint of ``name@selector`` (loaded, verified, cached per state); 404 if unknown."""
-        if not NAME.match(name) or (selector is not None and not re.fullmatch(r"[a-z0-9_:-]{1,80}", selector)):
-            raise ServeError(404, f"unknown model '{name}'")
-        entry = resolve_version(self.models_index, name, selector)
+        if not NAME.match(name) or (selector is not None and not SELECTOR.fullmatch(selector)):
+            raise RequestError(404, f"unknown model '{name}'")
+        entry = resolve_entry(self.models_index, ModelRef(name, selector))
         key = (name, int(entry["version"]))
         if key not in self._models:
             with self._lock:
@@ -248,7 +226,7 @@ class OnlineState:
                     try:
                         self._models[key] = self._endpoint(name, entry, None)
                     except EngineError as exc:
-                        raise ServeError(503, f"model:{name}@{key[1]} cannot be served: {exc.message}") from None
+                        raise RequestError(503, f"model:{name}@{key[1]} cannot be served: {exc.message}") from None
         return self._models[key]
 
     def _endpoint(self, name: str, entry: dict, job: m.InferenceJob | None) -> Endpoint:
@@ -271,7 +249,7 @@ class OnlineState:
     def predict(self, ep: Endpoint, rows: list, *, from_text: bool = False) -> dict:
         """Validate, build vectors, transform and predict; the response body (without headers)."""
         if ep.conflict:
-            raise ServeError(409, ep.conflict)
+            raise RequestError(409, ep.conflict)
         vectors = self._vectors(ep.service, ep.fields, rows, from_text)
         matrix, errors = [], []
         for i, vr in enumerate(vectors):
@@ -280,7 +258,7 @@ class OnlineState:
             except ValueError as exc:
                 errors.append({"path": f"$.rows[{i}]", "message": str(exc)})
         if errors:
-            raise ServeError(422, "invalid request", errors)
+            raise RequestError(422, "invalid request", errors)
         preds = _predict_rows(ep.model, matrix)
         out = []
         for vr, pred in zip(vectors, preds):
@@ -319,7 +297,7 @@ class OnlineState:
             errors += _duplicates(row, path) + errs
             typed.append(values)
         if errors:
-            raise ServeError(422, "invalid request", errors)
+            raise RequestError(422, "invalid request", errors)
         vectors = []
         for i, values in enumerate(typed):
             try:
@@ -327,7 +305,7 @@ class OnlineState:
             except OnDemandError as exc:
                 errors.append({"path": f"$.rows[{i}]", "message": str(exc)})
         if errors:
-            raise ServeError(422, "invalid request", errors)
+            raise RequestError(422, "invalid request", errors)
         return vectors
 
     def describe(self) -> dict:
@@ -375,19 +353,17 @@ def _predict_rows(model, matrix: list[list[float]]) -> list[dict]:
 
 def load_state(project: m.Project, workspace_root: Path, snapshot_dir: Path) -> OnlineState:
     """Load a snapshot and every online job's model (hash-verified); raise on any failure."""
-    from engine.serving.scoring import parse_model_reference
-
-    store = OnlineStore.load(snapshot_dir)
+    store = OnlineSnapshot.load(snapshot_dir)
     state = OnlineState(project, Path(workspace_root), store, {}, {})
     for job in sorted(project.inference.values(), key=lambda j: j.name):
         if job.mode != "online":
             continue
-        name, selector = parse_model_reference(job.model)
+        ref = ModelRef.parse(job.model)
         try:
-            entry = resolve_version(state.models_index, name, selector)
-        except ServeError as exc:
+            entry = resolve_entry(state.models_index, ref)
+        except RequestError as exc:
             raise SpecError(f"{job.id}: {exc.message}") from None
-        state.jobs[job.name] = state._endpoint(name, entry, job)
+        state.jobs[job.name] = state._endpoint(ref.name, entry, job)
     return state
 
 
@@ -398,9 +374,9 @@ class StateHolder:
     load (hash mismatch, missing file) is logged and skipped; the previous one keeps serving.
     """
 
-    def __init__(self, project: m.Project, workspace, *, poll_s: float = 0.5):
-        self.project, self.workspace_root, self.poll_s = project, Path(workspace.root), poll_s
-        self.online_root = online_dir(workspace)
+    def __init__(self, project: m.Project, workspace_root: Path, *, poll_s: float = 0.5):
+        self.project, self.workspace_root, self.poll_s = project, Path(workspace_root), poll_s
+        self.online_root = online_dir(Workspace(self.workspace_root))
         self._seen = self._current_file()
         _, directory = read_current(self.online_root)
         self.current: OnlineState = load_state(project, self.workspace_root, directory)
@@ -410,7 +386,7 @@ class StateHolder:
 
     def _current_file(self) -> bytes | None:
         try:
-            return (self.online_root / "CURRENT").read_bytes()
+            return (self.online_root / CURRENT).read_bytes()
         except OSError:
             return None
 
@@ -448,38 +424,3 @@ class StateHolder:
             self._thread = None
 
 
-# --- uvicorn ------------------------------------------------------------------------------------
-
-
-def check_host(host: str, allow_remote: bool) -> None:
-    """Refuse a non-loopback bind address unless ``allow_remote`` (DESIGN §5)."""
-    from engine.errors import UsageError
-
-    if host not in LOOPBACK and not allow_remote:
-        raise UsageError(f"refusing to bind {host}: the endpoint has no authentication; use 127.0.0.1 or pass --allow-remote")
-
-
-def uvicorn_server(app, *, host: str = "127.0.0.1", port: int = 8000, log_level: str = "warning"):
-    """A uvicorn server with the endpoint limits (H6): short keep-alive, bounded concurrency and headers.
-
-    uvicorn has no header-read or body-read timeout (RELIABILITY V20): a client trickling headers
-    holds a connection slot until it stops. ``limit_concurrency`` bounds how many it can hold
-    (further connections get 503); run behind a proxy with read timeouts when exposed.
-    """
-    import uvicorn
-
-    config = uvicorn.Config(
-        app, host=host, port=port, http="h11", loop="asyncio", lifespan="on",
-        timeout_keep_alive=KEEP_ALIVE_S, limit_concurrency=LIMIT_CONCURRENCY,
-        h11_max_incomplete_event_size=MAX_HEADER_BYTES, server_header=False,
-        log_level=log_level, access_log=False,
-    )
-    return uvicorn.Server(config)
-
-
-def serve(project_path: str | Path, *, workspace: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000, allow_remote: bool = False) -> None:
-    """Run the HTTP endpoint until interrupted."""
-    from engine.serving.http_app import create_app
-
-    check_host(host, allow_remote)
-    uvicorn_server(create_app(project_path, workspace), host=host, port=port, log_level=os.environ.get("ENGINE_LOG_LEVEL", "info")).run()

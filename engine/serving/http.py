@@ -1,5 +1,8 @@
-"""The HTTP endpoint (FastAPI on uvicorn): routes, body limits, headers. The logic is
-``engine.serving.server``'s; this module only moves bytes and maps errors to status codes.
+"""The HTTP endpoint (FastAPI on uvicorn): routes, body limits, headers, and the uvicorn launcher.
+The logic is ``engine.serving.online``'s; this module only moves bytes and maps a
+:class:`~engine.errors.RequestError` to its status code. It receives a checked project and its
+workspace root: it neither loads nor validates a spec (the caller does), and must not import the
+API, the runtime or the CLI. FastAPI and uvicorn are imported only when an app is built or run.
 
 Every predict response names the model version that answered (``model`` in the body and the
 ``X-Engine-Model`` header) and the snapshot (``X-Engine-Snapshot``). Limits (RELIABILITY H1-H6):
@@ -7,20 +10,37 @@ a body over 1 MiB is refused with 413 from its Content-Length, or while it strea
 before it is read in full, and the connection is closed; more than 1000 rows is 413; NaN,
 duplicate keys, wrong types, unknown or missing fields are 422 with the JSON path of each error;
 unknown jobs, models, versions or names that are not identifiers are 404.
+
+uvicorn has no header-read or body-read timeout (RELIABILITY V20): a client trickling headers
+holds a connection slot until it stops. ``LIMIT_CONCURRENCY`` bounds how many it can hold
+(further connections get 503); run behind a proxy with read timeouts when exposed.
 """
 
-
+# No ``from __future__ import annotations``: FastAPI reads the route signatures at run time, and
+# ``Request`` is imported inside ``create_app``, so string annotations could not be resolved.
+import os
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from engine.serving.server import MAX_BODY_BYTES, ServeError, StateHolder, body_rows, parse_json
+from engine.errors import RequestError, UsageError
+from engine.serving.online import MAX_ROWS, StateHolder, body_rows, parse_json
+
+if TYPE_CHECKING:
+    from engine.compiler.semantics import CheckedProject
+
+MAX_BODY_BYTES = 1 << 20
+KEEP_ALIVE_S = 2
+LIMIT_CONCURRENCY = 64
+MAX_HEADER_BYTES = 16 * 1024
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 _BODY_DOC = {
     "requestBody": {
         "required": True,
         "content": {"application/json": {"schema": {
             "oneOf": [
-                {"type": "object", "properties": {"rows": {"type": "array", "maxItems": 1000, "items": {"type": "object"}}}, "required": ["rows"]},
+                {"type": "object", "properties": {"rows": {"type": "array", "maxItems": MAX_ROWS, "items": {"type": "object"}}}, "required": ["rows"]},
                 {"type": "object", "description": "one row: entity keys and request values"},
             ]
         }}},
@@ -28,7 +48,7 @@ _BODY_DOC = {
 }
 
 
-def _error(exc: ServeError, snapshot: str | None):
+def _error(exc: RequestError, snapshot: str | None):
     from fastapi.responses import JSONResponse
 
     headers = {"X-Engine-Snapshot": snapshot} if snapshot else {}
@@ -42,29 +62,25 @@ async def read_body(request, limit: int = MAX_BODY_BYTES) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
-            raise ServeError(400, "invalid Content-Length")
+            raise RequestError(400, "invalid Content-Length")
         if int(declared) > limit:
-            raise ServeError(413, f"body of {declared} bytes is over the {limit}-byte limit")
+            raise RequestError(413, f"body of {declared} bytes is over the {limit}-byte limit")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ServeError(413, f"body is over the {limit}-byte limit")
+            raise RequestError(413, f"body is over the {limit}-byte limit")
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-def create_app(project_path: str | Path, workspace: str | Path | None = None, *, poll_s: float = 0.5):
-    """The ASGI app for a project: loads the spec, the CURRENT snapshot and the online jobs' models."""
+def create_app(checked: "CheckedProject", workspace_root: Path, *, poll_s: float = 0.5):
+    """The ASGI app of a checked project: loads the workspace's CURRENT snapshot and the online
+    jobs' models, and follows each new snapshot (polled every ``poll_s`` seconds while serving)."""
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse
 
-    from engine import api
-    from engine.state.workspace import Workspace
-
-    checked = api.validate(project_path)
-    ws = Workspace.for_project(checked.project.root, workspace)
-    holder = StateHolder(checked.project, ws, poll_s=poll_s)
+    holder = StateHolder(checked.project, Path(workspace_root), poll_s=poll_s)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -94,7 +110,7 @@ def create_app(project_path: str | Path, workspace: str | Path | None = None, *,
             ep = state.job(job)
             body = state.predict(ep, rows)
             body["job"] = job
-        except ServeError as exc:
+        except RequestError as exc:
             return _error(exc, state.snapshot_id)
         return answer(body, state, body["model"])
 
@@ -104,7 +120,7 @@ def create_app(project_path: str | Path, workspace: str | Path | None = None, *,
         try:
             rows = await rows_of(request)
             body = state.predict(state.model(name, version), rows)
-        except ServeError as exc:
+        except RequestError as exc:
             return _error(exc, state.snapshot_id)
         return answer(body, state, body["model"])
 
@@ -114,7 +130,7 @@ def create_app(project_path: str | Path, workspace: str | Path | None = None, *,
         try:
             rows = await rows_of(request)
             body = state.vector(name, rows)
-        except ServeError as exc:
+        except RequestError as exc:
             return _error(exc, state.snapshot_id)
         return answer(body, state)
 
@@ -129,3 +145,32 @@ def create_app(project_path: str | Path, workspace: str | Path | None = None, *,
         return answer(state.describe(), state)
 
     return app
+
+
+# --- uvicorn ------------------------------------------------------------------------------------
+
+
+def check_host(host: str, allow_remote: bool) -> None:
+    """Refuse a non-loopback bind address unless ``allow_remote`` (DESIGN §5)."""
+    if host not in LOOPBACK and not allow_remote:
+        raise UsageError(f"refusing to bind {host}: the endpoint has no authentication; use 127.0.0.1 or pass --allow-remote")
+
+
+def uvicorn_server(app, *, host: str = "127.0.0.1", port: int = 8000, log_level: str = "warning"):
+    """A uvicorn server with the endpoint limits (H6): short keep-alive, bounded concurrency and headers."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        app, host=host, port=port, http="h11", loop="asyncio", lifespan="on",
+        timeout_keep_alive=KEEP_ALIVE_S, limit_concurrency=LIMIT_CONCURRENCY,
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES, server_header=False,
+        log_level=log_level, access_log=False,
+    )
+    return uvicorn.Server(config)
+
+
+def serve(checked: "CheckedProject", workspace_root: Path, *, host: str = "127.0.0.1", port: int = 8000, allow_remote: bool = False) -> None:
+    """Run the HTTP endpoint of a checked project until interrupted."""
+    check_host(host, allow_remote)
+    log_level = os.environ.get("ENGINE_LOG_LEVEL", "info")
+    uvicorn_server(create_app(checked, workspace_root), host=host, port=port, log_level=log_level).run()

@@ -1,10 +1,12 @@
-"""DuckDB SQL for the point-in-time join of a spine with feature groups (DESIGN §3). Owns SQL text only; never a connection."""
+"""DuckDB SQL for the point-in-time join of a spine with feature groups (DESIGN §3): ``ASOF LEFT JOIN``.
+
+Compiles ``engine.sql.ops.PointInTimeJoin``; owns SQL text only, never a connection.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-
+from engine.sql.ops import JoinSpec
 from engine.sql.quote import quote_ident
 
 # Internal names. The `_engine` prefix is reserved (DESIGN §3, Identity), so no user column or
@@ -13,26 +15,7 @@ _SPINE = "_engine_spine"
 _ROW = "_engine_spine_row"
 
 
-@dataclass(frozen=True)
-class JoinStep:
-    """One feature group joined to the spine.
-
-    ``relation`` is an already-quoted physical table (``'"offline"."weather__v1"'``); ``left_on``
-    names spine columns and ``right_on`` the feature group's, pairwise. ``event_time`` is the feature
-    group's event time column, or None for a group joined on keys alone. ``columns`` lists
-    (feature-group column, output column) pairs to bring in. ``ttl_seconds`` turns a matched row
-    older than the spine time minus the ttl into NULLs.
-    """
-
-    relation: str
-    left_on: tuple[str, ...]
-    right_on: tuple[str, ...]
-    event_time: str | None
-    columns: tuple[tuple[str, str], ...]
-    ttl_seconds: int | None = None
-
-
-def _check(spine_event_time: str | None, spine_columns: Sequence[str], joins: Sequence[JoinStep]) -> None:
+def _check(spine_event_time: str | None, spine_columns: Sequence[str], joins: Sequence[JoinSpec]) -> None:
     """Reject step lists the caller should have caught at validate time (programming errors)."""
     if not spine_columns and not any(join.columns for join in joins):
         raise ValueError("a point-in-time join needs at least one output column")
@@ -57,7 +40,7 @@ def point_in_time_sql(
     spine: str,
     spine_event_time: str | None,
     spine_columns: Sequence[str],
-    joins: Sequence[JoinStep],
+    joins: Sequence[JoinSpec],
 ) -> str:
     """One DuckDB SELECT joining ``spine`` point-in-time with each feature group in ``joins``.
 
@@ -85,7 +68,7 @@ def point_in_time_sql(
     a spine that has no event time, unpaired keys, a ttl on a keys-only group, duplicate output
     columns.
 
-    >>> step = JoinStep('"offline"."plane__v1"', ("tailnum",), ("tailnum",), None, (("seats", "seats"),))
+    >>> step = JoinSpec('"offline"."plane__v1"', ("tailnum",), ("tailnum",), None, (("seats", "seats"),))
     >>> print(point_in_time_sql('"offline"."flights__v1"', None, ["tailnum"], [step]))
     WITH "_engine_spine" AS (
         SELECT *, row_number() OVER () AS "_engine_spine_row" FROM "offline"."flights__v1"

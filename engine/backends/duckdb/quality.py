@@ -1,4 +1,4 @@
-"""Data expectations and primary-key checks run on a staged table before publication. No DDL.
+"""DuckDB SQL for data expectations, primary-key checks and non-finite values on a staged table.
 
 Every identifier goes through ``quote_ident``; every user value (bounds, sets, regex patterns) is
 a bound ``?`` parameter. Turning failures into a ``DataError`` is the caller's decision.
@@ -6,58 +6,16 @@ a bound ``?`` parameter. Turning failures into a ``DataError`` is the caller's d
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
-from decimal import Decimal
 from typing import Any
 
+from engine.backends.base import ExpectationResult, json_safe
 from engine.model.objects import Expectation, ExpectationKind
 from engine.sql.quote import quote_ident
 
 MAX_SAMPLES = 5
 _FLOAT_TYPES = {"FLOAT", "DOUBLE", "REAL", "FLOAT4", "FLOAT8"}
 _STRING_TYPES = {"VARCHAR", "TEXT", "STRING"}
-
-
-@dataclass(frozen=True)
-class ExpectationResult:
-    """The outcome of one expectation over one table."""
-
-    expectation: Expectation
-    failed_rows: int  # 0 means passed (row_count: 0/1)
-    total_rows: int
-    samples: tuple[dict, ...]  # up to 5 distinct failing values, JSON-safe
-
-    @property
-    def passed(self) -> bool:
-        return self.failed_rows == 0
-
-
-def json_safe(value: Any) -> Any:
-    """A value as str/int/float/bool/None: times as ISO text, non-finite floats as 'NaN'/'Infinity'.
-
-    >>> [json_safe(v) for v in (1, 2.5, float("nan"), Decimal("1.5"), date(2024, 1, 2), None)]
-    [1, 2.5, 'NaN', 1.5, '2024-01-02', None]
-    """
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "NaN"
-        if math.isinf(value):
-            return "Infinity" if value > 0 else "-Infinity"
-        return value
-    if isinstance(value, Decimal):
-        return json_safe(float(value))
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, timedelta):
-        return str(value)
-    return str(value)
 
 
 def column_types(con: Any, relation: str) -> dict[str, str]:
@@ -146,37 +104,6 @@ def run_expectations(con: Any, relation: str, expectations: Sequence[Expectation
     return [_run_one(con, relation, e, types, total) for e in expectations]
 
 
-def _render_value(value: Any) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, str) and value not in ("NaN", "Infinity", "-Infinity"):
-        return repr(value)
-    return str(value)
-
-
-def format_failures(feature_group_id: str, results: Sequence[ExpectationResult]) -> list[str]:
-    """One user-facing line per failed expectation (passed ones are left out).
-
-    >>> e = Expectation(ExpectationKind.NOT_NULL, column="origin")
-    >>> format_failures("feature_group:w@1", [ExpectationResult(e, 2, 10, ({"origin": None},))])
-    ["feature_group:w@1 expectation 'origin not_null' failed: 2 of 10 rows (samples: origin=NULL)"]
-    """
-    lines = []
-    for r in results:
-        if r.passed:
-            continue
-        head = f"{feature_group_id} expectation '{r.expectation.describe()}' failed"
-        if r.expectation.kind is ExpectationKind.ROW_COUNT:
-            lines.append(f"{head}: the table has {r.total_rows} rows")
-            continue
-        text = f"{head}: {r.failed_rows} of {r.total_rows} rows"
-        if r.samples:
-            shown = ", ".join(f"{k}={_render_value(v)}" for s in r.samples for k, v in s.items())
-            text += f" (samples: {shown})"
-        lines.append(text)
-    return lines
-
-
 def check_primary_key(
     con: Any, relation: str, primary_key: Sequence[str], event_time: str | None
 ) -> tuple[int, int, tuple[dict, ...]]:
@@ -210,3 +137,20 @@ def check_primary_key(
         ).fetchall()
     samples = tuple({n: json_safe(v) for n, v in zip(names, r, strict=True)} for r in rows)
     return null_rows, dup_rows, samples
+
+
+def non_finite_counts(con: Any, relation: str) -> dict[str, int]:
+    """F5: NaN and ±inf values per float column of ``relation`` (columns with none left out)."""
+    floats = [c for c, t in column_types(con, relation).items() if t in ("DOUBLE", "FLOAT", "REAL")]
+    if not floats:
+        return {}
+    counts = con.execute(
+        f"SELECT {', '.join(f'count(*) FILTER (WHERE NOT isfinite({quote_ident(c)}))' for c in floats)} FROM {relation}"
+    ).fetchall()[0]
+    return {c: int(n) for c, n in zip(floats, counts) if n}
+
+
+def nullify_non_finite(con: Any, relation: str, columns: Sequence[str]) -> None:
+    """Set NaN and ±inf values of ``columns`` to NULL, in place."""
+    sets = ", ".join(f"{quote_ident(c)} = CASE WHEN isfinite({quote_ident(c)}) THEN {quote_ident(c)} END" for c in columns)
+    con.execute(f"UPDATE {relation} SET {sets}")

@@ -1,7 +1,7 @@
 """The local model registry: immutable model versions, their manifests, aliases and look-up.
 
-Owns ``models/<name>/<version>/`` in the workspace and the ``_engine.model_versions`` /
-``_engine.model_aliases`` index tables; must not touch training, serving or other ``_engine`` tables.
+Owns ``models/<name>/<version>/`` in the workspace and what goes into the index tables
+(``engine.state.model_index``, through the backend's catalog); must not touch training or serving.
 A version directory is complete (artifact + ``manifest.json``, fsynced, renamed into place) before
 its index row commits, so the index never points at a missing artifact (RELIABILITY G6).
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
 import shutil
@@ -21,78 +20,22 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from engine.backends.base import Catalog
+from engine.errors import EngineError, InternalError, StorageIOError, UsageError
 from engine.faults import fault_point
-from engine.errors import EngineError, InternalError, StorageIOError, UsageError, did_you_mean
 from engine.registry.artifacts import Artifact, load_estimator, read_verified, save_estimator
+from engine.ids import ModelRef
+from engine.registry.base import BEST_SPLIT, ModelVersion, resolve
+from engine.state import model_index
 from engine.state.atomic import fsync_directory, write_atomic
+
+__all__ = ["BEST_SPLIT", "LocalRegistry", "ModelVersion"]
 
 MANIFEST = "manifest.json"
 TMP_PREFIX = ".tmp-"
-LOWER_IS_BETTER = frozenset({"log_loss", "mae", "mse", "rmse", "brier_score"})
-BEST_SPLIT = "test"
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _RESERVED_ALIASES = frozenset({"latest"})
-
-_DDL = [
-    "CREATE SCHEMA IF NOT EXISTS _engine",
-    """CREATE TABLE IF NOT EXISTS _engine.model_versions (
-        name VARCHAR NOT NULL,
-        version INTEGER NOT NULL,
-        fingerprint VARCHAR NOT NULL,
-        manifest JSON NOT NULL,
-        manifest_sha256 VARCHAR NOT NULL,
-        artifact_file VARCHAR NOT NULL,
-        artifact_format VARCHAR NOT NULL,
-        artifact_sha256 VARCHAR NOT NULL,
-        artifact_size BIGINT NOT NULL,
-        estimator_class VARCHAR NOT NULL,
-        created_at TIMESTAMPTZ NOT NULL,
-        PRIMARY KEY (name, version),
-        UNIQUE (name, fingerprint))""",
-    """CREATE TABLE IF NOT EXISTS _engine.model_aliases (
-        name VARCHAR NOT NULL,
-        alias VARCHAR NOT NULL,
-        version INTEGER NOT NULL,
-        updated_at TIMESTAMPTZ NOT NULL,
-        PRIMARY KEY (name, alias))""",
-]
-_TABLES = ("model_versions", "model_aliases")
-_COLUMNS = "name, version, fingerprint, manifest, manifest_sha256, artifact_file, artifact_format, artifact_sha256, artifact_size, estimator_class"
-
-
-def ensure_registry_schema(con) -> None:
-    """Create the registry index tables in ``_engine`` if they do not exist (idempotent)."""
-    for statement in _DDL:
-        con.execute(statement)
-
-
-def _has_schema(con) -> bool:
-    rows = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = '_engine' AND table_name IN (?, ?)", list(_TABLES)
-    ).fetchone()
-    return rows[0] == len(_TABLES)
-
-
-@dataclass(frozen=True)
-class ModelVersion:
-    """One registered, immutable model version as the index records it."""
-
-    name: str
-    version: int
-    fingerprint: str  # of the training inputs (spec + data): same fingerprint => same model
-    manifest: dict  # JSON-safe; see ModelRegistry.register
-    created_at: str
-    aliases: tuple[str, ...]
-
-    @property
-    def ref(self) -> str:
-        """``model:name@version``, the way messages name it."""
-        return f"model:{self.name}@{self.version}"
-
-    @property
-    def artifact(self) -> Artifact:
-        return Artifact.from_dict(self.manifest["artifact"])
 
 
 @dataclass(frozen=True)
@@ -115,47 +58,36 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _listing(items: list[str]) -> str:
-    return ", ".join(items) if items else "none"
+class LocalRegistry:
+    """Model versions in ``models_dir``, indexed in the workspace catalog.
 
-
-class ModelRegistry:
-    """Model versions in ``models_dir`` indexed in the workspace DuckDB connection ``con``.
-
-    ``register`` runs its own transaction: ``con`` must not be inside one. ``clock`` returns the
-    current time (UTC); it is passed in so tests and reruns are deterministic.
+    ``register`` runs its own transaction. ``clock`` returns the current time (UTC); it is passed
+    in so tests and reruns are deterministic. A read-only catalog can list, resolve and load.
     """
 
-    def __init__(self, con, models_dir: Path, *, clock: Callable[[], datetime] | None = None) -> None:
-        self.con = con
+    def __init__(self, catalog: Catalog, models_dir: Path, *, clock: Callable[[], datetime] | None = None) -> None:
+        self.catalog = catalog
         self.models_dir = Path(models_dir)
         self.clock = clock or (lambda: datetime.now(timezone.utc))
-        if not _has_schema(con):
-            ensure_registry_schema(con)
 
     # --- reading the index -----------------------------------------------------------------------
 
     def _rows(self, name: str | None = None) -> list[_Row]:
-        sql = f"SELECT {_COLUMNS} FROM _engine.model_versions"
-        params: list[Any] = []
-        if name is not None:
-            sql += " WHERE name = ?"
-            params.append(name)
-        rows = self.con.execute(sql + " ORDER BY name, version", params).fetchall()
         aliases: dict[tuple[str, int], list[str]] = {}
-        for alias_name, alias, version in self.con.execute(
-            "SELECT name, alias, version FROM _engine.model_aliases ORDER BY alias"
-        ).fetchall():
+        for alias_name, alias, version in sorted(model_index.aliases(self.catalog), key=lambda r: r[1]):
             aliases.setdefault((alias_name, version), []).append(alias)
         out = []
-        for n, v, fingerprint, manifest, manifest_sha, file, fmt, sha, size, cls in rows:
+        for r in model_index.version_rows(self.catalog, name):
+            manifest = r["manifest"]
             parsed = json.loads(manifest)
-            mv = ModelVersion(n, v, fingerprint, parsed, parsed.get("created_at", ""), tuple(aliases.get((n, v), ())))
-            out.append(_Row(mv, manifest_sha, len(manifest.encode("utf-8")), Artifact(file, fmt, sha, size, cls)))
+            n, v = r["name"], r["version"]
+            mv = ModelVersion(n, v, r["fingerprint"], parsed, parsed.get("created_at", ""), tuple(aliases.get((n, v), ())))
+            artifact = Artifact(r["artifact_file"], r["artifact_format"], r["artifact_sha256"], r["artifact_size"], r["estimator_class"])
+            out.append(_Row(mv, r["manifest_sha256"], len(manifest.encode("utf-8")), artifact))
         return out
 
     def _names(self) -> list[str]:
-        return [r[0] for r in self.con.execute("SELECT DISTINCT name FROM _engine.model_versions ORDER BY name").fetchall()]
+        return model_index.names(self.catalog)
 
     def find_by_fingerprint(self, name: str, fingerprint: str) -> ModelVersion | None:
         """The version of ``name`` trained from exactly these inputs, if any."""
@@ -167,6 +99,30 @@ class ModelRegistry:
     def list(self, name: str | None = None) -> list[ModelVersion]:
         """All registered versions (of ``name``, or of every model), ordered by name and version."""
         return [row.version for row in self._rows(name)]
+
+    def index(self) -> dict[str, dict]:
+        """What an online snapshot embeds: every model's versions (with hashes) and aliases."""
+        models: dict[str, dict] = {}
+        for row in self._rows():
+            mv, manifest = row.version, row.version.manifest
+            models.setdefault(mv.name, {"aliases": {}, "versions": []})["versions"].append(
+                {
+                    "version": mv.version,
+                    "path": f"models/{mv.name}/{mv.version}",
+                    "manifest_sha256": row.manifest_sha256,
+                    "manifest_size": row.manifest_size,
+                    "artifact": manifest["artifact"],
+                    "feature_view": manifest.get("feature_view"),
+                    "feature_view_version": manifest.get("feature_view_version"),
+                    "metrics": manifest.get("metrics", {}),
+                    "created_at": manifest.get("created_at"),
+                    "fingerprint": manifest.get("fingerprint"),
+                }
+            )
+        for name, alias, version in model_index.aliases(self.catalog):
+            if name in models:
+                models[name]["aliases"][alias] = version
+        return models
 
     # --- registering -----------------------------------------------------------------------------
 
@@ -199,8 +155,7 @@ class ModelRegistry:
         return self.get(name, version)
 
     def _next_version(self, name: str) -> int:
-        row = self.con.execute("SELECT max(version) FROM _engine.model_versions WHERE name = ?", [name]).fetchone()
-        highest = row[0] or 0
+        highest = model_index.highest_version(self.catalog, name)
         # Never reuse the number of a directory left by a crash (register never overwrites).
         on_disk = [int(p.name) for p in self._version_dirs(name)]
         return max([highest, *on_disk]) + 1
@@ -243,28 +198,21 @@ class ModelRegistry:
     def _insert(self, manifest: dict) -> None:
         data = _manifest_bytes(manifest)
         artifact = Artifact.from_dict(manifest["artifact"])
-        self.con.execute("BEGIN TRANSACTION")
-        try:
-            self.con.execute(
-                f"INSERT INTO _engine.model_versions ({_COLUMNS}, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    manifest["name"],
-                    manifest["version"],
-                    manifest["fingerprint"],
-                    data.decode("utf-8"),
-                    _sha256(data),
-                    artifact.file,
-                    artifact.format,
-                    artifact.sha256,
-                    artifact.size,
-                    artifact.estimator_class,
-                    datetime.fromisoformat(manifest["created_at"]),
-                ],
-            )
-            self.con.execute("COMMIT")
-        except BaseException:
-            self.con.execute("ROLLBACK")
-            raise
+        row = {
+            "name": manifest["name"],
+            "version": manifest["version"],
+            "fingerprint": manifest["fingerprint"],
+            "manifest": data.decode("utf-8"),
+            "manifest_sha256": _sha256(data),
+            "artifact_file": artifact.file,
+            "artifact_format": artifact.format,
+            "artifact_sha256": artifact.sha256,
+            "artifact_size": artifact.size,
+            "estimator_class": artifact.estimator_class,
+        }
+        with self.catalog.transaction():
+            model_index.ensure_schema(self.catalog)
+            model_index.insert_version(self.catalog, row, datetime.fromisoformat(manifest["created_at"]))
 
     # --- look-up ---------------------------------------------------------------------------------
 
@@ -272,62 +220,15 @@ class ModelRegistry:
         """Resolve ``name`` + selector to a version.
 
         ``None``/``"latest"`` → highest version; ``3`` or ``"3"`` → that version; ``"best:<metric>"``
-        → best on the test split (higher is better except :data:`LOWER_IS_BETTER`; ties → newest);
+        → best on the test split (direction from ``engine.ids``; ties → newest);
         any other word → an alias. Unknown names, versions, aliases or metrics raise
         :class:`UsageError` listing the known options.
         """
-        rows = self._rows(name)
-        if not rows:
-            names = self._names()
-            if not names:
-                raise UsageError(f"unknown model '{name}': no model has been registered yet (`engine apply` trains them)")
-            hint = did_you_mean(name, names)
-            raise UsageError(
-                f"unknown model '{name}' in the registry{f' ({hint})' if hint else ''}; known models: {_listing(names)}"
-            )
-        versions = [row.version for row in rows]
-        if selector is None or selector == "latest":
-            return versions[-1]
         if isinstance(selector, bool):
             raise UsageError(f"invalid version selector {selector!r} for model '{name}'")
-        if isinstance(selector, int) or selector.isdigit():
-            wanted = int(selector)
-            for mv in versions:
-                if mv.version == wanted:
-                    return mv
-            known = [str(mv.version) for mv in versions]
-            raise UsageError(f"model '{name}' has no version {wanted}; known versions: {_listing(known)}")
-        if selector.startswith("best:"):
-            return self._best(name, versions, selector[len("best:") :])
-        return self._by_alias(name, versions, selector)
-
-    def _best(self, name: str, versions: list[ModelVersion], metric: str) -> ModelVersion:
-        scored: list[tuple[float, int, ModelVersion]] = []
-        known: set[str] = set()
-        for mv in versions:
-            values = (mv.manifest.get("metrics") or {}).get(BEST_SPLIT) or {}
-            known.update(values)
-            value = values.get(metric)
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-                scored.append((-value if metric in LOWER_IS_BETTER else value, mv.version, mv))
-        if not scored:
-            hint = did_you_mean(metric, known)
-            raise UsageError(
-                f"model '{name}' has no {BEST_SPLIT} metric '{metric}'{f' ({hint})' if hint else ''}; "
-                f"known {BEST_SPLIT} metrics: {_listing(sorted(known))}"
-            )
-        return max(scored, key=lambda item: (item[0], item[1]))[2]
-
-    def _by_alias(self, name: str, versions: list[ModelVersion], alias: str) -> ModelVersion:
-        for mv in versions:
-            if alias in mv.aliases:
-                return mv
-        known = sorted(a for mv in versions for a in mv.aliases)
-        hint = did_you_mean(alias, [*known, "latest"])
-        raise UsageError(
-            f"model '{name}' has no alias '{alias}'{f' ({hint})' if hint else ''}; known aliases: {_listing(known)} "
-            f"(selectors: latest, a version number, best:<metric>)"
-        )
+        versions = [row.version for row in self._rows(name)]
+        known = self._names() if not versions else ()
+        return resolve(versions, ModelRef(name, None if selector is None else str(selector)), known_models=known)
 
     def set_alias(self, name: str, alias: str, version: int) -> None:
         """Point ``alias`` of model ``name`` at ``version`` (moving it from another version if set)."""
@@ -337,16 +238,8 @@ class ModelRegistry:
                 "starting with a letter, and not 'latest'"
             )
         mv = self.get(name, int(version))
-        self.con.execute("BEGIN TRANSACTION")
-        try:
-            self.con.execute(
-                "INSERT OR REPLACE INTO _engine.model_aliases (name, alias, version, updated_at) VALUES (?, ?, ?, ?)",
-                [name, alias, mv.version, self.clock()],
-            )
-            self.con.execute("COMMIT")
-        except BaseException:
-            self.con.execute("ROLLBACK")
-            raise
+        with self.catalog.transaction():
+            model_index.set_alias(self.catalog, name, alias, mv.version, self.clock())
 
     # --- loading and integrity -------------------------------------------------------------------
 

@@ -1,16 +1,10 @@
-"""SQL for the declared binning built-in: quantile edges and bin columns. Owns SQL text only.
-
-``resolve_edges`` is the one function that takes a connection: it runs the quantile query the
-caller needs before storing the edges with the feature group version.
-"""
+"""DuckDB SQL for the declared binning built-in: quantile edges and bin columns. Owns SQL text only."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
-from engine.errors import DataError
 from engine.model.objects import Binning
 from engine.sql.quote import quote_ident
 
@@ -56,34 +50,6 @@ def quantile_edges_sql(relation: str, column: str, quantiles: int) -> str:
         f'SELECT quantile_cont({value}, [{fractions}]) AS "edges" '
         f"FROM {relation} WHERE isfinite({value})"
     )
-
-
-def resolve_edges(con: Any, relation: str, binning: Binning) -> tuple[float, ...]:
-    """The ascending edges of one bin column: the declared ``edges``, or computed quantile edges.
-
-    Computed edges are deduplicated (several quantiles may coincide on skewed data), so a
-    ``quantiles: n`` binning yields at most n bins; -inf and +inf are implicit outer edges.
-    ``con`` is a DuckDB connection.
-    """
-    if binning.edges is not None:
-        return _check_edges(binning.edges)
-    if binning.quantiles is None:
-        raise ValueError(f"binning of {binning.column!r} has neither edges nor quantiles")
-    row = con.execute(quantile_edges_sql(relation, binning.column, binning.quantiles)).fetchone()
-    values = row[0] if row is not None and row[0] is not None else []
-    # Quantiles of equal values can differ in the last bit (interpolation rounding): such
-    # near-duplicates are one edge, or they would create an empty bin.
-    edges: tuple[float, ...] = ()
-    for v in sorted(float(v) for v in values if v is not None and math.isfinite(v)):
-        if not edges or not math.isclose(v, edges[-1], rel_tol=1e-12, abs_tol=0.0):
-            edges += (v,)
-    if binning.labels is not None and len(binning.labels) != len(edges) + 1:
-        raise DataError(
-            f"binning of column '{binning.column}' into {binning.quantiles} quantiles found only "
-            f"{len(edges) + 1} distinct bins on this data, but {len(binning.labels)} labels are "
-            "declared (use fewer quantiles, or fixed edges)"
-        )
-    return edges
 
 
 def bin_expression(column: str, edges: Sequence[float], labels: Sequence[str] | None = None) -> str:

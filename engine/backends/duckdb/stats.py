@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from engine.sql.quote import quote_ident
-from engine.store.expectations import column_types
+from engine.backends.duckdb.quality import column_types
 
 _INTEGER = {
     "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",

@@ -1,4 +1,4 @@
-"""Online snapshots: publish the online tables and the registry index as files, read them back into
+"""The online store: snapshots of the online tables and the registry index as files, read back into
 memory for point look-ups. Owns ``<workspace>/online/``; must not touch HTTP or training.
 
 Why files: the serving process never opens the DuckDB database, whose lock an ``apply`` holds
@@ -29,7 +29,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from engine.state.atomic import fsync_directory, write_atomic
 from engine.errors import StorageIOError, UsageError
@@ -61,76 +61,31 @@ def _write_arrow(path: Path, table) -> None:
         os.fsync(fh.fileno())
 
 
-def _has_table(con, schema: str, name: str) -> bool:
-    row = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, name]
-    ).fetchone()
-    return bool(row and row[0])
-
-
-def _feature_groups(con, directory: Path) -> dict[str, dict]:
+def _feature_groups(stores, directory: Path) -> dict[str, dict]:
     """Write one Arrow file per online feature-group version; return their manifest entries."""
-    from engine.sql.quote import qualified
-    from engine.store.feature_store import physical_name, relation_columns
+    from engine.sql.ops import Relation
 
-    if not _has_table(con, "_engine", "feature_groups"):
-        return {}
-    rows = con.execute(
-        "SELECT name, version, online_table, primary_key, event_time, columns FROM _engine.feature_groups ORDER BY name, version"
-    ).fetchall()
     out: dict[str, dict] = {}
-    for name, version, online_table, primary_key, event_time, columns in rows:
+    for fgv in stores.offline.all_versions():
         entry: dict[str, Any] = {
-            "version": version,
-            "primary_key": json.loads(primary_key),
-            "event_time": event_time,
-            "columns": json.loads(columns),
-            "online": online_table is not None,
+            "version": fgv.version,
+            "primary_key": list(fgv.primary_key),
+            "event_time": fgv.event_time,
+            "columns": dict(fgv.columns),
+            "online": fgv.online_table is not None,
             "file": None,
             "rows": 0,
         }
-        table_name = physical_name(name, version)
-        if online_table is not None and _has_table(con, "online", table_name):
-            relation = qualified("online", table_name)
-            entry["columns"] = relation_columns(con, relation)
-            table = con.sql(f"SELECT * FROM {relation}").to_arrow_table()
-            file = f"{table_name}.arrow"
+        relation = Relation.parse(fgv.online_table) if fgv.online_table is not None else None
+        if relation is not None and stores.backend.exists(relation):
+            entry["columns"] = stores.backend.columns(relation)
+            table = stores.backend.fetch(relation)
+            file = f"{relation.name}.arrow"
             _write_arrow(directory / file, table)
             entry["file"], entry["rows"] = file, table.num_rows
-        # the highest published version of a name wins (rows are ordered by version)
-        out[name] = entry
+        # the highest published version of a name wins (versions come in order)
+        out[fgv.name] = entry
     return out
-
-
-def _models(con, workspace) -> dict[str, dict]:
-    """The registry index: every model's versions (with hashes) and aliases."""
-    if not _has_table(con, "_engine", "model_versions"):
-        return {}
-    models: dict[str, dict] = {}
-    rows = con.execute(
-        "SELECT name, version, manifest, manifest_sha256 FROM _engine.model_versions ORDER BY name, version"
-    ).fetchall()
-    for name, version, manifest_text, manifest_sha in rows:
-        manifest = json.loads(manifest_text)
-        models.setdefault(name, {"aliases": {}, "versions": []})["versions"].append(
-            {
-                "version": version,
-                "path": f"models/{name}/{version}",
-                "manifest_sha256": manifest_sha,
-                "manifest_size": len(manifest_text.encode("utf-8")),
-                "artifact": manifest["artifact"],
-                "feature_view": manifest.get("feature_view"),
-                "feature_view_version": manifest.get("feature_view_version"),
-                "metrics": manifest.get("metrics", {}),
-                "created_at": manifest.get("created_at"),
-                "fingerprint": manifest.get("fingerprint"),
-            }
-        )
-    if _has_table(con, "_engine", "model_aliases"):
-        for name, alias, version in con.execute("SELECT name, alias, version FROM _engine.model_aliases ORDER BY name, alias").fetchall():
-            if name in models:
-                models[name]["aliases"][alias] = version
-    return models
 
 
 def _existing_snapshots(root: Path) -> list[Path]:
@@ -140,10 +95,10 @@ def _existing_snapshots(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[:6]))
 
 
-def publish_online_snapshot(con, project, workspace, run_id: str) -> Path:
+def publish_online_snapshot(stores, project, workspace, run_id: str) -> Path:
     """Write a complete snapshot of the online tables and registry index; flip ``CURRENT`` to it.
 
-    ``con`` is the run's DuckDB connection (sandboxed is fine: data leaves through Arrow, not COPY).
+    ``stores`` are the run's (a sandboxed backend is fine: data leaves through Arrow, not COPY).
     Returns the snapshot directory. Raises :class:`StorageIOError` on a write failure, leaving
     ``CURRENT`` (and so every reader) on the previous snapshot.
     """
@@ -163,8 +118,8 @@ def publish_online_snapshot(con, project, workspace, run_id: str) -> Path:
             "run_id": run_id,
             "project": getattr(project, "name", None),
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "feature_groups": _feature_groups(con, tmp),
-            "models": _models(con, workspace),
+            "feature_groups": _feature_groups(stores, tmp),
+            "models": stores.registry.index(),
         }
         write_atomic(tmp / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False) + "\n").encode())
         fsync_directory(tmp)
@@ -270,7 +225,7 @@ def _load_table(path: Path, name: str, entry: dict) -> OnlineTable:
     return OnlineTable(name, int(entry["version"]), pk, event_time, columns, dict(entry["columns"]), rows, times)
 
 
-class OnlineStore:
+class OnlineSnapshot:
     """A loaded snapshot: its manifest and every online feature group as an in-memory dict."""
 
     def __init__(self, snapshot_id: str, directory: Path, manifest: dict, tables: dict[str, OnlineTable]):
@@ -280,7 +235,7 @@ class OnlineStore:
         self.tables = tables
 
     @classmethod
-    def load(cls, snapshot_dir: str | Path) -> "OnlineStore":
+    def load(cls, snapshot_dir: str | Path) -> "OnlineSnapshot":
         """Read ``manifest.json`` and every Arrow file of a snapshot directory into memory."""
         directory = Path(snapshot_dir)
         try:
@@ -306,3 +261,36 @@ class OnlineStore:
             return None
         row = table.rows.get(tuple(key))
         return None if row is None else dict(zip(table.columns, row))
+
+
+@runtime_checkable
+class OnlineStore(Protocol):
+    """The latest row per key, for serving. One contract suite (tests/contract) runs on every implementation."""
+
+    def publish(self, stores, project, run_id: str) -> str: ...
+    def current(self) -> str | None: ...
+    def open(self) -> OnlineSnapshot: ...
+
+
+class SnapshotOnlineStore:
+    """Snapshots under ``<workspace>/online`` (see the module docstring)."""
+
+    def __init__(self, workspace) -> None:
+        self.workspace = workspace
+        self.root = online_dir(workspace)
+
+    def publish(self, stores, project, run_id: str) -> str:
+        """Publish a complete snapshot of ``stores`` and make it current; returns its id."""
+        return publish_online_snapshot(stores, project, self.workspace, run_id).name
+
+    def current(self) -> str | None:
+        """The current snapshot's id, or None before the first publication."""
+        try:
+            return read_current(self.root)[0]
+        except UsageError:
+            return None
+
+    def open(self) -> OnlineSnapshot:
+        """The current snapshot, loaded into memory; UsageError when there is none."""
+        _, directory = read_current(self.root)
+        return OnlineSnapshot.load(directory)

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.errors import ExecutionError, InternalError
+from engine.errors import ExecutionError, InternalError, is_storage_failure  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     import duckdb
@@ -52,22 +52,30 @@ def connect(
             statements.append(f"SET threads = {int(threads)}")
         if temp_directory is not None:
             statements.append(f"SET temp_directory = {_literal(str(temp_directory))}")
-        if sandboxed:
-            # Order matters: temp_directory above must precede disabling external access, and
-            # lock_configuration must come last (it freezes every other setting, V3).
-            statements += [
-                "SET enable_external_access = false",
-                "SET autoinstall_known_extensions = false",
-                "SET autoload_known_extensions = false",
-                "SET allow_community_extensions = false",
-                "SET lock_configuration = true",
-            ]
         for statement in statements:
             con.execute(statement)
+        if sandboxed:
+            lock_down(con)
     except BaseException:
         con.close()
         raise
     return con
+
+
+def lock_down(con: duckdb.DuckDBPyConnection) -> None:
+    """The sandbox, irreversibly (V2, V3): no files, network, extensions or setting changes.
+
+    Order matters: a temp_directory must be set before external access is disabled, and
+    lock_configuration comes last (it freezes every other setting).
+    """
+    for statement in (
+        "SET enable_external_access = false",
+        "SET autoinstall_known_extensions = false",
+        "SET autoload_known_extensions = false",
+        "SET allow_community_extensions = false",
+        "SET lock_configuration = true",
+    ):
+        con.execute(statement)
 
 
 def run_sql(

@@ -1,6 +1,6 @@
-"""Reading source files: column sniffing without a database, and the DuckDB ingest query.
+"""Columns of a source file without a database: Parquet schemas, CSV headers, JSON-lines keys.
 
-Owns how a declared source becomes a table; must not touch feature-group semantics.
+Pure file reading for ``engine validate`` (E4 column checks); never imports a backend.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 from engine.model.objects import Source, SourceFormat
-from engine.sql.quote import quote_ident
 
 _ARROW_TO_DUCKDB = {
     "int8": "TINYINT", "int16": "SMALLINT", "int32": "INTEGER", "int64": "BIGINT",
@@ -80,48 +79,3 @@ def _jsonl_keys(path: Path) -> dict[str, str] | None:
         line = fh.readline()
     obj = json.loads(line) if line.strip() else None
     return {k: "UNKNOWN" for k in obj} if isinstance(obj, dict) else None
-
-
-def ingest_query(source: Source) -> tuple[str, list[object]]:
-    """The SELECT (and its parameters) that reads a source's files in DuckDB.
-
-    Paths come from the resolved, confined list and travel as parameters. Multi-file sources use
-    ``union_by_name`` so that drifting columns are never dropped silently (V18, F7). Naive
-    timestamps are read in the source's timezone and stored as UTC TIMESTAMPTZ.
-    """
-    files = [str(p) for p in source.resolved_paths]
-    params: list[object] = [files]
-    match source.format:
-        case SourceFormat.PARQUET:
-            reader = "read_parquet(?, union_by_name=true)"
-        case SourceFormat.JSONL:
-            reader = "read_json(?, format='newline_delimited', union_by_name=true)"
-        case SourceFormat.CSV:
-            # Quarantine keeps bad rows aside (DuckDB's rejects tables, which exclude union_by_name;
-            # multi-file sources are checked for identical columns before reading, F7).
-            options = ["store_rejects=true"] if source.on_bad_rows == "quarantine" else ["union_by_name=true"]
-            options.append("header=true" if source.csv.header else "header=false")
-            options.append("delim=?")
-            params.append(source.csv.delimiter)
-            if source.columns:
-                # Declared types: a struct literal of name -> type (types validated by the schema).
-                struct = ", ".join(f"{_sql_string(n)}: {_sql_string(t)}" for n, t in source.columns)
-                options.append(f"types={{{struct}}}")
-            reader = f"read_csv(?, {', '.join(options)})"
-    return f"SELECT * FROM {reader}", params
-
-
-def _sql_string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def normalise_times_sql(relation: str, columns: dict[str, str], timezone: str) -> str:
-    """Project a relation so naive TIMESTAMP columns become UTC TIMESTAMPTZ read in ``timezone``."""
-    parts = []
-    for name, typ in columns.items():
-        q = quote_ident(name)
-        if typ.upper() in ("TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S"):
-            parts.append(f"timezone({_sql_string(timezone)}, CAST({q} AS TIMESTAMP)) AS {q}")
-        else:
-            parts.append(q)
-    return f"SELECT {', '.join(parts)} FROM {relation}"

@@ -1,0 +1,169 @@
+"""The read side of the Python API: published feature groups, views, training data, quarantined
+rows and registered models, through the stores and the registry (``engine.session.reading``).
+
+Readers never take the project lock. No SQL here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from engine.errors import UsageError
+
+if TYPE_CHECKING:
+    import pandas
+
+    from engine.compiler.semantics import CheckedProject
+    from engine.registry.base import ModelVersion
+
+
+def _open(path: str | Path, workspace: str | Path | None):
+    from engine.project import validate, workspace_of
+    from engine.session import reading
+
+    checked = validate(path)
+    return checked, reading(workspace_of(checked, workspace))
+
+
+def read_feature_group(
+    path: str | Path,
+    name: str,
+    *,
+    version: int | None = None,
+    online: bool = False,
+    workspace: str | Path | None = None,
+) -> "pandas.DataFrame":
+    """A published feature group as a DataFrame: offline history, or the online latest-per-key rows."""
+    checked, opened = _open(path, workspace)
+    with opened as stores:
+        if stores.offline.version(name, version) is None:
+            raise UsageError(_not_published(checked, name, version))
+        return stores.offline.read(name, version, online=online)
+
+
+def show_feature_group(path: str | Path, name: str, *, version: int | None = None, workspace: str | Path | None = None) -> dict:
+    """Metadata and per-feature statistics of a published feature-group version."""
+    checked, opened = _open(path, workspace)
+    with opened as stores:
+        fgv = stores.offline.version(name, version)
+        if fgv is None:
+            raise UsageError(_not_published(checked, name, version))
+        versions = [v for (n, v, _, _) in stores.offline.versions() if n == name]
+    return {"id": f"feature_group:{fgv.name}@{fgv.version}", "versions": versions, **asdict(fgv)}
+
+
+def list_feature_groups(path: str | Path, *, workspace: str | Path | None = None) -> list[dict]:
+    """Every published feature-group version in the workspace."""
+    _, opened = _open(path, workspace)
+    with opened as stores:
+        return [{"name": n, "version": v, "rows": rows, "published_at": at} for (n, v, rows, at) in stores.offline.versions()]
+
+
+def read_feature_view(path: str | Path, name: str, *, workspace: str | Path | None = None) -> "pandas.DataFrame":
+    """A materialised feature view (spine rows joined point-in-time) as a DataFrame."""
+    from engine.store.views import stored_layout
+
+    _, opened = _open(path, workspace)
+    with opened as stores:
+        stored = stored_layout(stores.backend, name)
+        if stored is None:
+            raise UsageError(f"feature_view:{name} has not been materialised yet: run `engine apply`")
+        return stores.backend.frame(stored[0])
+
+
+def read_training_data(
+    path: str | Path, model: str, *, version: str | int | None = None, split: str | None = None, workspace: str | Path | None = None
+) -> "pandas.DataFrame":
+    """The training dataset a model version was trained on (column ``_split``: train/validation/test)."""
+    from engine.sql.ops import Relation
+
+    checked, opened = _open(path, workspace)
+    with opened as stores:
+        mv = _resolve(checked, stores, model, version)
+        frame = stores.backend.frame(Relation.parse(mv.manifest["training_data"]["table"]))
+    return frame[frame["_split"] == split].reset_index(drop=True) if split else frame
+
+
+def read_rejects(path: str | Path, source: str | None = None, *, workspace: str | Path | None = None) -> "pandas.DataFrame":
+    """Rows that sources with ``on_bad_rows: quarantine`` set aside, newest run first."""
+    import pandas as pd
+
+    from engine.state import metadata
+
+    _, opened = _open(path, workspace)
+    with opened as stores:
+        rows = metadata.rejects(stores.backend.catalog, source)
+    columns = ["run_id", "source", "file", "line", "column_name", "error_type", "csv_line", "message", "rejected_at"]
+    return pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame({"source": pd.Series([], dtype="object")})
+
+
+def list_models(path: str | Path, *, workspace: str | Path | None = None) -> list[dict]:
+    """Every registered model version with its test metrics and aliases."""
+    _, opened = _open(path, workspace)
+    with opened as stores:
+        versions = stores.registry.list()
+    return [_model_summary(mv) for mv in versions]
+
+
+def show_model(path: str | Path, name: str, *, version: str | int | None = None, workspace: str | Path | None = None) -> dict:
+    """The manifest of one model version (latest, a number, ``best:<metric>`` or an alias)."""
+    checked, opened = _open(path, workspace)
+    with opened as stores:
+        mv = _resolve(checked, stores, name, version)
+    return {**_model_summary(mv), "manifest": mv.manifest}
+
+
+def check(path: str | Path, *, workspace: str | Path | None = None) -> list[str]:
+    """Integrity problems of the workspace: orphan or tampered model artifacts (G5, G6)."""
+    _, opened = _open(path, workspace)
+    with opened as stores:
+        return stores.registry.check()
+
+
+def gc(path: str | Path, *, workspace: str | Path | None = None, lock_timeout_s: float = 0.0) -> list[Path]:
+    """Remove what a crashed run left behind (orphan model directories); returns what was removed."""
+    from engine.project import validate, workspace_of
+    from engine.session import reading
+    from engine.state.workspace import ProjectLock
+
+    ws = workspace_of(validate(path), workspace)
+    with ProjectLock(ws, timeout_s=lock_timeout_s), reading(ws) as stores:
+        return stores.registry.gc()
+
+
+def _resolve(checked: "CheckedProject", stores, name: str, selector) -> "ModelVersion":
+    from engine.state import model_index
+
+    if not model_index.has_index(stores.backend.catalog):
+        raise UsageError(
+            f"no model has been registered yet: run `engine apply` (models in the spec: {', '.join(sorted(checked.project.models)) or 'none'})"
+        )
+    return stores.registry.get(name, selector)
+
+
+def _model_summary(mv: "ModelVersion") -> dict:
+    m = mv.manifest
+    return {
+        "id": mv.ref,
+        "name": mv.name,
+        "version": mv.version,
+        "aliases": list(mv.aliases),
+        "estimator": m.get("estimator"),
+        "feature_view": f"feature_view:{m.get('feature_view')}@{m.get('feature_view_version')}",
+        "metrics": m.get("metrics", {}),
+        "training_rows": m.get("training_data", {}).get("rows", {}),
+        "created_at": mv.created_at,
+        "fingerprint": mv.fingerprint,
+    }
+
+
+def _not_published(checked: "CheckedProject", name: str, version: int | None) -> str:
+    from engine.errors import did_you_mean
+
+    if name not in checked.project.feature_groups:
+        hint = did_you_mean(name, list(checked.project.feature_groups))
+        return f"no feature group named '{name}' in the spec" + (f" ({hint})" if hint else "")
+    at = f"@{version}" if version is not None else ""
+    return f"feature_group:{name}{at} has not been published yet: run `engine apply`"

@@ -1,0 +1,175 @@
+"""The offline store: feature-group versions as tables on a backend, with schema evolution,
+breaking-change checks and atomic publish.
+
+Offline: history, one row per (primary key, event time); writing the same key and time again
+replaces the row (last write wins). Online: the latest row per primary key. Both are replaced in
+one transaction with the metadata row, so readers see the old version or the new, never a mix.
+The backend compiles the merge and the latest-per-key; this module owns the rules. Must not
+touch training or HTTP.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from engine.backends.base import Backend
+from engine.errors import PlanError, UsageError
+from engine.model.objects import FeatureGroup
+from engine.sql.ops import LatestPerKey, Relation, key_columns
+from engine.state import metadata
+from engine.state.metadata import FeatureGroupVersion
+
+if TYPE_CHECKING:
+    import pandas
+
+_WIDENINGS = {
+    ("TINYINT", "SMALLINT"), ("TINYINT", "INTEGER"), ("TINYINT", "BIGINT"),
+    ("SMALLINT", "INTEGER"), ("SMALLINT", "BIGINT"), ("INTEGER", "BIGINT"),
+    ("FLOAT", "DOUBLE"), ("TINYINT", "DOUBLE"), ("SMALLINT", "DOUBLE"), ("INTEGER", "DOUBLE"),
+    ("TIMESTAMP", "TIMESTAMP WITH TIME ZONE"), ("DATE", "TIMESTAMP WITH TIME ZONE"),
+}
+
+
+def physical_name(fg_name: str, version: int) -> str:
+    """Table name of a feature-group version (same in the offline and online schemas).
+
+    >>> physical_name("weather", 2)
+    'weather__v2'
+    """
+    return f"{fg_name}__v{version}"
+
+
+def offline_relation(fg_name: str, version: int) -> Relation:
+    return Relation("offline", physical_name(fg_name, version))
+
+
+def online_relation(fg_name: str, version: int) -> Relation:
+    return Relation("online", physical_name(fg_name, version))
+
+
+def breaking_changes(old: FeatureGroupVersion, fg: FeatureGroup, new_columns: dict[str, str]) -> list[str]:
+    """What makes ``new_columns`` incompatible with the stored version (DESIGN §3 Versions, F9, F10).
+
+    Adding a column or widening a type is not breaking; removing or narrowing/retyping a column,
+    or changing the primary key or event time, is.
+    """
+    problems = []
+    if tuple(old.primary_key) != tuple(fg.primary_key):
+        problems.append(f"primary key changed from {list(old.primary_key)} to {list(fg.primary_key)}")
+    if old.event_time != fg.event_time:
+        problems.append(f"event time changed from {old.event_time!r} to {fg.event_time!r}")
+    for name, typ in old.columns.items():
+        if name not in new_columns:
+            problems.append(f"column '{name}' removed")
+        elif new_columns[name] != typ and (typ, new_columns[name]) not in _WIDENINGS:
+            problems.append(f"column '{name}' changed type from {typ} to {new_columns[name]}")
+    return problems
+
+
+@runtime_checkable
+class OfflineStore(Protocol):
+    """Published feature-group versions. One contract suite (tests/contract) runs on every implementation."""
+
+    def relation(self, name: str, version: int) -> Relation: ...
+    def version(self, name: str, version: int | None = None) -> FeatureGroupVersion | None: ...
+    def versions(self) -> list[tuple[str, int, int, str]]: ...
+    def all_versions(self) -> list[FeatureGroupVersion]: ...
+    def publish(self, fg: FeatureGroup, staged: Relation, *, run_id: str, fingerprint: str, fitted: dict, fault_point=...) -> FeatureGroupVersion: ...
+    def read(self, name: str, version: int | None = None, *, online: bool = False) -> "pandas.DataFrame": ...
+
+
+class TableOfflineStore:
+    """Feature-group versions as tables of the backend's database (``offline.<name>__v<version>``),
+    indexed in the catalog."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    def relation(self, name: str, version: int) -> Relation:
+        return offline_relation(name, version)
+
+    def version(self, name: str, version: int | None = None) -> FeatureGroupVersion | None:
+        return metadata.feature_group_version(self.backend.catalog, name, version)
+
+    def versions(self) -> list[tuple[str, int, int, str]]:
+        """(name, version, row_count, published_at) of every published version."""
+        return metadata.feature_group_versions(self.backend.catalog)
+
+    def all_versions(self) -> list[FeatureGroupVersion]:
+        """Every published version, ordered by name and version."""
+        return metadata.all_feature_group_versions(self.backend.catalog)
+
+    def read(self, name: str, version: int | None = None, *, online: bool = False) -> "pandas.DataFrame":
+        """A published version's rows (offline history, or the online latest per key), in key order."""
+        from engine.sql.ops import Scan
+
+        fgv = self.version(name, version)
+        if fgv is None:
+            raise UsageError(f"feature_group:{name}{f'@{version}' if version is not None else ''} has not been published yet: run `engine apply`")
+        table = fgv.online_table if online else fgv.offline_table
+        if table is None:
+            raise UsageError(f"feature_group:{name}@{fgv.version} has no online table (online: false)")
+        return self.backend.frame(Scan(Relation.parse(table), order_by=key_columns(fgv.primary_key, fgv.event_time)))
+
+    def publish(
+        self,
+        fg: FeatureGroup,
+        staged: Relation,
+        *,
+        run_id: str,
+        fingerprint: str,
+        fitted: dict,
+        fault_point=lambda name: None,
+    ) -> FeatureGroupVersion:
+        """Merge the staged rows into the offline table and rebuild the online table, atomically."""
+        backend = self.backend
+        columns = backend.columns(staged)
+        old = check_compatible(backend, fg, columns)
+        offline = offline_relation(fg.name, fg.version)
+        online = online_relation(fg.name, fg.version)
+        with backend.transaction():
+            if old is None:
+                backend.drop(offline)
+                backend.create(offline, staged)
+            else:
+                existing = backend.columns(offline)
+                for name, typ in columns.items():
+                    if name not in existing:
+                        backend.add_column(offline, name, typ)
+                    elif existing[name] != typ:
+                        backend.cast_column(offline, name, typ)
+                backend.merge(offline, staged, key_columns(fg.primary_key, fg.event_time))
+            fault_point("inside_publish")
+            if fg.online:
+                backend.create(online, LatestPerKey(offline, fg.primary_key, fg.event_time), replace=True)
+            version = FeatureGroupVersion(
+                name=fg.name,
+                version=fg.version,
+                offline_table=str(offline),
+                online_table=str(online) if fg.online else None,
+                primary_key=fg.primary_key,
+                event_time=fg.event_time,
+                columns=backend.columns(offline),
+                fitted=fitted,
+                stats=backend.statistics(offline),
+                row_count=backend.count(offline),
+                fingerprint=fingerprint,
+                run_id=run_id,
+                published_at="",
+            )
+            metadata.upsert_feature_group(backend.catalog, version, backend.count(staged))
+        return version
+
+
+def check_compatible(backend: Backend, fg: FeatureGroup, new_columns: dict[str, str]) -> FeatureGroupVersion | None:
+    """The stored version of ``fg``, after checking the new output does not break it."""
+    old = metadata.feature_group_version(backend.catalog, fg.name, fg.version)
+    if old is None:
+        return None
+    problems = breaking_changes(old, fg, new_columns)
+    if problems:
+        raise PlanError(
+            f"{fg.id}: breaking change without a new version: {'; '.join(problems)}. "
+            f"Bump feature_groups.{fg.name}.version to {fg.version + 1}; version {fg.version} stays readable."
+        )
+    return old

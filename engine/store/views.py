@@ -1,0 +1,151 @@
+"""Materialise a feature view: the spine joined point-in-time with its feature groups, filtered,
+with on-demand features computed. Owns the view's column layout and its published table; the
+join itself is an operation (``engine.sql.ops.PointInTimeJoin``) that the backend compiles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from engine.backends.base import Backend
+from engine.errors import DataError, SpecError
+from engine.model import objects as m
+from engine.sql.ops import JoinSpec, PointInTimeJoin, Relation, Scan, SpineFilter, UserFilter
+
+
+@dataclass(frozen=True)
+class ViewLayout:
+    """Which columns of a materialised view are what. Stored in model manifests."""
+
+    keys: tuple[str, ...]  # spine primary key
+    event_time: str | None  # spine event time
+    helpers: tuple[str, ...]  # returned, never fed to a model
+    labels: tuple[str, ...]
+    features: tuple[str, ...]  # model inputs, in order: spine features, joined features, on-demand
+    on_demand: tuple[str, ...]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        out: list[str] = []
+        for c in (*self.keys, *((self.event_time,) if self.event_time else ()), *self.helpers, *self.labels, *self.features):
+            if c not in out:
+                out.append(c)
+        return tuple(out)
+
+    def as_dict(self) -> dict:
+        return {"keys": list(self.keys), "event_time": self.event_time, "helpers": list(self.helpers), "labels": list(self.labels), "features": list(self.features), "on_demand": list(self.on_demand)}
+
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ViewLayout":
+        return cls(tuple(d["keys"]), d["event_time"], tuple(d["helpers"]), tuple(d["labels"]), tuple(d["features"]), tuple(d["on_demand"]))
+
+
+def view_relation(fv: m.FeatureView) -> Relation:
+    return Relation("views", f"{fv.name}__v{fv.version}")
+
+
+def join_columns(fv: m.FeatureView, join: m.Join, fg_event_time: str | None, fg_columns: list[str], taken: set[str]) -> list[tuple[str, str]]:
+    """(feature-group column, output column) pairs a join brings — the one rule offline and online share.
+
+    ``select`` if given, else every column but the join keys, the event time and ``except``;
+    outputs are prefixed; an output already in ``taken`` is a SpecError (``taken`` is updated).
+    """
+    skip = set(join.right_on) | ({fg_event_time} if fg_event_time else set())
+    chosen = list(join.select) if join.select is not None else [c for c in fg_columns if c not in skip and c not in join.exclude]
+    pairs = []
+    for col in chosen:
+        if col not in fg_columns:
+            raise SpecError(f"{fv.id}: column '{col}' is not a column of feature_group:{join.feature_group}")
+        out = join.prefix + col
+        if out in taken:
+            raise SpecError(f"{fv.id}: column '{out}' from feature_group:{join.feature_group} clashes with another column of the view; add prefix: {join.feature_group}_")
+        taken.add(out)
+        pairs.append((col, out))
+    return pairs
+
+
+def plan_joins(backend: Backend, fv: m.FeatureView, project: m.Project, relation_of: Callable[[str], Relation]):
+    """The join specs and the view layout, from the published tables' real columns."""
+    spine = project.feature_groups[fv.spine]
+    spine_cols = backend.columns(relation_of(fv.spine))
+    taken = set(spine_cols)
+    joined: list[str] = []
+    specs = []
+    for join in fv.joins:
+        fg = project.feature_groups[join.feature_group]
+        fg_cols = backend.columns(relation_of(fg.name))
+        pairs = join_columns(fv, join, fg.event_time, list(fg_cols), taken)
+        joined += [out for _, out in pairs]
+        specs.append(JoinSpec(relation_of(fg.name), join.left_on, join.right_on, fg.event_time, tuple(pairs), join.ttl_seconds))
+    features = (*fv.features, *joined, *fv.on_demand)
+    layout = ViewLayout(spine.primary_key, spine.event_time, fv.helpers, fv.labels, tuple(features), fv.on_demand)
+    return specs, layout, list(spine_cols)
+
+
+def spine_filters(fv: m.FeatureView, extra: Sequence[SpineFilter] = ()) -> tuple[SpineFilter, ...]:
+    """The view's own ``filter`` (gated again here: defence in depth), then ``extra``."""
+    from engine.sql.gate import gate_select
+    from engine.sql.quote import quote_ident
+
+    filters: list[SpineFilter] = []
+    if fv.filter:
+        gated, messages = gate_select(f"SELECT * FROM {quote_ident(fv.spine)} WHERE {fv.filter}", {fv.spine})
+        if gated is None or messages:
+            raise SpecError(f"{fv.id}: filter rejected: {'; '.join(messages)}")
+        filters.append(UserFilter(fv.filter))
+    return (*filters, *extra)
+
+
+def materialise(
+    backend: Backend,
+    fv: m.FeatureView,
+    project: m.Project,
+    relation_of: Callable[[str], Relation],
+    *,
+    timeout_s: float | None,
+    spine_where: Sequence[SpineFilter] = (),
+) -> tuple[Relation, ViewLayout]:
+    """Build the view into a staging table; return (staging relation, layout).
+
+    ``spine_where`` (inference only) restricts the spine before the join.
+    """
+    from engine.transforms.on_demand import apply_functions
+
+    specs, layout, spine_cols = plan_joins(backend, fv, project, relation_of)
+    needed = set(layout.columns) | {c for f in fv.on_demand for c in project.functions[f].inputs}
+    wanted_spine = tuple(c for c in spine_cols if c in needed)
+    join = PointInTimeJoin(relation_of(fv.spine), layout.event_time, wanted_spine, tuple(specs), spine_filters(fv, spine_where))
+    staging = Relation("staging", f"view__{fv.name}__v{fv.version}")
+    backend.drop(staging)
+    backend.create(staging, join, timeout_s=timeout_s)
+    if fv.on_demand:
+        frame = backend.frame(staging)
+        functions = [project.functions[name] for name in fv.on_demand]
+        frame = apply_functions(frame, functions, project.root)
+        backend.write(staging, frame, mode="replace")
+    rows = backend.create(staging, Scan(staging, columns=layout.columns), replace=True)
+    if rows == 0:
+        raise DataError(f"{fv.id}: the feature view has no rows (empty spine{' after the filter' if fv.filter else ''})")
+    return staging, layout
+
+
+def publish_view(backend: Backend, fv: m.FeatureView, staging: Relation, layout: ViewLayout, *, fingerprint: str, run_id: str) -> Relation:
+    """Replace the view's table and its metadata row; the caller holds the transaction."""
+    from engine.state import metadata
+
+    target = view_relation(fv)
+    rows = backend.create(target, staging, replace=True)
+    metadata.upsert_feature_view(backend.catalog, fv.name, fv.version, str(target), layout.as_dict(), rows, fingerprint, run_id)
+    return target
+
+
+def stored_layout(backend: Backend, name: str, version: int | None = None) -> tuple[Relation, ViewLayout, str] | None:
+    """(table, layout, fingerprint) of a materialised view version (the highest when None)."""
+    from engine.state import metadata
+
+    rec = metadata.feature_view_row(backend.catalog, name, version)
+    if rec is None:
+        return None
+    return Relation.parse(rec["table_name"]), ViewLayout.from_dict(rec["layout"]), rec["fingerprint"]
