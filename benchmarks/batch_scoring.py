@@ -54,47 +54,37 @@ def copy_workspace(source: Path, into: Path) -> Path:
 
 def is_current(checked, workspace) -> bool:
     """Whether the workspace's published feature view is current (else score_batch re-materialises)."""
-    from engine.backends.duckdb.connection import connect
-    from engine.runtime.executor import RunOptions, StepContext
-    from engine.serving.batch import published_view
+    from engine.serving.batch import ScoringContext, published_view
+    from engine.session import writing
 
-    con = connect(workspace.database, sandboxed=True, temp_directory=workspace.tmp_dir)
-    try:
-        ctx = StepContext(con, checked, "check", RunOptions(), workspace)
+    with writing(workspace, sandboxed=True) as stores:
+        ctx = ScoringContext.for_project(stores, checked, "check")
         return all(published_view(ctx, fv) is not None for fv in checked.project.feature_views.values())
-    finally:
-        con.close()
 
 
 def engine_run(checked, workspace, model: str, run_id: str, *, materialise: bool = False):
     """Seconds and predictions of one ``score_batch`` call (``materialise``: never reuse the view)."""
     from unittest import mock
 
-    from engine.backends.duckdb.connection import connect
     from engine.model.objects import InferenceJob
-    from engine.runtime.executor import RunOptions, StepContext
     from engine.serving import batch
-    from engine.serving.batch import score_batch
+    from engine.serving.batch import ScoringContext, score_batch
+    from engine.session import writing
+    from engine.sql.ops import Relation, Scan
 
     if materialise:
         with mock.patch.object(batch, "published_view", lambda ctx, fv: None):
             return engine_run(checked, workspace, model, run_id)
 
     job = InferenceJob(name="december_bench", mode="batch", model=model, range=(START, END), output_table="december_bench")
-    con = connect(workspace.database, sandboxed=True, temp_directory=workspace.tmp_dir)
-    try:
+    with writing(workspace, sandboxed=True) as stores:
         started = time.perf_counter()
-        outcome = score_batch(StepContext(con, checked, run_id, RunOptions(), workspace), job)
+        outcome = score_batch(ScoringContext.for_project(stores, checked, run_id), job)
         seconds = time.perf_counter() - started
-        frame = con.execute(f"SELECT flight_id, {_proba_col(con, outcome.table)} FROM {outcome.table} ORDER BY flight_id").df()
-    finally:
-        con.close()
+        table = Relation.parse(outcome.table)
+        proba = [c for c in stores.backend.columns(table) if c.startswith("proba_")][-1]
+        frame = stores.backend.frame(Scan(table, columns=("flight_id", proba), order_by=("flight_id",))).rename(columns={proba: "proba"})
     return seconds, outcome, frame
-
-
-def _proba_col(con, table: str) -> str:
-    cols = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall() if r[0].startswith("proba_")]
-    return f'"{cols[-1]}" AS proba'
 
 
 def hand_run(workspace, model: str):

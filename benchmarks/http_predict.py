@@ -1,6 +1,6 @@
 """HTTP predict latency and throughput over loopback (issue 4 item 8).
 
-Run ``engine apply examples/flights`` first. Starts ``engine.serving.server.serve`` for the
+Run ``engine apply examples/flights`` first. Starts ``engine serve`` for the
 project in a subprocess on 127.0.0.1, then drives ``POST /models/delay_xgb/predict`` (one row
 per request) with an open-loop schedule: RATE requests/s for SECONDS, sent by a pool of threads
 on keep-alive ``http.client`` connections. Latency is measured from each request's scheduled
@@ -33,9 +33,8 @@ def free_port() -> int:
 
 def main() -> None:
     port = free_port()
-    code = f"from engine.serving.server import serve; serve({str(PROJECT)!r}, port={port})"
     env = {**os.environ, "ENGINE_LOG_LEVEL": "warning"}
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "serve", str(PROJECT), "--port", str(port)], env=env)
     try:
         deadline = time.monotonic() + 60
         while True:

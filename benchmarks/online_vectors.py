@@ -16,9 +16,10 @@ from pathlib import Path
 import pandas as pd
 
 from engine import api
-from engine.backends.duckdb.connection import connect_read_only
-from engine.serving.online_store import publish_online_snapshot
-from engine.serving.server import load_state
+from engine.serving.online import load_state
+from engine.session import reading
+from engine.sql.ops import Relation, Scan
+from engine.store.online import publish_online_snapshot
 from engine.state.workspace import Workspace
 
 PROJECT = Path(sys.argv[1] if len(sys.argv) > 1 else "examples/flights")
@@ -33,12 +34,10 @@ def pct(values: list[float], q: float) -> float:
 def main() -> None:
     checked = api.validate(PROJECT)
     ws = Workspace.for_project(checked.project.root)
-    con = connect_read_only(ws.database)
-    try:
-        snapshot = publish_online_snapshot(con, checked.project, ws, "bench")
-        flights = con.execute('SELECT origin, carrier, distance, dest, tailnum, sched_dep_time, sched_dep_ts FROM offline."flights__v1" USING SAMPLE 5000 ROWS (reservoir, 7)').df()
-    finally:
-        con.close()
+    columns = ("origin", "carrier", "distance", "dest", "tailnum", "sched_dep_time", "sched_dep_ts")
+    with reading(ws) as stores:
+        snapshot = publish_online_snapshot(stores, checked.project, ws, "bench")
+        flights = stores.backend.frame(Scan(Relation("offline", "flights__v1"), columns=columns)).sample(5000, random_state=7)
     state = load_state(checked.project, ws.root, snapshot)
     ep = state.model("delay_xgb")
     service = ep.service

@@ -1,27 +1,8 @@
-"""Identities and references, parsed in one place: ``name@selector`` model references, and the
-direction of every metric (what "best" means). Pure: no I/O.
-"""
+"""References parsed in one place: ``name@selector`` model references. Pure: no I/O."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-# Larger is better, except where False. The one table: training, the registry's ``best:<metric>``
-# and serving all read it.
-METRIC_HIGHER_IS_BETTER: dict[str, bool] = {
-    "accuracy": True, "precision": True, "recall": True, "f1": True, "roc_auc": True, "r2": True,
-    "log_loss": False, "mae": False, "mse": False, "rmse": False, "brier_score": False,
-}  # fmt: skip
-
-
-def higher_is_better(metric: str) -> bool:
-    """Whether a larger value of ``metric`` is better (unknown metrics: larger is better).
-
-    >>> higher_is_better("roc_auc"), higher_is_better("rmse")
-    (True, False)
-    """
-    return METRIC_HIGHER_IS_BETTER.get(metric, True)
-
 
 @dataclass(frozen=True)
 class ModelRef:

@@ -6,12 +6,18 @@ Pure: no database, no user code, no network (``engine validate``).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.compiler.semantics import CheckedProject, check_project
-from engine.errors import SpecError
+from engine.errors import Problem, SpecError
+from engine.model import objects as m
+
+if TYPE_CHECKING:
+    from engine.backends.base import Capabilities
+    from engine.spec.sourcemap import SourceMap
 
 
-def validate(path: str | Path) -> CheckedProject:
+def validate(path: str | Path, *, backend: str | None = None) -> CheckedProject:
     """Check a spec without touching any database, user code or network; raise SpecError."""
     from engine.model.builder import build_project
     from engine.spec.project_files import load_spec
@@ -29,7 +35,46 @@ def validate(path: str | Path) -> CheckedProject:
         raise SpecError(problems=path_problems + exc.problems) from None
     if path_problems:
         raise SpecError(problems=path_problems)
-    return check_project(project, spec.source_map)
+    checked = check_project(project, spec.source_map)
+    from engine.backends import DEFAULT
+
+    missing = capability_problems(project, _capabilities(backend), spec.source_map, backend or DEFAULT)
+    if missing:
+        raise SpecError(problems=missing)
+    return checked
+
+
+def _capabilities(backend: str | None) -> "Capabilities":
+    from engine.backends import DEFAULT, capabilities
+
+    return capabilities(backend or DEFAULT)
+
+
+def capability_problems(project: m.Project, caps: "Capabilities", smap: "SourceMap", name: str) -> list[Problem]:
+    """What the spec needs that the backend cannot do, positioned on the key that needs it (exit 3).
+
+    Checked before anything runs, so a missing capability is a validate error, never a runtime
+    surprise (STYLE habit 9). ``caps`` are the chosen backend's flags; nothing is imported or opened.
+    """
+    problems: list[Problem] = []
+
+    def lacks(path: tuple, what: str, hint: str | None = None) -> None:
+        problems.append(smap.problem(path, f"the {name} backend cannot {what}", hint, value=True))
+
+    for source in project.sources.values():
+        base = source.origin.path
+        fmt = getattr(source.format, "value", source.format)
+        if fmt not in caps.source_formats:
+            lacks(base + ("format",), f"read '{fmt}' sources", f"use one of: {', '.join(sorted(caps.source_formats))}")
+        if getattr(source.on_bad_rows, "value", source.on_bad_rows) == "quarantine" and not caps.quarantine_rows:
+            lacks(base + ("on_bad_rows",), "quarantine bad rows", "use on_bad_rows: fail")
+    if not caps.python_transforms:
+        for fg in project.feature_groups.values():
+            if isinstance(fg.transform, m.PythonTransform):
+                lacks(fg.origin.path + ("python",), "run Python feature functions")
+        for fn in project.functions.values():
+            lacks(fn.origin.path + ("python",), "run Python on-demand functions")
+    return problems
 
 
 def workspace_of(checked: CheckedProject, override: str | Path | None):

@@ -1,4 +1,4 @@
-"""Generate engine/training/estimators.json, the static estimator catalogue, from installed libraries.
+"""Generate engine/model/estimators.json, the static estimator catalogue, from installed libraries.
 
 Run after upgrading scikit-learn or XGBoost:
 
@@ -20,7 +20,7 @@ import numbers
 import sys
 from pathlib import Path
 
-OUTPUT = Path(__file__).resolve().parents[1] / "engine" / "training" / "estimators.json"
+OUTPUT = Path(__file__).resolve().parents[1] / "engine" / "model" / "estimators.json"
 
 #: The only estimator classes a spec may name. Anything else is "unknown estimator".
 ALLOWED = (

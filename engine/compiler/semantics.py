@@ -302,8 +302,8 @@ class _Checker:
             spine = project.feature_groups.get(fv.spine)
             if model.split.by == "time" and spine is not None and not spine.event_time:
                 self.fail(path + ("split", "by"), f"a time split needs the spine's event time, and feature group '{fv.spine}' has none", "use split: {by: random, test_size: 0.2} or give the spine an event_time")
-        from engine.training.catalogue import check_metrics, check_model_params
-        from engine.training.splits import check_split
+        from engine.model.catalogue import check_metrics, check_model_params
+        from engine.model.catalogue import check_split
 
         class_weight = dict(model.class_weight) if isinstance(model.class_weight, tuple) else model.class_weight
         problems = check_model_params(model.estimator, dict(model.params), class_weight)

@@ -15,7 +15,8 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from engine.errors import UsageError, did_you_mean
-from engine.ids import ModelRef, higher_is_better
+from engine.ids import ModelRef
+from engine.model.catalogue import higher_is_better
 
 if TYPE_CHECKING:
     from engine.registry.artifacts import Artifact

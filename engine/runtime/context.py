@@ -8,6 +8,7 @@ from engine.compiler.semantics import CheckedProject
 from engine.session import Stores
 from engine.sql.ops import Relation
 from engine.state.workspace import Workspace
+from engine.store.offline import input_relation, source_relation  # noqa: F401 (source_relation re-exported)
 
 
 @dataclass(frozen=True)
@@ -17,8 +18,6 @@ class RunOptions:
     threads: int | None = None
 
 
-def source_relation(name: str) -> Relation:
-    return Relation("src", name)
 
 
 @dataclass
@@ -37,8 +36,4 @@ class RunContext:
 
     def relation_of(self, name: str) -> Relation:
         """The physical relation of a source or of a feature group's current version."""
-        project = self.checked.project
-        if name in project.sources:
-            return source_relation(name)
-        fg = project.feature_groups[name]
-        return self.stores.offline.relation(fg.name, fg.version)
+        return input_relation(self.checked.project, self.stores.offline, name)

@@ -44,6 +44,18 @@ class ScoringContext:
     def backend(self):
         return self.stores.backend
 
+    @classmethod
+    def for_project(cls, stores: "Stores", checked, run_id: str, *, sql_timeout_s: float | None = 600.0) -> "ScoringContext":
+        """Scoring outside an apply (library calls, tests, benchmarks): every view's current
+        fingerprint compiled from the project, inputs resolved through the offline store."""
+        from functools import partial
+
+        from engine.compiler.planner import compile_steps
+        from engine.store.offline import input_relation
+
+        views = {key: step.fingerprint for key, step in compile_steps(checked).items() if key.startswith("feature_view:")}
+        return cls(stores, checked.project, run_id, sql_timeout_s, views, partial(input_relation, checked.project, stores.offline))
+
 
 @dataclass(frozen=True)
 class ScoreOutcome:

@@ -47,6 +47,19 @@ def online_relation(fg_name: str, version: int) -> Relation:
     return Relation("online", physical_name(fg_name, version))
 
 
+def source_relation(name: str) -> Relation:
+    """Where an ingested source's rows live."""
+    return Relation("src", name)
+
+
+def input_relation(project, offline: "OfflineStore", name: str) -> Relation:
+    """The physical relation of a source, or of a feature group's current version."""
+    if name in project.sources:
+        return source_relation(name)
+    fg = project.feature_groups[name]
+    return offline.relation(fg.name, fg.version)
+
+
 def breaking_changes(old: FeatureGroupVersion, fg: FeatureGroup, new_columns: dict[str, str]) -> list[str]:
     """What makes ``new_columns`` incompatible with the stored version (DESIGN §3 Versions, F9, F10).
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import DataError, ExecutionError
-from engine.training.catalogue import estimator_entry
+from engine.model.catalogue import estimator_entry
 
 #: Threads given to XGBoost when the spec does not say: fixed, so a model retrains identically.
 XGBOOST_N_JOBS = 4

@@ -18,11 +18,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from engine.ids import METRIC_HIGHER_IS_BETTER
+from engine.model.catalogue import CLASSIFIER_METRICS, METRIC_HIGHER_IS_BETTER, PROBA_METRICS, REGRESSOR_METRICS  # noqa: F401 (re-exported)
 
-CLASSIFIER_METRICS: tuple[str, ...] = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
-REGRESSOR_METRICS: tuple[str, ...] = ("mae", "rmse", "r2")
-PROBA_METRICS: frozenset[str] = frozenset({"roc_auc", "log_loss"})
 _HIGHER_IS_BETTER = {m: METRIC_HIGHER_IS_BETTER[m] for m in (*CLASSIFIER_METRICS, *REGRESSOR_METRICS)}  # the ones computed here
 
 

@@ -19,59 +19,13 @@ pandas and numpy are imported inside functions; ``check_split`` is pure and safe
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from engine.errors import DataError
+from engine.model.catalogue import check_split, parse_utc  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     import pandas as pd
-
-CheckProblem = tuple[tuple[str | int, ...], str, str | None]
-
-
-def parse_utc(text: str) -> datetime:
-    """A boundary string as an aware UTC datetime (naive strings are UTC).
-
-    >>> parse_utc("2013-11-01").isoformat()
-    '2013-11-01T00:00:00+00:00'
-    >>> parse_utc("2013-11-01T02:00:00+02:00").isoformat()
-    '2013-11-01T00:00:00+00:00'
-    """
-    value = datetime.fromisoformat(text)
-    if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
-
-
-def check_split(by: str, test_from: str | None = None, validation_from: str | None = None,
-                test_size: float | None = None, validation_size: float | None = None) -> list[CheckProblem]:
-    """Static problems of a split that the JSON Schema cannot express (sub-paths under ``split``).
-
-    >>> check_split("random", test_size=0.6, validation_size=0.5)[0][1]
-    'test_size + validation_size must be below 1 (got 1.1), or nothing is left to train on'
-    """
-    problems: list[CheckProblem] = []
-    if by == "time":
-        parsed = {}
-        for key, text in (("test_from", test_from), ("validation_from", validation_from)):
-            if text is None:
-                continue
-            try:
-                parsed[key] = parse_utc(text)
-            except ValueError:
-                problems.append((("split", key), f"{text!r} is not a date or timestamp", "write e.g. '2013-11-01'"))
-        if len(parsed) == 2 and parsed["validation_from"] >= parsed["test_from"]:
-            problems.append((("split", "validation_from"),
-                             f"validation_from ({validation_from}) must be before test_from ({test_from})", None))
-    elif by == "random":
-        total = (test_size if test_size is not None else 0.2) + (validation_size or 0.0)
-        if total >= 1:
-            problems.append((("split", "validation_size" if validation_size else "test_size"),
-                             f"test_size + validation_size must be below 1 (got {round(total, 6)}), "
-                             "or nothing is left to train on", None))
-    return problems
-
 
 def _boundary(column: pd.Series, text: str):
     import pandas as pd

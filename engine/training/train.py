@@ -77,7 +77,7 @@ def train_model(stores, model: m.Model, project: m.Project, *, run_id: str) -> T
     import numpy as np
 
     from engine.store.views import stored_layout
-    from engine.training.catalogue import estimator_task, supports_proba
+    from engine.model.catalogue import estimator_task, supports_proba
     from engine.training.estimators import build_estimator, fit, fit_label_mapping, resolve_class_weight
     from engine.training.metrics import compute_metrics, default_metrics
     from engine.transforms.model_dependent import fit_transforms

@@ -142,25 +142,14 @@ def apply_models(root: Path):
 @contextmanager
 def scoring_context(root: Path, checked: CheckedProject | None = None, run_id: str = "20240301T120000Z-test0001") -> Iterator:
     """A real ScoringContext on the sandboxed workspace stores (closed on exit), as an apply builds it."""
-    from engine.compiler.planner import compile_steps
     from engine.serving.batch import ScoringContext
     from engine.session import writing
     from engine.state.workspace import Workspace
 
     checked = checked or api.validate(root)
     ws = Workspace.for_project(checked.project.root)
-    views = {k: s.fingerprint for k, s in compile_steps(checked).items() if k.startswith("feature_view:")}
     with writing(ws, sandboxed=True) as stores:
-        def relation_of(name: str):
-            from engine.runtime.context import source_relation
-
-            project = checked.project
-            if name in project.sources:
-                return source_relation(name)
-            fg = project.feature_groups[name]
-            return stores.offline.relation(fg.name, fg.version)
-
-        yield ScoringContext(stores, checked.project, run_id, 600.0, views, relation_of)
+        yield ScoringContext.for_project(stores, checked, run_id)
 
 
 def job(checked: CheckedProject, job_name: str, **changes):

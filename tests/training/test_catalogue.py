@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import format_path
-from engine.training.catalogue import (
+from engine.model.catalogue import (
     check_metrics,
     check_model_params,
     estimator_task,
@@ -37,7 +37,7 @@ def test_shipped_catalogue_equals_a_fresh_generation_from_installed_libraries():
     """An sklearn/xgboost upgrade that changes parameters fails here: rerun the generator script."""
     gen = _generator()
     fresh = gen.build_catalogue()
-    shipped_text = (REPO / "engine" / "training" / "estimators.json").read_text(encoding="utf-8")
+    shipped_text = (REPO / "engine" / "model" / "estimators.json").read_text(encoding="utf-8")
     assert json.loads(shipped_text) == fresh, "run: python scripts/generate_estimator_catalogue.py"
     assert gen.render(fresh) == shipped_text
 
@@ -54,7 +54,7 @@ def test_J1_checks_import_no_sklearn_xgboost_pandas_or_numpy():
     """`engine validate` must stay pure and fast: run the checks in a fresh interpreter."""
     code = (
         "import sys\n"
-        "from engine.training import catalogue as c\n"
+        "from engine.model import catalogue as c\n"
         "from engine.training import metrics, splits\n"
         "c.check_model_params('xgboost.XGBClassifier', {'n_estimatorz': 1, 'max_depth': 'x'}, 'balanced')\n"
         "c.check_model_params('sklearn.linear_model.LogisticRegresion', {}, None)\n"

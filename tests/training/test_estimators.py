@@ -15,7 +15,7 @@ from sklearn.utils.class_weight import compute_sample_weight
 
 from engine.errors import DataError, ExecutionError
 from engine.training import estimators as est_mod
-from engine.training.catalogue import load_catalogue
+from engine.model.catalogue import load_catalogue
 from engine.training.estimators import (
     XGBOOST_N_JOBS,
     LabelMapping,

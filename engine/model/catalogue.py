@@ -1,4 +1,5 @@
-"""Static checks of a model's estimator, params, class_weight and metrics; must not import sklearn/xgboost.
+"""The static model catalogue: metric names and directions, split checks, and checks of a model's
+estimator, params, class_weight and metrics; must not import sklearn/xgboost.
 
 The knowledge comes from ``estimators.json`` (package data), generated from the installed libraries
 by ``scripts/generate_estimator_catalogue.py``. `engine validate` calls these checks, so this module
@@ -14,14 +15,83 @@ import difflib
 import json
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
+from datetime import datetime, timezone
 from importlib import resources
 from typing import Any
 
 from engine.spec.schema import json_type  # noqa: F401  (part of this module's API)
 from engine.errors import did_you_mean
-from engine.training.metrics import CLASSIFIER_METRICS, PROBA_METRICS, REGRESSOR_METRICS
 
 CheckProblem = tuple[tuple[str | int, ...], str, str | None]
+
+CLASSIFIER_METRICS: tuple[str, ...] = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
+REGRESSOR_METRICS: tuple[str, ...] = ("mae", "rmse", "r2")
+PROBA_METRICS: frozenset[str] = frozenset({"roc_auc", "log_loss"})
+
+# Larger is better, except where False. The one table: training, the registry's ``best:<metric>``
+# and serving all read it.
+METRIC_HIGHER_IS_BETTER: dict[str, bool] = {
+    "accuracy": True, "precision": True, "recall": True, "f1": True, "roc_auc": True, "r2": True,
+    "log_loss": False, "mae": False, "mse": False, "rmse": False, "brier_score": False,
+}  # fmt: skip
+
+
+def higher_is_better(metric: str) -> bool:
+    """Whether a larger value of ``metric`` is better (unknown metrics: larger is better).
+
+    >>> higher_is_better("roc_auc"), higher_is_better("rmse")
+    (True, False)
+    """
+    return METRIC_HIGHER_IS_BETTER.get(metric, True)
+
+
+
+
+def parse_utc(text: str) -> datetime:
+    """A boundary string as an aware UTC datetime (naive strings are UTC).
+
+    >>> parse_utc("2013-11-01").isoformat()
+    '2013-11-01T00:00:00+00:00'
+    >>> parse_utc("2013-11-01T02:00:00+02:00").isoformat()
+    '2013-11-01T00:00:00+00:00'
+    """
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def check_split(by: str, test_from: str | None = None, validation_from: str | None = None,
+                test_size: float | None = None, validation_size: float | None = None) -> list[CheckProblem]:
+    """Static problems of a split that the JSON Schema cannot express (sub-paths under ``split``).
+
+    >>> check_split("random", test_size=0.6, validation_size=0.5)[0][1]
+    'test_size + validation_size must be below 1 (got 1.1), or nothing is left to train on'
+    """
+    problems: list[CheckProblem] = []
+    if by == "time":
+        parsed = {}
+        for key, text in (("test_from", test_from), ("validation_from", validation_from)):
+            if text is None:
+                continue
+            try:
+                parsed[key] = parse_utc(text)
+            except ValueError:
+                problems.append((("split", key), f"{text!r} is not a date or timestamp", "write e.g. '2013-11-01'"))
+        if len(parsed) == 2 and parsed["validation_from"] >= parsed["test_from"]:
+            problems.append((("split", "validation_from"),
+                             f"validation_from ({validation_from}) must be before test_from ({test_from})", None))
+    elif by == "random":
+        total = (test_size if test_size is not None else 0.2) + (validation_size or 0.0)
+        if total >= 1:
+            problems.append((("split", "validation_size" if validation_size else "test_size"),
+                             f"test_size + validation_size must be below 1 (got {round(total, 6)}), "
+                             "or nothing is left to train on", None))
+    return problems
+
+
+
+
 
 _TYPE_WORDS = {
     "integer": "an integer",
@@ -41,7 +111,7 @@ def load_catalogue() -> dict[str, Any]:
     >>> load_catalogue()["estimators"]["xgboost.XGBClassifier"]["task"]
     'classifier'
     """
-    text = resources.files("engine.training").joinpath("estimators.json").read_text(encoding="utf-8")
+    text = resources.files("engine.model").joinpath("estimators.json").read_text(encoding="utf-8")
     return json.loads(text)
 
 
