@@ -77,9 +77,25 @@ def apply(
     with ProjectLock(ws, timeout_s=lock_timeout_s):
         the_plan = make_plan(checked, _stored_steps(ws), select=select, force=force)
         if not the_plan.has_changes:
+            _repair_online_snapshot(checked, ws, listener)
             return ApplyResult(the_plan, None)
         run = execute(the_plan, checked, ws, run_id=new_run_id(), options=options or RunOptions(), listener=listener)
     return ApplyResult(the_plan, run)
+
+
+def _repair_online_snapshot(checked: CheckedProject, ws, listener: Listener) -> None:
+    """I2 on "No changes.": an interrupted publication left the snapshot stale; republish it."""
+    if not ws.exists():
+        return
+    from engine.runtime.events import RunNotice
+    from engine.runtime.executor import new_run_id
+    from engine.session import reading
+    from engine.store.online import ensure_current
+
+    with reading(ws) as stores:  # the caller holds the project lock: nothing else writes
+        repaired = ensure_current(stores, checked.project, ws, new_run_id())
+    if repaired:
+        listener(RunNotice(f"online snapshot: {repaired}"))
 
 
 def online_state(path: str | Path, *, workspace: str | Path | None = None):

@@ -116,10 +116,15 @@ def show_model(path: str | Path, name: str, *, version: str | int | None = None,
 
 
 def check(path: str | Path, *, workspace: str | Path | None = None) -> list[str]:
-    """Integrity problems of the workspace: orphan or tampered model artifacts (G5, G6)."""
-    _, opened = _open(path, workspace)
+    """Integrity problems of the workspace: orphan or tampered model artifacts (G5, G6), and an
+    online snapshot that is damaged or does not reflect the published state (I2)."""
+    from engine.store.online import problems as online_problems
+
+    checked, opened = _open(path, workspace)
+    from engine.project import workspace_of
+
     with opened as stores:
-        return stores.registry.check()
+        return sorted(stores.registry.check() + online_problems(stores, workspace_of(checked, workspace)))
 
 
 def gc(path: str | Path, *, workspace: str | Path | None = None, lock_timeout_s: float = 0.0) -> list[Path]:

@@ -84,6 +84,7 @@ def _execute(
         failure = _run_steps(ctx, ingest, finish, listener)
 
     # Phase 2, sandboxed: user SQL and Python, publication, then the online snapshot.
+    published = False
     if builds and not failure:
         with writing(workspace, sandboxed=True, **resources) as stores:
             ctx = RunContext(stores, checked, run_id, options, workspace)
@@ -93,6 +94,7 @@ def _execute(
 
                 # The online endpoint reads only snapshots, never the live database (V7, V21).
                 publish_online_snapshot(stores, checked.project, workspace, run_id)
+                published = True
 
     executed = {s.step_id for s in result.steps}
     for ps in plan.steps:
@@ -106,12 +108,30 @@ def _execute(
     result.steps.sort(key=lambda s: order.get(s.step_id, 0))
 
     with writing(workspace, spill=False, **resources) as stores:
+        if not published:
+            _repair_online(stores, checked, workspace, run_id, result, listener, failure)
         metadata.finish_run(stores.backend.catalog, run_id, "failed" if failure else "succeeded", result.as_dict())
     workspace.write_run_log(run_id, {**result.as_dict(), "status": "failed" if failure else "succeeded", "error": str(failure) if failure else None})
     if failure:
         failure.run_result = result  # type: ignore[attr-defined]
         raise failure
     return result
+
+
+def _repair_online(stores, checked, workspace, run_id, result, listener, failure) -> None:
+    """I2: whatever this run published before it failed, the snapshot must reflect it."""
+    from engine.store.online import ensure_current
+
+    try:
+        repaired = ensure_current(stores, checked.project, workspace, run_id)
+    except EngineError:
+        if failure is None:
+            raise
+        return  # the run's own failure is what the user needs to see
+    if repaired:
+        notice = f"online snapshot: {repaired}"
+        result.notices.append(notice)
+        listener(RunNotice(notice))
 
 
 def _run_steps(ctx: RunContext, steps: list[PlannedStep], finish, listener) -> EngineError | None:

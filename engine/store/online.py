@@ -21,6 +21,7 @@ Snapshot ``manifest.json``::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -51,7 +52,8 @@ def online_dir(workspace) -> Path:
 # --- publishing ----------------------------------------------------------------------------------
 
 
-def _write_arrow(path: Path, table) -> None:
+def _write_arrow(path: Path, table) -> tuple[str, int]:
+    """Write ``table`` as an Arrow IPC file, fsynced; return its (sha256, size)."""
     import pyarrow as pa
 
     with open(path, "wb") as fh:
@@ -59,6 +61,15 @@ def _write_arrow(path: Path, table) -> None:
             writer.write_table(table)
         fh.flush()
         os.fsync(fh.fileno())
+    return _file_sha256(path), path.stat().st_size
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _feature_groups(stores, directory: Path) -> dict[str, dict]:
@@ -81,7 +92,7 @@ def _feature_groups(stores, directory: Path) -> dict[str, dict]:
             entry["columns"] = stores.backend.columns(relation)
             table = stores.backend.fetch(relation)
             file = f"{relation.name}.arrow"
-            _write_arrow(directory / file, table)
+            entry["sha256"], entry["size"] = _write_arrow(directory / file, table)
             entry["file"], entry["rows"] = file, table.num_rows
         # the highest published version of a name wins (versions come in order)
         out[fgv.name] = entry
@@ -93,6 +104,20 @@ def _existing_snapshots(root: Path) -> list[Path]:
         return []
     found = [p for p in root.iterdir() if p.is_dir() and _SNAPSHOT_DIR.match(p.name)]
     return sorted(found, key=lambda p: int(p.name[:6]))
+
+
+def published_state(stores) -> dict:
+    """What an online snapshot must reflect: the newest published version of every feature group
+    and the registry index (versions and aliases). Its digest identifies a publication (I2)."""
+    groups = {
+        fgv.name: {"version": fgv.version, "fingerprint": fgv.fingerprint, "run_id": fgv.run_id, "rows": fgv.row_count}
+        for fgv in stores.offline.all_versions()  # ordered by version: the newest wins
+    }
+    return {"feature_groups": groups, "models": stores.registry.index()}
+
+
+def state_digest(state: dict) -> str:
+    return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def publish_online_snapshot(stores, project, workspace, run_id: str) -> Path:
@@ -120,13 +145,15 @@ def publish_online_snapshot(stores, project, workspace, run_id: str) -> Path:
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "feature_groups": _feature_groups(stores, tmp),
             "models": stores.registry.index(),
+            "state_digest": state_digest(published_state(stores)),
         }
-        write_atomic(tmp / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False) + "\n").encode())
+        manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
+        write_atomic(tmp / MANIFEST, manifest_bytes)
         fsync_directory(tmp)
         os.rename(tmp, final)
         fsync_directory(root)
         fault_point("mid_snapshot_publish")  # G1: the new snapshot exists, CURRENT still names the old
-        write_current(root, snapshot_id)
+        write_current(root, snapshot_id, hashlib.sha256(manifest_bytes).hexdigest())
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise StorageIOError(f"could not publish the online snapshot under {root}: {exc.strerror or exc}") from exc
@@ -137,9 +164,11 @@ def publish_online_snapshot(stores, project, workspace, run_id: str) -> Path:
     return final
 
 
-def write_current(root: Path, snapshot_id: str) -> None:
-    """Point ``online/CURRENT`` at ``snapshot_id`` atomically (temp + fsync + replace + dir fsync)."""
-    write_atomic(root / CURRENT, (json.dumps({"snapshot_id": snapshot_id}) + "\n").encode())
+def write_current(root: Path, snapshot_id: str, manifest_sha256: str | None = None) -> None:
+    """Point ``online/CURRENT`` at ``snapshot_id`` (and the sha256 of its manifest) atomically
+    (temp + fsync + replace + dir fsync)."""
+    record = {"snapshot_id": snapshot_id, **({"manifest_sha256": manifest_sha256} if manifest_sha256 else {})}
+    write_atomic(root / CURRENT, (json.dumps(record) + "\n").encode())
 
 
 def _prune(root: Path, *, keep: str) -> None:
@@ -164,7 +193,57 @@ def read_current(root: Path) -> tuple[str, Path]:
         raise UsageError(f"unreadable {root / CURRENT}: {exc}") from None
     if not isinstance(snapshot_id, str) or not _SNAPSHOT_DIR.match(snapshot_id):
         raise UsageError(f"{root / CURRENT} names an invalid snapshot {snapshot_id!r}")
+    expected = data.get("manifest_sha256")
+    if expected is not None:
+        _verify(root / snapshot_id / MANIFEST, expected, f"manifest of online snapshot {snapshot_id}")
     return snapshot_id, root / snapshot_id
+
+
+def _verify(path: Path, expected: str, what: str) -> None:
+    """StorageIOError (exit 74) unless ``path`` exists with sha256 ``expected`` (H7: never serve an edited file)."""
+    try:
+        actual = _file_sha256(path)
+    except OSError as exc:
+        raise StorageIOError(f"{what} is unreadable ({exc.strerror or exc}); `engine apply` republishes the snapshot") from None
+    if actual != expected:
+        raise StorageIOError(
+            f"{what} was modified after publication (sha256 {actual[:12]}…, expected {expected[:12]}…); "
+            "refusing to serve it — `engine apply` republishes the snapshot"
+        )
+
+
+def problems(stores, workspace) -> list[str]:
+    """Why the current snapshot does not equal the published state (I2), or is damaged; [] when it does."""
+    return [f"{reason}; `engine apply` republishes it" for reason in _reasons(stores, workspace)]
+
+
+def ensure_current(stores, project, workspace, run_id: str) -> str | None:
+    """Republish the snapshot when it is missing, damaged or stale (I2); what was wrong, or None."""
+    reasons = _reasons(stores, workspace)
+    if not reasons:
+        return None
+    publish_online_snapshot(stores, project, workspace, run_id)
+    return f"{reasons[0]}; republished"
+
+
+def _reasons(stores, workspace) -> list[str]:
+    root = online_dir(workspace)
+    if not (root / CURRENT).exists():
+        has_data = bool(stores.offline.all_versions()) or bool(stores.registry.index())
+        return ["no online snapshot has been published"] if has_data else []
+    try:
+        snapshot_id, directory = read_current(root)
+        manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+        for entry in manifest.get("feature_groups", {}).values():
+            if entry.get("file") and entry.get("sha256"):
+                _verify(directory / entry["file"], entry["sha256"], f"online table {entry['file']} of snapshot {snapshot_id}")
+    except (UsageError, StorageIOError) as exc:
+        return [exc.message.split("; `engine apply`")[0]]
+    except (OSError, ValueError) as exc:
+        return [f"online snapshot unreadable ({exc})"]
+    if manifest.get("state_digest") != state_digest(published_state(stores)):
+        return [f"online snapshot {snapshot_id} is stale: it does not reflect the published feature groups and model aliases"]
+    return []
 
 
 # --- reading -------------------------------------------------------------------------------------
@@ -247,6 +326,8 @@ class OnlineSnapshot:
         tables = {}
         for name, entry in manifest.get("feature_groups", {}).items():
             if entry.get("file"):
+                if entry.get("sha256"):
+                    _verify(directory / entry["file"], entry["sha256"], f"online table {entry['file']} of snapshot {manifest.get('snapshot_id')}")
                 tables[name] = _load_table(directory / entry["file"], name, entry)
         return cls(manifest["snapshot_id"], directory, manifest, tables)
 
