@@ -82,7 +82,7 @@ def read_training_data(
     checked, opened = _open(path, workspace)
     with opened as stores:
         mv = _resolve(checked, stores, model, version)
-        frame = stores.backend.frame(Relation.parse(mv.manifest["training_data"]["table"]))
+        frame = stores.backend.frame(Relation.parse(mv.info.training_data.table))
     return frame[frame["_split"] == split].reset_index(drop=True) if split else frame
 
 
@@ -149,16 +149,16 @@ def _resolve(checked: "CheckedProject", stores, name: str, selector) -> "ModelVe
 
 
 def _model_summary(mv: "ModelVersion") -> dict:
-    m = mv.manifest
+    info = mv.info
     return {
         "id": mv.ref,
         "name": mv.name,
         "version": mv.version,
         "aliases": list(mv.aliases),
-        "estimator": m.get("estimator"),
-        "feature_view": f"feature_view:{m.get('feature_view')}@{m.get('feature_view_version')}",
-        "metrics": m.get("metrics", {}),
-        "training_rows": m.get("training_data", {}).get("rows", {}),
+        "estimator": info.estimator,
+        "feature_view": info.feature_view_ref,
+        "metrics": dict(info.metrics),
+        "training_rows": dict(info.training_data.rows),
         "created_at": mv.created_at,
         "fingerprint": mv.fingerprint,
     }

@@ -20,12 +20,13 @@ if TYPE_CHECKING:
 def validate(path: str | Path, *, backend: str | None = None) -> CheckedProject:
     """Check a spec without touching any database, user code or network; raise SpecError."""
     from engine.model.builder import build_project
+    from engine.model.formats import format_names
     from engine.spec.project_files import load_spec
     from engine.spec.resources import resolve_files
     from engine.spec.schema import validate_document
 
     spec = load_spec(path)
-    problems = validate_document(spec.data, spec.source_map)
+    problems = validate_document(spec.data, spec.source_map, source_formats=format_names())
     if problems:
         raise SpecError(problems=problems)
     files, path_problems = resolve_files(spec.data, spec.source_map, spec.root)
@@ -63,10 +64,9 @@ def capability_problems(project: m.Project, caps: "Capabilities", smap: "SourceM
 
     for source in project.sources.values():
         base = source.origin.path
-        fmt = getattr(source.format, "value", source.format)
-        if fmt not in caps.source_formats:
-            lacks(base + ("format",), f"read '{fmt}' sources", f"use one of: {', '.join(sorted(caps.source_formats))}")
-        if getattr(source.on_bad_rows, "value", source.on_bad_rows) == "quarantine" and not caps.quarantine_rows:
+        if source.format not in caps.source_formats:
+            lacks(base + ("format",), f"read '{source.format}' sources", f"use one of: {', '.join(sorted(caps.source_formats))}")
+        if source.on_bad_rows == m.BadRows.QUARANTINE and not caps.quarantine_rows:
             lacks(base + ("on_bad_rows",), "quarantine bad rows", "use on_bad_rows: fail")
     if not caps.python_transforms:
         for fg in project.feature_groups.values():

@@ -73,17 +73,23 @@ def compile_steps(checked: CheckedProject) -> dict[str, Step]:
         definition = definition_fingerprint(model)
         step = Step(model.id, StepKind.TRAIN_MODEL, (dep,), definition, digest(definition, steps[dep].fingerprint), payload=model)
         steps[step.key] = step
-    kinds = {"batch": StepKind.SCORE_BATCH, "stream": StepKind.SCORE_STREAM}
     for name, job in sorted(project.inference.items()):
+        match job.mode:
+            case m.InferenceMode.BATCH:
+                kind = StepKind.SCORE_BATCH
+            case m.InferenceMode.STREAM:
+                kind = StepKind.SCORE_STREAM
+            case m.InferenceMode.ONLINE:
+                continue  # online jobs are served, not applied
         model = project.models.get(ModelRef.parse(job.model).name)
-        if job.mode not in kinds or model is None or model.feature_view not in view_key:
-            continue  # online jobs are served, not applied
+        if model is None or model.feature_view not in view_key:
+            continue
         # Scoring reads the feature view's data and whatever model version the registry resolves:
         # it runs after training in a full apply, but selecting a job never retrains its model.
         model_key, fv_key = str(model.id), view_key[model.feature_view]
         definition = definition_fingerprint(job)
         step = Step(
-            job.id, kinds[job.mode], (fv_key,), definition, digest(definition, steps[fv_key].fingerprint, steps[model_key].fingerprint),
+            job.id, kind, (fv_key,), definition, digest(definition, steps[fv_key].fingerprint, steps[model_key].fingerprint),
             after=(model_key,), payload=job, view_fingerprint=steps[fv_key].fingerprint,
         )
         steps[step.key] = step

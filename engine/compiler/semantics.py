@@ -64,8 +64,8 @@ class _Checker:
         from engine.model.sniff import sniff_columns
 
         for name, source in self.p.sources.items():
-            if source.on_bad_rows == "quarantine" and source.format is not m.SourceFormat.CSV:
-                self.fail(("sources", name, "on_bad_rows"), f"quarantine works for CSV sources; '{name}' is {source.format.value}", "remove on_bad_rows, or fix the file")
+            if source.on_bad_rows == m.BadRows.QUARANTINE and source.format != m.SourceFormat.CSV:
+                self.fail(("sources", name, "on_bad_rows"), f"quarantine works for CSV sources; '{name}' is {source.format}", "remove on_bad_rows, or fix the file")
             if not source.resolved_paths:
                 # Missing data is allowed at validate time (CI may not have it); apply reports it.
                 self.columns[name] = dict(source.columns) or None
@@ -268,7 +268,7 @@ class _Checker:
                 self.fail(path + ("source",), f"unknown source '{job.source}'", did_you_mean(job.source, list(project.sources)))
             elif fv.spine in edges and job.source not in ancestors({**edges, **{n: list(g.inputs) for n, g in project.feature_groups.items()}}, [fv.spine]):
                 self.fail(path + ("source",), f"source '{job.source}' does not feed the spine '{fv.spine}' of feature view '{fv.name}'", "name the source whose new rows become spine rows")
-        if job.mode == "online":
+        if job.mode == m.InferenceMode.ONLINE:
             joined_inputs = {c for j in fv.joins for c in j.left_on}
             produced = {j.prefix + c for j in fv.joins for c in (j.select if j.select is not None else (self.columns.get(j.feature_group) or {}))}
             fn_inputs = {c for f in fv.on_demand if f in project.functions for c in project.functions[f].inputs}
@@ -277,15 +277,11 @@ class _Checker:
                 self.fail(path, f"an online request must carry {', '.join(needed)} (used by feature view '{fv.name}')", "add them to keys: or request:")
 
     def check_output_path(self, path: tuple, text: str) -> None:
-        import os
-        from pathlib import Path
+        from engine.spec.resources import check_output_path
 
-        root = self.p.root.resolve()
-        lexical = Path(os.path.normpath(root / text))
-        if os.path.isabs(text) or text.startswith("~") or (lexical != root and root not in lexical.parents):
-            self.fail(path, f"output path '{text[:60]}' escapes the project", "write outputs inside the project, e.g. out/scores.parquet")
-        elif lexical.suffix not in (".parquet", ".csv"):
-            self.fail(path, f"output path '{text[:60]}' must end in .parquet or .csv")
+        checked = check_output_path(self.p.root, text)
+        if checked.problem is not None:
+            self.fail(path, checked.problem, checked.hint)
 
     # --- models ------------------------------------------------------------------------------
 
@@ -300,7 +296,7 @@ class _Checker:
             if len(fv.labels) != 1:
                 self.fail(path + ("feature_view",), f"a model trains on exactly one label; feature view '{fv.name}' has {len(fv.labels)} ({', '.join(fv.labels) or 'none'})", "set label: <column> on the feature view")
             spine = project.feature_groups.get(fv.spine)
-            if model.split.by == "time" and spine is not None and not spine.event_time:
+            if model.split.by == m.SplitKind.TIME and spine is not None and not spine.event_time:
                 self.fail(path + ("split", "by"), f"a time split needs the spine's event time, and feature group '{fv.spine}' has none", "use split: {by: random, test_size: 0.2} or give the spine an event_time")
         from engine.model.catalogue import check_metrics, check_model_params
         from engine.model.catalogue import check_split
@@ -326,6 +322,11 @@ class _Checker:
             return
         spine = groups[fv.spine]
         spine_cols = self.columns.get(fv.spine)
+        if fv.filter is not None:
+            from engine.sql.gate import gate_filter
+
+            for message in gate_filter(fv.filter, spine_cols)[1]:
+                self.fail(path + ("filter",), message)
         produced: dict[str, str] = {}
         if spine_cols is not None:
             for i, label in enumerate(fv.labels):

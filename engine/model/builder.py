@@ -11,8 +11,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ProblemCollector, SpecError
+from engine.errors import ProblemCollector, SpecError, did_you_mean
 from engine.model import objects as m
+from engine.model.formats import FORMATS
 from engine.spec.resources import ProjectFiles
 from engine.spec.sourcemap import SourceMap
 
@@ -83,16 +84,18 @@ class _Builder:
     def source(self, name: str, d: dict[str, Any]) -> m.Source:
         path = ("sources", name)
         csv = d.get("csv") or {}
+        if d["format"] not in FORMATS:  # also checked by the schema when validate passes it the registry
+            self.fail(path + ("format",), f"unknown source format '{d['format']}' (known: {', '.join(FORMATS)})", did_you_mean(d["format"], list(FORMATS)))
         return m.Source(
             name=name,
-            format=m.SourceFormat(d["format"]),
+            format=d["format"],
             path=d["path"],
             resolved_paths=self.files.source_paths.get(name, ()),
             timezone=d.get("timezone", "UTC"),
             columns=tuple((str(k), str(v).upper()) for k, v in (d.get("columns") or {}).items()),
             csv=m.CsvOptions(delimiter=csv.get("delimiter", ","), header=csv.get("header", True)),
             allow_empty=bool(d.get("allow_empty", False)),
-            on_bad_rows=d.get("on_bad_rows", "fail"),
+            on_bad_rows=m.BadRows(d.get("on_bad_rows", "fail")),
             max_bad_rows=int(d.get("max_bad_rows", 100)),
             description=d.get("description"),
             origin=m.Origin(path),
@@ -220,7 +223,7 @@ class _Builder:
         fv, qualifier = split_reference(d["feature_view"])
         s = d.get("split") or {"by": "random", "test_size": 0.2}
         split = m.Split(
-            by=s["by"],
+            by=m.SplitKind(s["by"]),
             test_from=s.get("test_from"),
             validation_from=s.get("validation_from"),
             test_size=s.get("test_size"),
@@ -246,7 +249,7 @@ class _Builder:
         rng = d.get("range")
         return m.InferenceJob(
             name=name,
-            mode=d["mode"],
+            mode=m.InferenceMode(d["mode"]),
             model=d["model"],
             range=(rng[0], rng[1]) if rng else None,
             output_table=output.get("table"),

@@ -21,6 +21,7 @@ from typing import Any
 
 from engine.spec.schema import json_type  # noqa: F401  (part of this module's API)
 from engine.errors import did_you_mean
+from engine.model.objects import SplitKind
 
 CheckProblem = tuple[tuple[str | int, ...], str, str | None]
 
@@ -61,15 +62,15 @@ def parse_utc(text: str) -> datetime:
     return value.astimezone(timezone.utc)
 
 
-def check_split(by: str, test_from: str | None = None, validation_from: str | None = None,
+def check_split(by: SplitKind, test_from: str | None = None, validation_from: str | None = None,
                 test_size: float | None = None, validation_size: float | None = None) -> list[CheckProblem]:
     """Static problems of a split that the JSON Schema cannot express (sub-paths under ``split``).
 
-    >>> check_split("random", test_size=0.6, validation_size=0.5)[0][1]
+    >>> check_split(SplitKind.RANDOM, test_size=0.6, validation_size=0.5)[0][1]
     'test_size + validation_size must be below 1 (got 1.1), or nothing is left to train on'
     """
     problems: list[CheckProblem] = []
-    if by == "time":
+    if by == SplitKind.TIME:
         parsed = {}
         for key, text in (("test_from", test_from), ("validation_from", validation_from)):
             if text is None:
@@ -81,7 +82,7 @@ def check_split(by: str, test_from: str | None = None, validation_from: str | No
         if len(parsed) == 2 and parsed["validation_from"] >= parsed["test_from"]:
             problems.append((("split", "validation_from"),
                              f"validation_from ({validation_from}) must be before test_from ({test_from})", None))
-    elif by == "random":
+    elif by == SplitKind.RANDOM:
         total = (test_size if test_size is not None else 0.2) + (validation_size or 0.0)
         if total >= 1:
             problems.append((("split", "validation_size" if validation_size else "test_size"),

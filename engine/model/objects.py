@@ -6,7 +6,7 @@ Raw dicts stop at ``engine.model.builder``; everything after it works with these
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 from pathlib import Path
 
 from engine.errors import KeyPath
@@ -44,10 +44,20 @@ class Origin:
 # --- sources ------------------------------------------------------------------------------------
 
 
-class SourceFormat(str, Enum):
+class SourceFormat:
+    """The built-in source format names. ``Source.format`` is a plain ``str``: any name registered
+    in ``engine.model.formats`` (the registry, open to new formats), so these are constants, not an enum."""
+
     CSV = "csv"
     PARQUET = "parquet"
     JSONL = "jsonl"
+
+
+class BadRows(StrEnum):
+    """What reading a source does with rows it cannot parse (F6): fail the run, or set them aside."""
+
+    FAIL = "fail"
+    QUARANTINE = "quarantine"  # CSV only (DuckDB's rejects tables)
 
 
 @dataclass(frozen=True)
@@ -59,14 +69,14 @@ class CsvOptions:
 @dataclass(frozen=True)
 class Source:
     name: str
-    format: SourceFormat
+    format: str  # a name registered in engine.model.formats (SourceFormat.CSV, ...)
     path: str  # as written (relative to the project root, may be a glob)
     resolved_paths: tuple[Path, ...]  # files it matched at load time (absolute, inside the project)
     timezone: str = "UTC"
     columns: tuple[tuple[str, str], ...] = ()  # declared (name, DuckDB type) pairs
     csv: CsvOptions = field(default_factory=CsvOptions)
     allow_empty: bool = False
-    on_bad_rows: str = "fail"  # fail | quarantine (F6)
+    on_bad_rows: BadRows = BadRows.FAIL
     max_bad_rows: int = 100
     description: str | None = None
     origin: Origin = Origin(())
@@ -295,9 +305,16 @@ class FeatureView:
         return ObjectId(Kind.FEATURE_VIEW, self.name, self.version)
 
 
+class SplitKind(StrEnum):
+    """How a model's rows are split: on the spine's event time, or at random (seeded)."""
+
+    TIME = "time"
+    RANDOM = "random"
+
+
 @dataclass(frozen=True)
 class Split:
-    by: str  # "time" | "random"
+    by: SplitKind
     test_from: str | None = None
     validation_from: str | None = None
     test_size: float | None = None
@@ -312,7 +329,7 @@ class Model:
     feature_view_version: int | None
     estimator: str
     params: tuple[tuple[str, object], ...] = ()
-    split: Split = Split(by="random", test_size=0.2)
+    split: Split = Split(by=SplitKind.RANDOM, test_size=0.2)
     metrics: tuple[str, ...] = ()
     class_weight: str | tuple[tuple[str, float], ...] | None = None
     aliases: tuple[str, ...] = ()
@@ -324,10 +341,19 @@ class Model:
         return ObjectId(Kind.MODEL, self.name)
 
 
+class InferenceMode(StrEnum):
+    """How an inference job runs: ``apply`` scores a time range (batch) or the rows new since the
+    last run (stream); an online job is served over HTTP and never applied."""
+
+    BATCH = "batch"
+    STREAM = "stream"
+    ONLINE = "online"
+
+
 @dataclass(frozen=True)
 class InferenceJob:
     name: str
-    mode: str  # batch | stream | online
+    mode: InferenceMode
     model: str  # reference as written: name, name@3, name@latest, name@best:metric, name@alias
     range: tuple[str, str] | None = None
     output_table: str | None = None

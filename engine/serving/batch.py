@@ -81,8 +81,7 @@ def resolve(ctx: ScoringContext, job: m.InferenceJob) -> Resolved:
 
     project = ctx.project
     loaded = load_model(ctx.stores.registry, ModelRef.parse(job.model))
-    fv_name = loaded.manifest["feature_view"]
-    trained_on = int(loaded.manifest["feature_view_version"])
+    fv_name, trained_on = loaded.info.feature_view, loaded.info.feature_view_version
     fv = project.feature_views.get(fv_name)
     if fv is None:
         raise PlanError(f"{job.id}: {loaded.ref} was trained on feature_view:{fv_name}@{trained_on}, which the project no longer defines")

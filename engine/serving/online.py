@@ -58,17 +58,57 @@ def _constant(name: str) -> float:
     raise ValueError(f"{name} is not a valid JSON number")
 
 
+# A \uD800-\uDFFF escape, or such a code point in a ``str`` input: the only ways JSON text can
+# yield a lone surrogate, which is not Unicode (it cannot be encoded as UTF-8, so an error body
+# naming it would itself fail with a 500). One C-level scan of the text; the walk runs only on a hit
+# (a valid pair such as \ud83d\ude00 decodes to one code point and passes).
+_SURROGATE_HINT = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_MAX_UNICODE_ERRORS = 20
+
+
 def parse_json(raw: bytes | str) -> object:
-    """JSON with NaN/Infinity refused and duplicate keys remembered; RequestError(422) otherwise."""
+    """JSON with NaN/Infinity refused, lone surrogates (invalid Unicode, in keys or strings)
+    refused and duplicate keys remembered; RequestError(422) otherwise."""
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-        return json.loads(text, object_pairs_hook=_pairs, parse_constant=_constant)
+        doc = json.loads(text, object_pairs_hook=_pairs, parse_constant=_constant)
     except UnicodeDecodeError:
         raise RequestError(422, "the body is not UTF-8 text", [{"path": "$", "message": "not UTF-8"}]) from None
     except RecursionError:
         raise RequestError(422, "JSON nested too deeply", [{"path": "$", "message": "nested too deeply"}]) from None
     except ValueError as exc:
         raise RequestError(422, "the body is not valid JSON", [{"path": "$", "message": str(exc)}]) from None
+    if _SURROGATE_HINT.search(text):
+        errors = _invalid_unicode(doc)
+        if errors:
+            raise RequestError(422, "the body holds invalid Unicode (a lone surrogate)", errors)
+    return doc
+
+
+def _invalid_unicode(doc: object) -> list[dict]:
+    """Errors for the keys and strings of ``doc`` holding a lone surrogate (iterative: no recursion
+    limit; a bad key is shown JSON-escaped in its path so the error body itself encodes)."""
+    errors: list[dict] = []
+    stack: list[tuple[str, object]] = [("$", doc)]
+    while stack and len(errors) < _MAX_UNICODE_ERRORS:
+        path, obj = stack.pop()
+        if isinstance(obj, str):
+            bad = _SURROGATE.search(obj)
+            if bad:
+                errors.append({"path": path, "message": f"invalid Unicode: lone surrogate \\u{ord(bad.group()):04x} in a string"})
+        elif isinstance(obj, dict):
+            items = []
+            for key, value in obj.items():
+                bad = _SURROGATE.search(key)
+                if bad:
+                    errors.append({"path": f"{path}[{json.dumps(key)}]", "message": f"invalid Unicode: lone surrogate \\u{ord(bad.group()):04x} in a key"})
+                else:
+                    items.append((f"{path}.{key}", value))
+            stack.extend(reversed(items))
+        elif isinstance(obj, list):
+            stack.extend(reversed([(f"{path}[{i}]", v) for i, v in enumerate(obj)]))
+    return errors[:_MAX_UNICODE_ERRORS]
 
 
 def _duplicates(obj: object, path: str) -> list[dict]:
@@ -356,7 +396,7 @@ def load_state(project: m.Project, workspace_root: Path, snapshot_dir: Path) -> 
     store = OnlineSnapshot.load(snapshot_dir)
     state = OnlineState(project, Path(workspace_root), store, {}, {})
     for job in sorted(project.inference.values(), key=lambda j: j.name):
-        if job.mode != "online":
+        if job.mode != m.InferenceMode.ONLINE:
             continue
         ref = ModelRef.parse(job.model)
         try:

@@ -16,10 +16,11 @@ from pathlib import Path
 from engine.state.atomic import fsync_directory
 from engine.errors import SpecError, StorageIOError
 from engine.model import objects as m
+from engine.spec.resources import OUTPUT_SUFFIXES, check_output_path
 from engine.sql.ops import Constant, Relation
 
 PREDICTIONS_SCHEMA = "predictions"
-FILE_FORMATS = (".parquet", ".csv", ".jsonl")
+FILE_FORMATS = OUTPUT_SUFFIXES  # what PendingFile.write can write
 STAMP_COLUMNS = ("model", "model_version", "feature_view", "feature_view_version", "scored_at", "run_id")
 TMP_PREFIX = ".tmp-"
 
@@ -70,19 +71,13 @@ def run_timestamp(catalog, run_id: str) -> datetime:
 
 
 def output_file(project_root: Path, text: str) -> Path:
-    """Resolve a job's ``output.path`` inside the project (re-checked here, P1-P3); its format by suffix."""
-    if text.startswith("~") or os.path.isabs(text) or "\x00" in text or "://" in text:
-        raise SpecError(f"output path '{text[:60]}' escapes the project; use a path relative to the project root")
-    root = Path(project_root).resolve()
-    lexical = Path(os.path.normpath(root / text))
-    if root not in lexical.parents:
-        raise SpecError(f"output path '{text[:60]}' escapes the project; use a path relative to the project root")
-    resolved = lexical.parent.resolve() / lexical.name
-    if root not in resolved.parents or (resolved.is_symlink() and root not in resolved.resolve().parents):
-        raise SpecError(f"output path '{text[:60]}' is a link outside the project")
-    if resolved.suffix.lower() not in FILE_FORMATS:
-        raise SpecError(f"output path '{text[:60]}': unsupported file type (use {', '.join(FILE_FORMATS)})")
-    return resolved
+    """Resolve a job's ``output.path`` inside the project; its format by suffix. The rule is
+    ``engine validate``'s (``engine.spec.resources.check_output_path``), applied again here because
+    links may have changed since (P1-P3)."""
+    checked = check_output_path(project_root, text)
+    if checked.file is None:
+        raise SpecError(f"{checked.problem} ({checked.hint})" if checked.hint else str(checked.problem))
+    return checked.file
 
 
 class PendingFile:

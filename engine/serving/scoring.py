@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas
 
-    from engine.registry.base import ModelVersion
+    from engine.registry.base import ModelManifest, ModelVersion
     from engine.transforms.model_dependent import FittedTransforms
 
 
@@ -29,20 +29,25 @@ class LoadedModel:
         return self.version.manifest
 
     @property
+    def info(self) -> "ModelManifest":
+        return self.version.info
+
+    @property
     def ref(self) -> str:
         return self.version.ref
 
     @property
     def task(self) -> str:
-        return self.manifest["task"]
+        return self.info.task
 
     @property
     def classes(self) -> list | None:
-        return self.manifest.get("label_classes")
+        classes = self.info.label_classes
+        return list(classes) if classes is not None else None
 
     @property
     def features(self) -> list[str]:
-        return list(self.manifest["feature_columns"])
+        return list(self.info.feature_columns)
 
     @property
     def has_proba(self) -> bool:
@@ -100,5 +105,5 @@ def load_model(registry, ref) -> LoadedModel:
 
     version = registry.get(ref.name, ref.selector)
     estimator = registry.load(version)
-    transforms = FittedTransforms.from_dict(version.manifest["transformers"])
+    transforms = FittedTransforms.from_dict(version.info.transformers)
     return LoadedModel(version, estimator, transforms)

@@ -75,17 +75,36 @@ class InputField:
     key: bool = False  # entity keys may not be null
 
 
+# Request integers must fit DuckDB's widest integer types (HUGEINT / UHUGEINT): no column holds a
+# value outside, and a wider one would overflow later (float conversion, numpy) with a 500.
+_INT_MIN, _INT_MAX = -(2**127), 2**128 - 1
+# Timestamps must fit pandas' nanosecond range (what online vectors compute with, ``Timestamp.value``).
+TIMESTAMP_RANGE = "1677-09-21T00:12:44Z..2262-04-11T23:47:16Z"
+
 _KIND_WORD = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false", "timestamp": "an ISO 8601 timestamp string", "any": "a scalar"}
 _TRUE, _FALSE = frozenset({"true", "1", "yes"}), frozenset({"false", "0", "no"})
 
 
+class TimestampRangeError(ValueError):
+    """A valid ISO 8601 timestamp outside :data:`TIMESTAMP_RANGE`."""
+
+
 def parse_timestamp(text: str):
-    """An ISO 8601 string as a UTC ``pandas.Timestamp`` (naive strings are UTC); ValueError if not one."""
+    """An ISO 8601 string as a UTC nanosecond ``pandas.Timestamp`` (naive strings are UTC);
+    ValueError if not one, :class:`TimestampRangeError` if outside :data:`TIMESTAMP_RANGE`
+    (year 1 or 9999 parse, but would overflow later with a 500)."""
     import pandas as pd
 
     value = datetime.fromisoformat(text.strip().replace("z", "Z"))
-    value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-    return pd.Timestamp(value)
+    try:
+        value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return pd.Timestamp(value).as_unit("ns")
+    except (OverflowError, pd.errors.OutOfBoundsDatetime):
+        raise TimestampRangeError(f"outside the supported range {TIMESTAMP_RANGE}") from None
+
+
+def _shown(value: str, limit: int = 60) -> str:
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}... ({len(value)} characters)"
 
 
 def coerce_value(f: InputField, value: object, *, from_text: bool = False) -> object:
@@ -113,11 +132,17 @@ def coerce_value(f: InputField, value: object, *, from_text: bool = False) -> ob
         return None
     kind = type(value)
     if f.kind == "int" and kind is int:
+        if not _INT_MIN <= value <= _INT_MAX:  # type: ignore[operator]
+            raise ValueError("must be an integer between -2**127 and 2**128-1")
         return value
     if f.kind == "float" and kind in (int, float):
-        if not math.isfinite(value):  # type: ignore[arg-type]
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except OverflowError:  # an int beyond 1.8e308
+            number = math.inf
+        if not math.isfinite(number):
             raise ValueError("must be a finite number")
-        return float(value)  # type: ignore[arg-type]
+        return number
     if f.kind == "str" and kind is str:
         return value
     if f.kind == "bool" and kind is bool:
@@ -125,9 +150,13 @@ def coerce_value(f: InputField, value: object, *, from_text: bool = False) -> ob
     if f.kind == "timestamp" and kind is str:
         try:
             return parse_timestamp(value)  # type: ignore[arg-type]
+        except TimestampRangeError:
+            raise ValueError(f"must be {_KIND_WORD['timestamp']} within {TIMESTAMP_RANGE}, got {_shown(value)}") from None  # type: ignore[arg-type]
         except ValueError:
-            raise ValueError(f"must be {_KIND_WORD['timestamp']}, got {value!r}") from None
+            raise ValueError(f"must be {_KIND_WORD['timestamp']}, got {_shown(value)}") from None  # type: ignore[arg-type]
     if f.kind == "any" and kind in (int, float, str, bool):
+        if kind is int and not _INT_MIN <= value <= _INT_MAX:  # type: ignore[operator]
+            raise ValueError("must be an integer between -2**127 and 2**128-1")
         return value
     shown = "null" if value is None else type(value).__name__.replace("dict", "object").replace("list", "array")
     raise ValueError(f"must be {_KIND_WORD[f.kind]}, got {shown}")

@@ -1,8 +1,10 @@
-"""The files a spec names: source paths (globs) and SQL files, resolved inside the project.
+"""The files a spec names: source paths (globs), SQL files and inference output files, resolved
+inside the project.
 
 Owns path confinement (P1–P3: no URL, no absolute or home path, no `..` or symlink leaving the
 project) and reading SQL files; positions problems on the spec key. The model builder receives
-the result and does no I/O itself.
+the result and does no I/O itself. The output-path rule (:func:`check_output_path`) is the one
+``engine validate`` and the predictions writer both apply.
 """
 
 from __future__ import annotations
@@ -88,6 +90,48 @@ class _Resolver:
         except UnicodeDecodeError:
             self.fail(path, f"SQL file '{text}' is not valid UTF-8")
             return None
+
+
+# What the predictions writer (engine.serving.outputs) can write, by file suffix.
+OUTPUT_SUFFIXES = (".parquet", ".csv", ".jsonl")
+_OUTPUT_HINT = "write outputs inside the project, e.g. out/scores.parquet"
+
+
+@dataclass(frozen=True)
+class OutputPath:
+    """An inference job's ``output.path`` after :func:`check_output_path`: the file, or why not."""
+
+    file: Path | None  # absolute, inside the project (parent links resolved); None when refused
+    problem: str | None = None
+    hint: str | None = None
+
+
+def check_output_path(root: Path, text: str) -> OutputPath:
+    """The one rule for output files: relative, inside the project after resolving links (P1–P3),
+    and ending in a suffix the writer supports (``.parquet``, ``.csv``, ``.jsonl``).
+
+    >>> import tempfile; root = Path(tempfile.mkdtemp())
+    >>> check_output_path(root, "out/x.jsonl").file == root.resolve() / "out" / "x.jsonl"
+    True
+    >>> check_output_path(root, "../x.csv").problem
+    "output path '../x.csv' escapes the project"
+    >>> check_output_path(root, "out/x.txt").problem
+    "output path 'out/x.txt' must end in .parquet, .csv or .jsonl"
+    """
+    shown = text[:60]
+    escapes = OutputPath(None, f"output path '{shown}' escapes the project", _OUTPUT_HINT)
+    if text.startswith("~") or os.path.isabs(text) or "\x00" in text or "://" in text:
+        return escapes
+    base = Path(root).resolve()
+    lexical = Path(os.path.normpath(base / text))
+    if base not in lexical.parents:
+        return escapes
+    resolved = lexical.parent.resolve() / lexical.name
+    if base not in resolved.parents or (resolved.is_symlink() and base not in resolved.resolve().parents):
+        return OutputPath(None, f"output path '{shown}' is a link outside the project", _OUTPUT_HINT)
+    if resolved.suffix.lower() not in OUTPUT_SUFFIXES:
+        return OutputPath(None, f"output path '{shown}' must end in {', '.join(OUTPUT_SUFFIXES[:-1])} or {OUTPUT_SUFFIXES[-1]}")
+    return OutputPath(resolved)
 
 
 def resolve_files(data: dict[str, Any], source_map: SourceMap, root: Path) -> tuple[ProjectFiles, list[Problem]]:

@@ -83,28 +83,44 @@ def _format_checker():
 
 
 @lru_cache(maxsize=1)
-def load_schema() -> dict:
-    """The spec JSON Schema, read once from the package resources. Treat it as read-only."""
+def _schema_file() -> dict:
     text = (files("engine") / "schemas" / "engine.schema.json").read_text(encoding="utf-8")
     return json.loads(text)
 
 
-@lru_cache(maxsize=1)
-def _validator() -> Draft202012Validator:
-    schema = load_schema()
+@lru_cache(maxsize=8)
+def load_schema(source_formats: tuple[str, ...] | None = None) -> dict:
+    """The spec JSON Schema, read once from the package resources. Treat it as read-only.
+
+    ``source_formats``: the registered format names (``engine.model.formats``; this layer cannot
+    import it, so the caller passes them). The ``source_format`` enum then lists them; when they
+    equal the file's (no format registered beyond the built-ins) the file's schema itself is returned.
+    Every other node is shared with the file's schema (the error explanations find $defs by identity).
+    """
+    schema = _schema_file()
+    current = schema["$defs"]["source_format"]
+    if source_formats is None or list(source_formats) == current["enum"]:
+        return schema
+    return {**schema, "$defs": {**schema["$defs"], "source_format": {**current, "enum": list(source_formats)}}}
+
+
+@lru_cache(maxsize=8)
+def _validator(source_formats: tuple[str, ...] | None = None) -> Draft202012Validator:
+    schema = load_schema(source_formats)
     # A registry holding only our own schema: no $ref can ever reach the network or the disk (R2).
     registry: Registry = Registry().with_resource(schema["$id"], Resource.from_contents(schema))
     return Draft202012Validator(schema, registry=registry, format_checker=_format_checker())
 
 
-def validate_document(data: object, source_map: SourceMap) -> list[Problem]:
+def validate_document(data: object, source_map: SourceMap, *, source_formats: tuple[str, ...] | None = None) -> list[Problem]:
     """Every schema problem of one loaded document, positioned and sorted by (file, line, column).
 
     Pure and fast: no I/O beyond the cached schema. Never raises for any input shape.
+    ``source_formats``: the registered format names (default: the schema file's).
     """
     problems: list[Problem] = []
     try:
-        for error in _validator().iter_errors(data):
+        for error in _validator(source_formats).iter_errors(data):
             problems.extend(_explain(error, source_map))
         problems.extend(_non_finite_numbers(data, source_map))
     except RecursionError:  # V14: jsonschema recurses (and repr()s values) without a depth limit

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import sqlglot
@@ -153,8 +153,62 @@ def _gate_statement(statement: exp.Query, allowed: set[str]) -> tuple[GatedSelec
     return GatedSelect(expression=statement, tables=tuple(sorted(read))), []
 
 
-def rewrite_tables(expression: exp.Query, mapping: dict[str, str]) -> str:
-    """Return DuckDB SQL where each input table ``x`` reads ``mapping['x']`` instead.
+def gate_filter(text: str, columns: Mapping[str, str] | None = None) -> tuple[exp.Expression | None, list[str]]:
+    """Check that ``text`` is one boolean expression over ``columns`` (a feature view's ``filter``).
+
+    It is parsed as an expression, never pasted as text: a trailing comment or a ``UNION`` cannot
+    change the query it ends up in. No subqueries, table functions or denied functions; every column
+    must be a column of ``columns`` when they are known (name -> type). Returns the expression or
+    ``None`` and every problem found.
+
+    >>> gate_filter("dep_delay > 0 AND origin = 'EWR'", {"dep_delay": "DOUBLE", "origin": "VARCHAR"})[1]
+    []
+    >>> gate_filter("x > 0 UNION ALL SELECT 1")[1]
+    ['filter must be one boolean expression: SQL does not parse (UNION)']
+    """
+    if len(text) > MAX_SQL_LENGTH:
+        return None, [f"filter is too long ({len(text)} characters, max {MAX_SQL_LENGTH})"]
+    try:
+        with _quiet_sqlglot():
+            expression = sqlglot.parse_one(text, read=DIALECT, into=exp.Condition)
+    except RecursionError:
+        return None, ["filter is nested too deeply to check"]
+    except SqlglotError as exc:
+        word = next((w for w in ("UNION", "SELECT", "INTERSECT", "EXCEPT", ";") if w in text.upper()), None)
+        reason = f"SQL does not parse ({word})" if word else f"SQL does not parse: {_parse_reason(exc)}"
+        return None, [f"filter must be one boolean expression: {reason}"]
+    messages: list[str] = []
+    if any(isinstance(node, (exp.Query, exp.Subquery, exp.Table, exp.Lateral)) for node in expression.walk()):
+        messages.append("filter must not contain a subquery; use a column condition such as dep_delay > 0")
+    for func in expression.find_all(exp.Func):
+        for name in _function_names(func):
+            if _is_denied(name):
+                messages.append(f"function {name}() not allowed")
+                break
+    if isinstance(expression, exp.Literal) or (isinstance(expression, exp.Column) and columns and str(columns.get(expression.name, "BOOLEAN")).upper() != "BOOLEAN"):
+        messages.append(f"filter must be a boolean expression (got {expression.sql(dialect=DIALECT)})")
+    if columns is not None:
+        known = {c.lower(): c for c in columns}
+        for column in expression.find_all(exp.Column):
+            if column.name.lower() not in known:
+                from engine.errors import did_you_mean
+
+                hint = did_you_mean(column.name, list(columns))
+                messages.append(f"column '{column.name}' is not a column of the spine{f' ({hint})' if hint else ''}")
+    messages = list(dict.fromkeys(messages))
+    return (None, messages) if messages else (expression, [])
+
+
+def filter_sql(expression: exp.Expression, dialect: str = DIALECT) -> str:
+    """A gated filter in ``dialect``, comments dropped."""
+    return expression.sql(dialect=dialect, comments=False)
+
+
+def rewrite_tables(expression: exp.Query, mapping: dict[str, str], dialect: str = DIALECT) -> str:
+    """Return SQL in ``dialect`` where each input table ``x`` reads ``mapping['x']`` instead.
+
+    User SQL is written in the spec's dialect (DuckDB's) and gated once; this is where sqlglot
+    transpiles it to the backend's dialect.
 
     ``mapping`` values are already-quoted relation names (``"offline"."weather__v1"``). The
     original name stays as the alias, so ``weather.temp`` still resolves; CTE names are untouched.
@@ -175,7 +229,7 @@ def rewrite_tables(expression: exp.Query, mapping: dict[str, str]) -> str:
         table.set("this", physical.this)
         table.set("db", physical.args.get("db"))
         table.set("catalog", physical.args.get("catalog"))
-    return tree.sql(dialect=DIALECT)
+    return tree.sql(dialect=dialect)
 
 
 def input_tables(expression: exp.Expression) -> Iterator[exp.Table]:

@@ -12,8 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from typing import TYPE_CHECKING
+
 from engine.model.objects import Aggregation, Binning
 from engine.sql.quote import qualified
+
+if TYPE_CHECKING:
+    from sqlglot import exp
 
 
 @dataclass(frozen=True, order=True)
@@ -70,9 +75,10 @@ class Relation:
 
 @dataclass(frozen=True)
 class UserFilter:
-    """A feature view's ``filter``: one boolean expression in the spec's SQL dialect, already gated."""
+    """A feature view's ``filter``: one boolean expression, gated and parsed (``gate_filter``);
+    each backend generates it in its own dialect, so it is never pasted into SQL as text."""
 
-    sql: str
+    condition: "exp.Expression"
 
 
 @dataclass(frozen=True)

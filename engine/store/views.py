@@ -85,16 +85,15 @@ def plan_joins(backend: Backend, fv: m.FeatureView, project: m.Project, relation
 
 
 def spine_filters(fv: m.FeatureView, extra: Sequence[SpineFilter] = ()) -> tuple[SpineFilter, ...]:
-    """The view's own ``filter`` (gated again here: defence in depth), then ``extra``."""
-    from engine.sql.gate import gate_select
-    from engine.sql.quote import quote_ident
+    """The view's own ``filter`` (gated again here, as an expression: defence in depth), then ``extra``."""
+    from engine.sql.gate import gate_filter
 
     filters: list[SpineFilter] = []
     if fv.filter:
-        gated, messages = gate_select(f"SELECT * FROM {quote_ident(fv.spine)} WHERE {fv.filter}", {fv.spine})
-        if gated is None or messages:
+        condition, messages = gate_filter(fv.filter)
+        if condition is None:
             raise SpecError(f"{fv.id}: filter rejected: {'; '.join(messages)}")
-        filters.append(UserFilter(fv.filter))
+        filters.append(UserFilter(condition))
     return (*filters, *extra)
 
 

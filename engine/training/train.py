@@ -11,10 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from enum import Enum
 
 from engine.compiler.fingerprint import definition_fingerprint, digest
 from engine.errors import DataError, ExecutionError
 from engine.model import objects as m
+from engine.registry.base import ModelManifest, TrainingData
 from engine.sql.ops import Relation, Scan, key_columns
 
 
@@ -36,9 +38,11 @@ def _split(frame, model: m.Model, event_time: str | None) -> dict:
     from engine.training.splits import split_by_time, split_random
 
     s = model.split
-    if s.by == "time":
-        return split_by_time(frame, event_time, s.test_from, s.validation_from)
-    return split_random(frame, s.test_size if s.test_size is not None else 0.2, s.validation_size, s.seed)
+    match s.by:
+        case m.SplitKind.TIME:
+            return split_by_time(frame, event_time, s.test_from, s.validation_from)
+        case m.SplitKind.RANDOM:
+            return split_random(frame, s.test_size if s.test_size is not None else 0.2, s.validation_size, s.seed)
 
 
 def store_training_dataset(backend, model: m.Model, fv: m.FeatureView, parts: dict, fingerprint: str, run_id: str) -> tuple[str, dict[str, int]]:
@@ -60,7 +64,7 @@ def store_training_dataset(backend, model: m.Model, fv: m.FeatureView, parts: di
 
 
 def _split_dict(split: m.Split) -> dict:
-    return {k: v for k, v in vars(split).items() if v is not None}
+    return {k: str(v) if isinstance(v, Enum) else v for k, v in vars(split).items() if v is not None}
 
 
 def _float_or_none(value) -> float | None:
@@ -157,30 +161,30 @@ def train_model(stores, model: m.Model, project: m.Project, *, run_id: str) -> T
         warnings += [f"{split}: {w}" for w in result.warnings]
 
     view_types = backend.columns(table)
-    manifest = {
-        "model": model.name,
-        "estimator": model.estimator,
-        "task": task,
-        "params": params,
-        "seed": seed,
-        "class_weight": class_weight if not isinstance(class_weight, dict) else {str(k): v for k, v in class_weight.items()},
-        "metrics": metrics,
-        "metric_warnings": warnings,
-        "feature_view": fv.name,
-        "feature_view_version": fv.version,
-        "feature_view_fingerprint": view_fingerprint,
-        "layout": layout.as_dict(),
-        "label": label,
-        "label_classes": list(mapping.classes) if mapping is not None else None,
-        "feature_columns": list(layout.features),
-        "model_inputs": list(transforms.output_columns),
-        "input_schema": {c: view_types.get(c, "UNKNOWN") for c in layout.features},
-        "transformers": transforms.to_dict(),
-        "split": _split_dict(model.split),
-        "training_data": {"table": dataset_table, "fingerprint": data_fingerprint, "rows": rows},
-        "run_id": run_id,
-    }
-    version = registry.register(model.name, fingerprint, manifest, estimator)
+    manifest = ModelManifest(
+        model=model.name,
+        estimator=model.estimator,
+        task=task,
+        params=params,
+        seed=seed,
+        class_weight=class_weight if not isinstance(class_weight, dict) else {str(k): v for k, v in class_weight.items()},
+        metrics=metrics,
+        metric_warnings=tuple(warnings),
+        feature_view=fv.name,
+        feature_view_version=fv.version,
+        feature_view_fingerprint=view_fingerprint,
+        layout=layout.as_dict(),
+        label=label,
+        label_classes=tuple(mapping.classes) if mapping is not None else None,
+        feature_columns=tuple(layout.features),
+        model_inputs=tuple(transforms.output_columns),
+        input_schema={c: view_types.get(c, "UNKNOWN") for c in layout.features},
+        transformers=transforms.to_dict(),
+        split=_split_dict(model.split),
+        training_data=TrainingData(dataset_table, data_fingerprint, rows),
+        run_id=run_id,
+    )
+    version = registry.register(model.name, fingerprint, manifest.to_json(), estimator)
     _set_aliases(registry, model, version)
     return TrainOutcome(len(train), version, True)
 

@@ -126,6 +126,23 @@ def test_csv_output(rides: Path, checked: CheckedProject):
     assert len(frame) == outcome.rows and list(frame.columns) == list(read_table(rides, outcome.table).columns)
 
 
+def test_jsonl_output_passes_validate_and_is_written(rides: Path, checked: CheckedProject):
+    """One output-path rule: what ``engine validate`` accepts is what the writer writes (.jsonl too)."""
+    spec = rides / "specs/rides.yaml"
+    original = spec.read_text()
+    try:
+        spec.write_text(original.replace("path: out/january.parquet", "path: out/x.jsonl"))
+        jsonl_job = api.validate(rides).project.inference["january"]
+    finally:
+        spec.write_text(original)
+    assert jsonl_job.output_path == "out/x.jsonl"
+    with scoring_context(rides, checked) as ctx:
+        outcome = score_batch(ctx, dataclasses.replace(jsonl_job, output_table="jsonl_scores"))
+    assert outcome.path == "out/x.jsonl"
+    frame = pd.read_json(rides / "out/x.jsonl", lines=True)
+    assert len(frame) == outcome.rows and list(frame.columns) == list(read_table(rides, outcome.table).columns)
+
+
 def _best_roc_auc_version(rides: Path) -> int:
     versions = [(v, api.show_model(rides, "tips_xgb", version=v)["metrics"]["test"]["roc_auc"]) for v in (1, 2)]
     best = max(v[1] for v in versions)

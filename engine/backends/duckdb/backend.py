@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from engine.backends.base import Capabilities, ExpectationResult, IngestReport, WriteMode
-from engine.backends.duckdb import connection
+from engine.backends.duckdb import connection, sources
 from engine.errors import ExecutionError
 from engine.sql import ops
 from engine.sql.ops import Constant, KeyReport, Relation
@@ -58,19 +58,27 @@ class DuckDBCatalog:
         return self._backend.transaction()
 
 
+class _Capabilities:
+    """``DuckDBBackend.capabilities``, built when read: the source formats are the names of
+    ``sources.READERS`` at that moment, so registering a reader is all a new format needs here."""
+
+    def __get__(self, instance: object, owner: type) -> Capabilities:
+        return Capabilities(
+            source_formats=frozenset(sources.READERS),
+            quarantine_rows=True,
+            python_transforms=True,
+            sandboxed_sql=True,
+            transactions=True,
+            asof_join=True,
+        )
+
+
 class DuckDBBackend:
     """A DuckDB database: the workspace file (``open``) or memory (``in_memory``)."""
 
     name: ClassVar[str] = "duckdb"
     dialect: ClassVar[str] = "duckdb"
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        source_formats=frozenset({"csv", "parquet", "jsonl"}),
-        quarantine_rows=True,
-        python_transforms=True,
-        sandboxed_sql=True,
-        transactions=True,
-        asof_join=True,
-    )
+    capabilities: ClassVar[Capabilities] = _Capabilities()  # type: ignore[assignment]
 
     def __init__(self, con: "duckdb.DuckDBPyConnection", path: Path | None = None) -> None:
         self.con = con
@@ -184,7 +192,7 @@ class DuckDBBackend:
         gated, messages = gate_select(sql, set(tables))
         if gated is None or messages:
             raise ExecutionError("; ".join(messages) or "SQL rejected")
-        text = rewrite_tables(gated.expression, {name: str(rel) for name, rel in tables.items() if name in gated.tables})
+        text = rewrite_tables(gated.expression, {name: str(rel) for name, rel in tables.items() if name in gated.tables}, self.dialect)
         connection.check_single_select(self.con, text)
         connection.run_sql(self.con, f"CREATE TABLE {target} AS {text}", timeout_s=timeout_s)
         return self.count(target)
@@ -236,7 +244,7 @@ class DuckDBBackend:
         return self.con.sql(f"SELECT * FROM ({self.compile(source)})").to_arrow_table()
 
     def frame(self, source: Relation | ops.FeatureStoreOp) -> "pandas.DataFrame":
-        return self.con.execute(self.compile(source) if not isinstance(source, Relation) else f"SELECT * FROM {source}").df()
+        return self.con.execute(self.compile(source)).df()
 
     # --- data checks and statistics --------------------------------------------------------------
 
@@ -275,9 +283,7 @@ class DuckDBBackend:
     # --- sources -----------------------------------------------------------------------------------
 
     def read_source(self, source: "Source", target: Relation) -> IngestReport:
-        from engine.backends.duckdb.sources import read_source
-
-        rows, rejected = read_source(self.con, source, str(target), is_storage_failure=connection.is_storage_failure)
+        rows, rejected = sources.read_source(self.con, source, str(target), is_storage_failure=connection.is_storage_failure)
         return IngestReport(rows, tuple(rejected))
 
     # --- compiling operations ----------------------------------------------------------------------
@@ -310,7 +316,7 @@ class DuckDBBackend:
                 partition = ", ".join(quote_ident(k) for k in source.primary_key)
                 return (
                     f"SELECT * FROM {source.source} QUALIFY row_number() OVER "
-                    f"(PARTITION BY {partition} ORDER BY {quote_ident(source.event_time)} DESC) = 1"
+                    f"(PARTITION BY {partition} ORDER BY {quote_ident(source.event_time)} DESC, rowid DESC) = 1"
                 )
             case ops.DedupeLatest():
                 partition = ", ".join(quote_ident(k) for k in source.key)
@@ -322,9 +328,10 @@ class DuckDBBackend:
         out = relation
         for f in filters:
             match f:
-                case ops.UserFilter(sql=sql):
-                    # Gated at validate time and by the caller; the spec's dialect is DuckDB's.
-                    out = f"(SELECT * FROM {out} WHERE {sql})"
+                case ops.UserFilter(condition=condition):
+                    from engine.sql.gate import filter_sql
+
+                    out = f"(SELECT * FROM {out} WHERE {filter_sql(condition, self.dialect)})"
                 case ops.TimeRange():
                     column = f"{quote_ident(SPINE_ALIAS)}.{quote_ident(f.column)}"
                     condition = f"{column} >= {_timestamp_literal(f.start)} AND {column} < {_timestamp_literal(f.end)}"
@@ -346,6 +353,7 @@ class DuckDBBackend:
 
         if isinstance(rows, pd.DataFrame) and not isinstance(rows.index, pd.RangeIndex):
             rows = rows.reset_index(drop=True)
+        self.con.complete()  # register() refuses while an earlier result is still open
         self.con.register(_ROWS, rows)
         try:
             yield _ROWS

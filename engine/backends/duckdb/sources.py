@@ -1,44 +1,79 @@
-"""Reading source files into DuckDB: the ingest query per format, quarantine of bad rows (F6), the
-multi-file column check (F7) and naive timestamps read in the source's timezone.
+"""Reading source files into DuckDB: one reader per format (``READERS``), quarantine of bad rows
+(F6), the multi-file column check (F7) and naive timestamps read in the source's timezone.
 
 Owns how a declared source becomes a table; must not touch feature-group semantics.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from engine.errors import DataError
-from engine.model.objects import Source, SourceFormat
+from engine.errors import DataError, InternalError
+from engine.model.objects import BadRows, Source, SourceFormat
 from engine.sql.quote import quote_ident
 
+Reader = Callable[[Source], tuple[str, list[object]]]  # a source -> (SELECT reading its files, parameters)
+
+
 def ingest_query(source: Source) -> tuple[str, list[object]]:
-    """The SELECT (and its parameters) that reads a source's files in DuckDB.
+    """The SELECT (and its parameters) that reads a source's files in DuckDB, from its format's reader.
 
     Paths come from the resolved, confined list and travel as parameters. Multi-file sources use
     ``union_by_name`` so that drifting columns are never dropped silently (V18, F7). Naive
-    timestamps are read in the source's timezone and stored as UTC TIMESTAMPTZ.
+    timestamps are normalised afterwards (:func:`normalise_times_sql`), whatever the format.
     """
-    files = [str(p) for p in source.resolved_paths]
-    params: list[object] = [files]
-    match source.format:
-        case SourceFormat.PARQUET:
-            reader = "read_parquet(?, union_by_name=true)"
-        case SourceFormat.JSONL:
-            reader = "read_json(?, format='newline_delimited', union_by_name=true)"
-        case SourceFormat.CSV:
-            # Quarantine keeps bad rows aside (DuckDB's rejects tables, which exclude union_by_name;
-            # multi-file sources are checked for identical columns before reading, F7).
-            options = ["store_rejects=true"] if source.on_bad_rows == "quarantine" else ["union_by_name=true"]
-            options.append("header=true" if source.csv.header else "header=false")
-            options.append("delim=?")
-            params.append(source.csv.delimiter)
-            if source.columns:
-                # Declared types: a struct literal of name -> type (types validated by the schema).
-                struct = ", ".join(f"{_sql_string(n)}: {_sql_string(t)}" for n, t in source.columns)
-                options.append(f"types={{{struct}}}")
-            reader = f"read_csv(?, {', '.join(options)})"
-    return f"SELECT * FROM {reader}", params
+    reader = READERS.get(source.format)
+    if reader is None:  # engine validate checks the backend's capabilities first
+        raise InternalError(f"{source.id}: the duckdb backend has no reader for '{source.format}' sources")
+    return reader(source)
+
+
+def _files(source: Source) -> list[str]:
+    return [str(p) for p in source.resolved_paths]
+
+
+def read_parquet(source: Source) -> tuple[str, list[object]]:
+    return "SELECT * FROM read_parquet(?, union_by_name=true)", [_files(source)]
+
+
+def read_jsonl(source: Source) -> tuple[str, list[object]]:
+    return "SELECT * FROM read_json(?, format='newline_delimited', union_by_name=true)", [_files(source)]
+
+
+def read_csv(source: Source) -> tuple[str, list[object]]:
+    params: list[object] = [_files(source)]
+    # Quarantine keeps bad rows aside (DuckDB's rejects tables, which exclude union_by_name;
+    # multi-file sources are checked for identical columns before reading, F7).
+    options = ["store_rejects=true"] if source.on_bad_rows == BadRows.QUARANTINE else ["union_by_name=true"]
+    options.append("header=true" if source.csv.header else "header=false")
+    options.append("delim=?")
+    params.append(source.csv.delimiter)
+    if source.columns:
+        # Declared types: a struct literal of name -> type (types validated by the schema).
+        struct = ", ".join(f"{_sql_string(n)}: {_sql_string(t)}" for n, t in source.columns)
+        options.append(f"types={{{struct}}}")
+    return f"SELECT * FROM read_csv(?, {', '.join(options)})", params
+
+
+# The formats this backend reads; its ``capabilities.source_formats`` are these names.
+READERS: dict[str, Reader] = {
+    SourceFormat.CSV: read_csv,
+    SourceFormat.PARQUET: read_parquet,
+    SourceFormat.JSONL: read_jsonl,
+}
+
+
+def register_reader(name: str, reader: Reader) -> Reader:
+    """Teach the DuckDB backend to read source format ``name`` (registered in ``engine.model.formats``)."""
+    if name in READERS:
+        raise ValueError(f"the duckdb backend already has a reader for '{name}'")
+    READERS[name] = reader
+    return reader
+
+
+def unregister_reader(name: str) -> None:
+    READERS.pop(name, None)
 
 
 def _sql_string(text: str) -> str:
@@ -123,7 +158,7 @@ def read_source(con, source: Source, target: str, *, is_storage_failure) -> tupl
     if rows == 0 and not source.allow_empty:
         raise DataError(f"{source.id}: '{source.path}' has no rows (set allow_empty: true if that is expected)")
     columns = {r[0]: r[1] for r in con.execute(f"DESCRIBE {raw}").fetchall()}
-    rejected = rejected_rows(con, source) if source.on_bad_rows == "quarantine" else []
+    rejected = rejected_rows(con, source) if source.on_bad_rows == BadRows.QUARANTINE else []
     con.execute(f"CREATE OR REPLACE TABLE {target} AS {normalise_times_sql(raw, columns, source.timezone)}")
     con.execute(f"DROP TABLE {raw}")
     return rows, rejected

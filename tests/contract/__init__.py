@@ -1,0 +1,1 @@
+"""Contract suites: every implementation of a protocol passes the same tests (STYLE habit 9)."""
