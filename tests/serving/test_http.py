@@ -139,8 +139,8 @@ def test_h1_oversize_bodies_are_refused_before_being_read(live):
 
 def test_h6_slow_clients_do_not_block_a_legitimate_request(live):
     """Bounded slowloris: 20 connections trickling one header byte per second for ~5 s while a
-    normal request succeeds. uvicorn has no header-read timeout (V20): slots are bounded by
-    limit_concurrency, not reclaimed, so the gap is documented in engine.serving.http."""
+    normal request succeeds (uvicorn has no header-read timeout, V20: the endpoint adds one; the
+    100-client case and the deadline itself are in test_http_hardening.py)."""
     slow = [_raw(live.port, b"P") for _ in range(20)]
     stop = time.monotonic() + 5
     ok = 0
