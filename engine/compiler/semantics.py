@@ -210,11 +210,11 @@ class _Checker:
                 if a.column not in src:
                     self.missing_column(path + ("aggregations", i, "column"), a.column, where, src)
                 typ = src.get(a.column, "UNKNOWN")
-                if a.function in (m.AggFunction.SUM, m.AggFunction.MEAN, m.AggFunction.STD) and typ != "UNKNOWN" and _type_family(typ) != "number":
+                if a.function.numeric_input and typ != "UNKNOWN" and _type_family(typ) != "number":
                     self.fail(path + ("aggregations", i, "function"), f"{a.function.value} needs a numeric column; '{a.column}' is {typ}")
                 if a.name in out:
                     self.fail(path + ("aggregations", i), f"output column '{a.name}' is produced twice", "give the aggregation a distinct name")
-                out[a.name] = {"count": "BIGINT", "mean": "DOUBLE", "std": "DOUBLE"}.get(a.function.value, typ)
+                out[a.name] = a.function.output_type(typ)
             return out
         if isinstance(t, m.BinningTransform):
             out = dict(src)

@@ -6,7 +6,7 @@ file lists the built-ins; ``engine.project`` passes the registered names to the 
 backend reads the formats it has a reader for (DuckDB: ``engine.backends.duckdb.sources.READERS``,
 whose names are its ``capabilities.source_formats``). Must not import a backend or open a database.
 
-Adding a format: docs/architecture-recipes.md, "Add a source format".
+Adding a format: docs/architecture.md, "… a source format".
 """
 
 from __future__ import annotations

@@ -90,12 +90,35 @@ class Source:
 
 
 class AggFunction(str, Enum):
+    """A windowed aggregation function. Adding one: docs/architecture.md, "an aggregation function"."""
+
     COUNT = "count"
     SUM = "sum"
     MEAN = "mean"
     MIN = "min"
     MAX = "max"
     STD = "std"
+
+    @property
+    def numeric_input(self) -> bool:
+        """Whether the input column must be numeric (validate checks it)."""
+        return AGGREGATION_TYPES[self][0]
+
+    def output_type(self, input_type: str) -> str:
+        """The output column's type for an input of ``input_type`` (engine type names)."""
+        return AGGREGATION_TYPES[self][1] or input_type
+
+
+# function -> (needs a numeric input, output type; None: the input's type). The one table semantic
+# checks read; the backends map each function to their own aggregate.
+AGGREGATION_TYPES: dict[AggFunction, tuple[bool, str | None]] = {
+    AggFunction.COUNT: (False, "BIGINT"),
+    AggFunction.SUM: (True, None),
+    AggFunction.MEAN: (True, "DOUBLE"),
+    AggFunction.MIN: (False, None),
+    AggFunction.MAX: (False, None),
+    AggFunction.STD: (True, "DOUBLE"),
+}
 
 
 @dataclass(frozen=True)

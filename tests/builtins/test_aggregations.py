@@ -197,3 +197,27 @@ def test_generated_sql_golden() -> None:
         Aggregation("temp", AggFunction.STD, "1d", 86400, "temp_std_1d"),
     ]
     check_golden("window_aggregation_sql", window_aggregation_sql('"staging"."in_1"', ["origin"], "time_hour", aggs))
+
+
+def test_every_aggregation_function_is_declared_everywhere_the_recipe_names() -> None:
+    """docs/architecture.md, "an aggregation function": the enum and its type table
+    (engine/model/objects.py), the schema's enum, and the DuckDB backend's aggregate map agree."""
+    from engine.backends.duckdb.aggregations import _SQL_FUNCTION
+    from engine.model.objects import AGGREGATION_TYPES, AggFunction
+    from engine.spec.schema import load_schema
+
+    names = [f.value for f in AggFunction]
+    assert set(AGGREGATION_TYPES) == set(AggFunction)
+    assert set(_SQL_FUNCTION) == set(AggFunction)
+    enums = [node["enum"] for node in _walk(load_schema()) if isinstance(node, dict) and "count" in node.get("enum", [])]
+    assert enums == [names]
+
+
+def _walk(node):
+    yield node
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)

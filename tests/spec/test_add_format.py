@@ -1,4 +1,4 @@
-"""The "add a source format" recipe (docs/architecture-recipes.md), followed by a test: a tab-separated
+"""The "add a source format" recipe (docs/architecture.md, "… a source format"), followed by a test: a tab-separated
 format is registered with the spec (a sniffer) and with the DuckDB backend (a reader), and a project
 using ``format: tsv`` validates, applies and reads back. A format the spec knows but the backend cannot
 read fails ``engine validate`` (exit 3) on the source's ``format`` key."""
