@@ -10,35 +10,8 @@ import pytest
 
 from engine.errors import EngineError, UsageError
 from engine.registry.base import ModelRegistry, ModelVersion
-
-
-def _data(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(40, 3))
-    return X, (X[:, 0] + 0.5 * rng.normal(size=40) > 0).astype(int)
-
-
-def _model(kind: str = "logreg", seed: int = 0):
-    X, y = _data(seed)
-    if kind == "xgb":
-        from xgboost import XGBClassifier
-
-        return XGBClassifier(n_estimators=3, max_depth=2, n_jobs=1).fit(X, y)
-    from sklearn.linear_model import LogisticRegression
-
-    return LogisticRegression(C=1.0 + seed).fit(X, y)
-
-
-def _manifest(**test_metrics: float) -> dict:
-    return {
-        "estimator": "sklearn.linear_model.LogisticRegression",
-        "params": {"C": 1.0},
-        "metrics": {"train": {"roc_auc": 1.0}, "test": dict(test_metrics)},
-        "feature_view": "delays",
-        "feature_view_version": 1,
-        "feature_columns": ["a", "b", "c"],
-        "label": "is_delayed",
-    }
+from tests.registry.test_registry import _X as _data
+from tests.registry.test_registry import _manifest, _model
 
 
 @pytest.mark.parametrize("kind", ["logreg", "xgb"])
