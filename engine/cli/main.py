@@ -1,6 +1,7 @@
 """The `engine` command line: argument parsing, rendering and exit codes. No logic lives here.
-The shared options and the exit-code guard are ``engine.cli.options``'s; ``serve`` and ``predict``
-live in ``engine.cli.serve_commands`` and are registered below with ``cli.add_command``.
+The shared options, project discovery and the exit-code guard are ``engine.cli.options``'s;
+``serve`` and ``predict`` live in ``engine.cli.serve_commands`` and ``show`` in
+``engine.cli.show``, registered below with ``cli.add_command``.
 
 Heavy libraries are imported by the verbs that need them, so `engine --help` and
 `engine validate` stay fast.
@@ -14,8 +15,9 @@ from pathlib import Path
 
 import click
 
-from engine.cli.options import FORMATS, PATH, SELECT, WORKSPACE, Context, guard
+from engine.cli.options import FORMATS, PATH, PROJECT, SELECT, WORKSPACE, Context, guard, locate, split_project
 from engine.cli.serve_commands import predict, serve
+from engine.cli.show import show
 from engine.errors import EngineError, ExitCode
 
 
@@ -26,6 +28,9 @@ from engine.errors import EngineError, ExitCode
 def cli(ctx: click.Context, debug: bool) -> None:
     """Declare and run ML systems on a feature store from YAML specs.
 
+    Every verb takes the project as an optional PATH (a spec file or a project folder) or
+    --project PATH; without it, the nearest engine.yaml in this folder or above.
+
     \b
     Exit codes: 0 ok, 1 internal error, 2 usage, 3 spec invalid, 4 data check failed,
     5 execution error in a transform, 74 I/O error, 75 project locked, 130 interrupted.
@@ -35,8 +40,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 @cli.command()
 @PATH
+@PROJECT
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text", help="Output format; github prints workflow annotations.")
-def validate(path: Path, fmt: str) -> None:
+def validate(path: Path | None, project: Path | None, fmt: str) -> None:
     """Check a spec (file or folder): YAML, schema, references, SQL, columns. Pure and fast."""
 
     @guard(fmt)
@@ -44,7 +50,7 @@ def validate(path: Path, fmt: str) -> None:
         from engine import api
         from engine.cli.render import emit
 
-        checked = api.validate(path)
+        checked = api.validate(locate(path, project).path)
         p = checked.project
         counts = {"sources": len(p.sources), "feature_groups": len(p.feature_groups), "functions": len(p.functions), "feature_views": len(p.feature_views), "models": len(p.models), "inference": len(p.inference)}
         if fmt == "json":
@@ -58,11 +64,12 @@ def validate(path: Path, fmt: str) -> None:
 
 @cli.command()
 @PATH
+@PROJECT
 @WORKSPACE
 @SELECT
 @click.option("--force", is_flag=True, help="Plan every selected step to run.")
 @click.option("--format", "fmt", type=FORMATS, default="text")
-def plan(path: Path, workspace: Path | None, select: tuple[str, ...], force: bool, fmt: str) -> None:
+def plan(path: Path | None, project: Path | None, workspace: Path | None, select: tuple[str, ...], force: bool, fmt: str) -> None:
     """Show what `apply` would run, and why."""
 
     @guard(fmt)
@@ -71,7 +78,8 @@ def plan(path: Path, workspace: Path | None, select: tuple[str, ...], force: boo
         from engine.cli.render import emit
         from engine.compiler.printer import render_plan
 
-        the_plan = api.plan(path, workspace=workspace, select=select, force=force)
+        where = locate(path, project, workspace)
+        the_plan = api.plan(where.path, workspace=where.workspace, select=select, force=force)
         emit(json.dumps(the_plan.as_dict(), indent=2) if fmt == "json" else render_plan(the_plan))
 
     body(fmt=fmt)
@@ -79,6 +87,7 @@ def plan(path: Path, workspace: Path | None, select: tuple[str, ...], force: boo
 
 @cli.command()
 @PATH
+@PROJECT
 @WORKSPACE
 @SELECT
 @click.option("--force", is_flag=True, help="Run every selected step even if unchanged.")
@@ -87,8 +96,12 @@ def plan(path: Path, workspace: Path | None, select: tuple[str, ...], force: boo
 @click.option("--threads", type=int, default=None, help="DuckDB threads.")
 @click.option("--lock-timeout", type=float, default=0.0, show_default=True, help="Seconds to wait for another apply.")
 @click.option("--format", "fmt", type=FORMATS, default="text")
-def apply(path: Path, workspace: Path | None, select: tuple[str, ...], force: bool, sql_timeout: float, memory_limit: str | None, threads: int | None, lock_timeout: float, fmt: str) -> None:
-    """Run the plan: build features, train models, score batch and stream jobs."""
+def apply(path: Path | None, project: Path | None, workspace: Path | None, select: tuple[str, ...], force: bool, sql_timeout: float, memory_limit: str | None, threads: int | None, lock_timeout: float, fmt: str) -> None:
+    """Run the plan: build features, train models, score batch and stream jobs.
+
+    Shows each step as it finishes (rows, seconds) and the running one live; after Ctrl-C or a
+    failure, says exactly which steps were published (those that finished ✓) and which were not.
+    """
 
     @guard(fmt)
     def body(fmt: str) -> None:
@@ -96,11 +109,16 @@ def apply(path: Path, workspace: Path | None, select: tuple[str, ...], force: bo
         from engine.cli.progress import ApplyDisplay
         from engine.runtime.executor import RunOptions
 
+        where = locate(path, project, workspace)
         display = ApplyDisplay(enabled=fmt == "text")
         options = RunOptions(sql_timeout_s=sql_timeout, memory_limit=memory_limit, threads=threads)
         try:
+            display.expect(_plan_for_display(where, select, force))
             with display:
-                result = api.apply(path, workspace=workspace, select=select, force=force, options=options, lock_timeout_s=lock_timeout, listener=display.on_event)
+                result = api.apply(where.path, workspace=where.workspace, select=select, force=force, options=options, lock_timeout_s=lock_timeout, listener=display.on_event)
+        except KeyboardInterrupt:
+            display.interrupted(fmt)
+            raise
         except EngineError as exc:
             run = getattr(exc, "run_result", None)
             if fmt == "json" and run is not None:
@@ -109,65 +127,42 @@ def apply(path: Path, workspace: Path | None, select: tuple[str, ...], force: bo
                 emit(json.dumps({**run.as_dict(), "status": "failed", "exit_code": int(exc.exit_code), "error": str(exc)}, indent=2))
                 sys.exit(int(exc.exit_code))
             if run is not None:
-                display.summary(run)
+                display.failed(run)
             raise
         display.finish(result, fmt)
 
     body(fmt=fmt)
 
 
-@cli.command()
-@click.argument("kind", type=click.Choice(["feature_group", "feature_groups", "model", "models"]))
-@click.argument("name", required=False)
-@click.option("--path", "path", type=click.Path(path_type=Path), default=Path("."), help="Project (spec file or folder).")
-@click.option("--version", "version", default=None, help="Version: a number; for models also latest, best:<metric> or an alias.")
-@WORKSPACE
-@click.option("--format", "fmt", type=FORMATS, default="text")
-def show(kind: str, name: str | None, path: Path, version: str | None, workspace: Path | None, fmt: str) -> None:
-    """Show a published feature group or a registered model; the plural lists them all."""
+def _plan_for_display(where, select: tuple[str, ...], force: bool):
+    """The plan, read before apply plans again under the lock, so that progress reads "step N of M";
+    None while another apply holds the workspace (apply then waits for it, and lines read "N/?")."""
+    from engine import api
+    from engine.errors import LockedError
 
-    @guard(fmt)
-    def body(fmt: str) -> None:
-        from engine import api
-        from engine.cli.render import emit
-        from engine.cli.tables import feature_group_listing, feature_group_table, model_listing, model_table
-        from engine.errors import UsageError
-
-        if kind in ("feature_groups", "models") or name is None:
-            if kind.startswith("feature_group"):
-                rows = api.list_feature_groups(path, workspace=workspace)
-                emit(json.dumps(rows, indent=2) if fmt == "json" else feature_group_listing(rows))
-            else:
-                rows = api.list_models(path, workspace=workspace)
-                emit(json.dumps(rows, indent=2) if fmt == "json" else model_listing(rows))
-            return
-        if kind == "feature_group":
-            if version is not None and not version.isdigit():
-                raise UsageError(f"--version for a feature group is a number, not '{version}'")
-            info = api.show_feature_group(path, name, version=int(version) if version else None, workspace=workspace)
-            emit(json.dumps(info, indent=2, default=str) if fmt == "json" else feature_group_table(info))
-        else:
-            info = api.show_model(path, name, version=version, workspace=workspace)
-            emit(json.dumps(info, indent=2, default=str) if fmt == "json" else model_table(info))
-
-    body(fmt=fmt)
+    try:
+        return api.plan(where.path, workspace=where.workspace, select=select, force=force)
+    except LockedError:
+        return None
 
 
 @cli.command()
-@click.argument("path", type=click.Path(path_type=Path))
-@click.argument("names", nargs=-1, required=True)
+@click.argument("args", nargs=-1, metavar="[PATH] NAME...")
+@PROJECT
 @WORKSPACE
 @click.option("--every", default=None, help="Repeat every interval (e.g. 30s, 5m) until Ctrl-C; without it, run once.")
 @click.option("--max-runs", type=int, default=None, help="Stop after this many runs (with --every).")
 @click.option("--lock-timeout", type=float, default=10.0, show_default=True, help="Seconds to wait for another apply.")
 @click.option("--format", "fmt", type=FORMATS, default="text")
-def run(path: Path, names: tuple[str, ...], workspace: Path | None, every: str | None, max_runs: int | None, lock_timeout: float, fmt: str) -> None:
+def run(args: tuple[str, ...], project: Path | None, workspace: Path | None, every: str | None, max_runs: int | None, lock_timeout: float, fmt: str) -> None:
     """Run objects and what they need, once or as micro-batches (--every); e.g. a stream job.
 
     \b
+    engine run live --every 30s            (inside the project)
     engine run examples/flights live --every 30s
-    picks up files dropped into a source folder at each tick and scores only new rows. Ctrl-C
-    stops cleanly between micro-batches (a batch in progress publishes all or nothing).
+    picks up files dropped into a source folder at each tick and scores only new rows. Each tick
+    shows its steps; Ctrl-C stops cleanly between micro-batches (a batch in progress publishes all
+    or nothing, and the last tick says what it published).
     """
 
     @guard(fmt)
@@ -175,43 +170,53 @@ def run(path: Path, names: tuple[str, ...], workspace: Path | None, every: str |
         import time
 
         from engine import api
+        from engine.cli.progress import ApplyDisplay, tick_line
         from engine.cli.render import emit
         from engine.errors import UsageError
         from engine.model.builder import duration_seconds
 
+        path, names = split_project(args, project, names="[PATH] NAME... (at least one object to run)", at_least=1)
+        where = locate(path, project, workspace)
         try:
             interval = duration_seconds(every) if every else None
         except ValueError:
             raise UsageError(f"--every: '{every}' is not a duration such as 30s, 5m or 1h") from None
         count = 0
+        running = None  # the display of the tick in progress; None while waiting for the next
         try:
             while True:
                 started = time.monotonic()
-                result = api.apply(path, workspace=workspace, select=names, lock_timeout_s=lock_timeout)
+                display = running = ApplyDisplay(enabled=fmt == "text")
+                display.expect(_plan_for_display(where, names, False))
+                with display:
+                    result = api.apply(where.path, workspace=where.workspace, select=names, lock_timeout_s=lock_timeout, listener=display.on_event)
+                running = None
                 count += 1
                 stamp = time.strftime("%H:%M:%S")
                 if fmt == "json":
                     emit(json.dumps({"tick": count, "at": stamp, **(result.run.as_dict() if result.run else {"status": "unchanged"})}))
-                elif result.run is None:
-                    emit(f"[{stamp}] no changes")
                 else:
-                    parts = [f"{s.step_id} {s.status.value}" + (f" ({s.rows:,} rows)" if s.rows is not None else "") for s in result.run.steps if s.status.value == "ran"]
-                    emit(f"[{stamp}] " + "; ".join(parts))
+                    emit(tick_line(count, stamp, result.run))
                 if interval is None or (max_runs is not None and count >= max_runs):
                     return
-                time.sleep(max(0.0, interval - (time.monotonic() - started)))
+                display.wait(max(0.0, interval - (time.monotonic() - started)), count + 1)
         except KeyboardInterrupt:
+            if running is not None:  # stopped inside a tick: say what it published
+                running.interrupted(fmt)
             emit(f"stopped after {count} run{'s' if count != 1 else ''}", err=True)
 
     body(fmt=fmt)
 
 
 @cli.command()
-@PATH
-@click.argument("name", required=False)
+@click.argument("args", nargs=-1, metavar="[PATH] [NAME]")
+@PROJECT
 @click.option("--format", "fmt", type=FORMATS, default="text")
-def lineage(path: Path, name: str | None, fmt: str) -> None:
-    """What an object is built from and what is built from it (the whole DAG without NAME)."""
+def lineage(args: tuple[str, ...], project: Path | None, fmt: str) -> None:
+    """What an object is built from and what is built from it (the whole DAG without NAME).
+
+    A single argument is the project when it is a spec file or a project folder, else NAME.
+    """
 
     @guard(fmt)
     def body(fmt: str) -> None:
@@ -219,7 +224,8 @@ def lineage(path: Path, name: str | None, fmt: str) -> None:
         from engine.cli.render import emit
         from engine.compiler.lineage import render
 
-        lin = api.lineage(path, name)
+        path, names = split_project(args, project, names="[PATH] [NAME]", at_most=1)
+        lin = api.lineage(locate(path, project).path, names[0] if names else None)
         emit(json.dumps(lin.as_dict(), indent=2) if fmt == "json" else render(lin))
 
     body(fmt=fmt)
@@ -227,9 +233,10 @@ def lineage(path: Path, name: str | None, fmt: str) -> None:
 
 @cli.command()
 @PATH
+@PROJECT
 @WORKSPACE
 @click.option("--discard-wal", is_flag=True, help="Set a damaged write-ahead log aside (kept, renamed) and return to the last checkpoint.")
-def recover(path: Path, workspace: Path | None, discard_wal: bool) -> None:
+def recover(path: Path | None, project: Path | None, workspace: Path | None, discard_wal: bool) -> None:
     """Check that the workspace database opens; with --discard-wal, recover from a damaged log."""
 
     @guard("text")
@@ -237,16 +244,18 @@ def recover(path: Path, workspace: Path | None, discard_wal: bool) -> None:
         from engine import api
         from engine.cli.render import emit
 
-        emit(api.recover(path, discard_wal=discard_wal, workspace=workspace).capitalize() + ".")
+        where = locate(path, project, workspace)
+        emit(api.recover(where.path, discard_wal=discard_wal, workspace=where.workspace).capitalize() + ".")
 
     body()
 
 
 @cli.command("check")
 @PATH
+@PROJECT
 @WORKSPACE
 @click.option("--format", "fmt", type=FORMATS, default="text")
-def check_command(path: Path, workspace: Path | None, fmt: str) -> None:
+def check_command(path: Path | None, project: Path | None, workspace: Path | None, fmt: str) -> None:
     """Check the workspace's integrity: orphan or tampered model artifacts (exit 0, warnings listed)."""
 
     @guard(fmt)
@@ -254,7 +263,8 @@ def check_command(path: Path, workspace: Path | None, fmt: str) -> None:
         from engine import api
         from engine.cli.render import emit
 
-        problems = api.check(path, workspace=workspace)
+        where = locate(path, project, workspace)
+        problems = api.check(where.path, workspace=where.workspace)
         if fmt == "json":
             emit(json.dumps({"problems": problems}, indent=2))
         elif problems:
@@ -269,8 +279,9 @@ def check_command(path: Path, workspace: Path | None, fmt: str) -> None:
 
 @cli.command()
 @PATH
+@PROJECT
 @WORKSPACE
-def gc(path: Path, workspace: Path | None) -> None:
+def gc(path: Path | None, project: Path | None, workspace: Path | None) -> None:
     """Remove what an interrupted run left behind (orphan model directories)."""
 
     @guard("text")
@@ -278,7 +289,8 @@ def gc(path: Path, workspace: Path | None) -> None:
         from engine import api
         from engine.cli.render import emit
 
-        removed = api.gc(path, workspace=workspace)
+        where = locate(path, project, workspace)
+        removed = api.gc(where.path, workspace=where.workspace)
         for p in removed:
             emit(f"removed {p}")
         emit(f"{len(removed)} item{'s' if len(removed) != 1 else ''} removed.")
@@ -287,18 +299,28 @@ def gc(path: Path, workspace: Path | None) -> None:
 
 
 @cli.command()
-@click.argument("directory", type=click.Path(path_type=Path))
-@click.option("--name", default=None, help="Project name (default: the folder's name).")
-def init(directory: Path, name: str | None) -> None:
-    """Create a new, working project (specs, sample data, a feature package, tests)."""
+@click.argument("directory", type=click.Path(path_type=Path), required=False, default=Path("."))
+@click.option("--name", default=None, help="Project name (default: the folder's name; with --marker-only, the specs' project).")
+@click.option("--marker-only", is_flag=True, help="Mark an existing project: write only engine.yaml at its root.")
+def init(directory: Path, name: str | None, marker_only: bool) -> None:
+    """Create a new, working project (engine.yaml, specs, sample data, a feature package, tests).
+
+    DIRECTORY (default: the current folder) must be new or empty; with --marker-only it is an
+    existing project, and only its engine.yaml is written.
+    """
 
     @guard("text")
     def body(fmt: str = "text") -> None:
         from engine.cli.render import emit
-        from engine.scaffold import init_project
+        from engine.scaffold import init_project, mark_project
 
+        if marker_only:
+            marker = mark_project(directory, name)
+            emit(f"Wrote {marker}. engine verbs run anywhere below {directory} now find the project.")
+            return
         files = init_project(directory, name)
-        emit(f"Created {len(files)} files in {directory}. Next: engine apply {directory}")
+        where = "" if directory.resolve() == Path.cwd().resolve() else f"cd {directory} && "
+        emit(f"Created {len(files)} files in {directory}. Next: {where}engine apply")
 
     body()
 
@@ -306,11 +328,13 @@ def init(directory: Path, name: str | None) -> None:
 @cli.command()
 def schema() -> None:
     """Print the JSON Schema of the spec language (for editors and CI)."""
+    from engine.model.formats import format_names
     from engine.spec.schema import load_schema
 
-    click.echo(json.dumps(load_schema(), indent=2))
+    click.echo(json.dumps(load_schema(format_names()), indent=2))
 
 
+cli.add_command(show)
 cli.add_command(serve)
 cli.add_command(predict)
 

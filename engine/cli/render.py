@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 from engine.errors import EngineError, Problem
@@ -41,6 +42,35 @@ def github_annotations(exc: EngineError) -> list[str]:
         text = f"{p.render().split(': ', 1)[-1]}"
         out.append(f"::error {props}title=engine validate::{_github_escape(text)}")
     return out
+
+
+_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:/@+-]*$")
+_YAML_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"})
+
+
+def flow(value: object) -> str:
+    """A value as YAML flow text — how a spec writes it — never a Python repr.
+
+    >>> flow({"by": "time", "test_from": "2013-10-01", "seed": 0, "shuffle": True, "note": None})
+    "{by: time, test_from: '2013-10-01', seed: 0, shuffle: true, note: null}"
+    >>> flow(["a b", 1.5, ["x"]])
+    "['a b', 1.5, [x]]"
+    """
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{flow(k)}: {flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value, key=str) if isinstance(value, (set, frozenset)) else value
+        return "[" + ", ".join(flow(v) for v in items) + "]"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    text = str(value)
+    if _PLAIN.match(text) and text.lower() not in _YAML_WORDS:
+        return text
+    return "'" + text.replace("'", "''") + "'"
 
 
 def emit(text: str, *, err: bool = False) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from engine.cli.options import PATH, WORKSPACE, guard
+from engine.cli.options import PATH, PROJECT, WORKSPACE, guard, locate, split_project
 from engine.errors import RequestError, UsageError
 
 
@@ -59,11 +59,12 @@ def _csv_text(rows: list, results: list[dict], classes: list[str]) -> str:
 
 @click.command()
 @PATH
+@PROJECT
 @WORKSPACE
 @click.option("--host", default="127.0.0.1", show_default=True, help="Bind address (loopback unless --allow-remote).")
 @click.option("--port", type=int, default=8000, show_default=True)
 @click.option("--allow-remote", is_flag=True, help="Allow a non-loopback --host (the endpoint has no authentication).")
-def serve(path: Path, workspace: Path | None, host: str, port: int, allow_remote: bool) -> None:
+def serve(path: Path | None, project: Path | None, workspace: Path | None, host: str, port: int, allow_remote: bool) -> None:
     """Serve online predictions over HTTP (docs at /docs); follows each new apply."""
 
     @guard("text")
@@ -72,30 +73,36 @@ def serve(path: Path, workspace: Path | None, host: str, port: int, allow_remote
         from engine.serving.http import check_host, serve as run
 
         check_host(host, allow_remote)  # before the spec is read, as a usage error
-        checked = validate(path)
-        run(checked, workspace_of(checked, workspace).root, host=host, port=port, allow_remote=allow_remote)
+        where = locate(path, project, workspace)
+        checked = validate(where.path)
+        run(checked, workspace_of(checked, where.workspace).root, host=host, port=port, allow_remote=allow_remote)
 
     body(fmt="text")
 
 
 @click.command()
-@PATH
-@click.argument("job")
+@click.argument("args", nargs=-1, metavar="[PATH] JOB")
+@PROJECT
 @WORKSPACE
 @click.option("--input", "input_file", default="-", show_default=True, help="Rows: JSON list, JSON lines or CSV; - for stdin.")
 @click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True, help="Output format.")
 @click.option("--output", "output", type=click.Path(path_type=Path), default=None, help="Write here instead of stdout.")
-def predict(path: Path, job: str, workspace: Path | None, input_file: str, fmt: str, output: Path | None) -> None:
-    """Score rows with an online inference job, without HTTP (same path as `engine serve`)."""
+def predict(args: tuple[str, ...], project: Path | None, workspace: Path | None, input_file: str, fmt: str, output: Path | None) -> None:
+    """Score rows with an online inference job, without HTTP (same path as `engine serve`).
+
+    With two arguments the first is the project (PATH); with one, it is JOB.
+    """
 
     @guard("text")
     def body(fmt: str) -> None:
         from engine import api
 
+        path, (job,) = split_project(args, project, names="[PATH] JOB", at_least=1, at_most=1)
+        where = locate(path, project, workspace)
         text = sys.stdin.read() if input_file == "-" else Path(input_file).read_text(encoding="utf-8")
         rows, from_text = _read_rows(text)
-        state = api.online_state(path, workspace=workspace)
-        result = api.predict_online(path, job, rows, state=state, from_text=from_text)
+        state = api.online_state(where.path, workspace=where.workspace)
+        result = api.predict_online(where.path, job, rows, state=state, from_text=from_text)
         if fmt == "json":
             rendered = json.dumps(result, indent=2) + "\n"
         else:

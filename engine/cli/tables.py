@@ -1,16 +1,54 @@
-"""Text tables for `engine show`."""
+"""Text tables for `engine show`: as wide as the terminal (their natural width in a pipe), no
+trailing spaces, values as YAML flow text (``engine.cli.render.flow``), never Python reprs."""
 
 from __future__ import annotations
 
 import io
+import re
+import shutil
+
+from engine.cli.render import flow
+
+_NATURAL = 10_000  # no terminal to fit: rich sizes the table to its content
+
+
+def terminal_width() -> int:
+    """Columns of the terminal (``COLUMNS`` first); a large width when stdout is not a terminal."""
+    columns = shutil.get_terminal_size(fallback=(0, 0)).columns
+    return columns if columns > 0 else _NATURAL
+
+
+def wrap(lines: list[str], indent: int = 2) -> str:
+    """Text lines wrapped at word boundaries to the terminal's width, continuations indented."""
+    import textwrap
+
+    width = terminal_width()
+    out = []
+    for line in lines:
+        lead = len(line) - len(line.lstrip(" "))
+        pad = " " * (lead + indent)
+        out += textwrap.wrap(line, width, subsequent_indent=pad, break_long_words=False, break_on_hyphens=False) or [""]
+    return "\n".join(out)
 
 
 def _render(table) -> str:
     from rich.console import Console
 
     buf = io.StringIO()
-    Console(file=buf, width=200, highlight=False, color_system=None).print(table)
-    return buf.getvalue()
+    Console(file=buf, width=terminal_width(), highlight=False, color_system=None).print(table)
+    return "".join(line.rstrip() + "\n" for line in buf.getvalue().splitlines())
+
+
+def render_table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """A titled table of text cells (``engine show`` listings)."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    return _render(table)
 
 
 def feature_group_listing(rows: list[dict]) -> str:
@@ -31,28 +69,58 @@ def _fmt(value: object) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:.4g}"
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
+    if isinstance(value, (dict, list, tuple, bool)):
+        return flow(value)
     return str(value)
 
 
-def feature_group_table(info: dict) -> str:
+_SHORT_TYPES = {"TIMESTAMP WITH TIME ZONE": "TIMESTAMPTZ"}
+_UTC_ISO = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?)\+00:00$")
+_STATS = (("count", "nulls", "distinct"), ("mean", "std", "min", "p25", "p50", "p75", "max"))
+
+
+def _stat(value: object) -> str:
+    """A statistic: numbers to 4 significant digits, UTC times as ``…Z``."""
+    text = _fmt(value)
+    match = _UTC_ISO.match(text)
+    return match.group(1) + "Z" if match else text
+
+
+def _stats_table(info: dict, title: str, names: tuple[str, ...], *, typed: bool = True):
+    from rich import box
     from rich.table import Table
 
+    # Light rules leave the room to the numbers.
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for col in ("column", *(("type",) if typed else ()), *names):
+        table.add_column(col, justify="left" if col in ("column", "type") else "right")
+    stats = info.get("stats") or {}
+    for name, typ in info["columns"].items():
+        table.add_row(name, *((_SHORT_TYPES.get(typ, typ),) if typed else ()), *(_stat(stats.get(name, {}).get(k)) for k in names))
+    return table
+
+
+def _fits(table) -> bool:
+    from rich.console import Console
+
+    console = Console(width=_NATURAL, file=io.StringIO())
+    return console.measure(table).maximum <= terminal_width()
+
+
+def feature_group_table(info: dict) -> str:
     head = [
         f"{info['id']}  ({info['row_count']:,} rows, published {info['published_at']}, run {info['run_id']})",
         f"primary key: {', '.join(info['primary_key'])}    event time: {info['event_time'] or '-'}",
         f"offline: {info['offline_table']}    online: {info['online_table'] or '-'}    versions: {', '.join(map(str, info['versions']))}",
     ]
-    table = Table(title="features", title_justify="left")
-    cols = ("column", "type", "count", "nulls", "distinct", "mean", "std", "min", "p25", "p50", "p75", "max")
-    for col in cols:
-        table.add_column(col, justify="left" if col in ("column", "type") else "right")
-    stats = info.get("stats") or {}
-    for name, typ in info["columns"].items():
-        s = stats.get(name, {})
-        table.add_row(name, typ, *(_fmt(s.get(k)) for k in cols[2:]))
-    return "\n".join(head) + "\n" + _render(table)
+    table = _stats_table(info, "features", _STATS[0] + _STATS[1])
+    if _fits(table):
+        return wrap(head) + "\n" + _render(table)
+    # Too wide for the terminal: counts, then the distribution, rather than cells cut to "…".
+    parts = [_render(_stats_table(info, "features: counts", _STATS[0])), _render(_stats_table(info, "features: distribution", _STATS[1], typed=False))]
+    return wrap(head) + "\n" + "".join(parts)
 
 
 def _metric_cell(metrics: dict, split: str, name: str) -> str:
@@ -84,7 +152,7 @@ def model_table(info: dict) -> str:
     rows = info["training_rows"]
     head = [
         f"{info['id']}  {info['estimator']}  (aliases: {', '.join(info['aliases']) or '-'}, created {info['created_at'][:19]})",
-        f"trained on {info['feature_view']}, label '{m['label']}', split {m['split']}: " + ", ".join(f"{k} {v:,}" for k, v in rows.items()) + " rows",
+        f"trained on {info['feature_view']}, label '{m['label']}', split {flow(m['split'])}: " + ", ".join(f"{k} {v:,}" for k, v in rows.items()) + " rows",
         f"features ({len(m['feature_columns'])}): {', '.join(m['feature_columns'])}",
         f"artifact: {m['artifact']['file']} ({m['artifact']['format']}, sha256 {m['artifact']['sha256'][:16]}…)",
     ]
@@ -97,4 +165,4 @@ def model_table(info: dict) -> str:
         if split in info["metrics"]:
             table.add_row(split, *(_metric_cell(info["metrics"], split, n) for n in names))
     warnings = [f"warning: {w}" for w in m.get("metric_warnings", [])]
-    return "\n".join(head) + "\n" + _render(table) + "\n".join(warnings)
+    return wrap(head) + "\n" + _render(table) + wrap(warnings)

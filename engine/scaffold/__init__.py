@@ -1,10 +1,12 @@
-"""`engine init`: write a small, working project in the recommended mono-repo layout.
+"""`engine init`: write a small, working project in the recommended mono-repo layout, or only the
+``engine.yaml`` that marks an existing project's root.
 
 Owns the template files only; the generated project is validated and applied by the tests.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from pathlib import Path
@@ -12,6 +14,8 @@ from pathlib import Path
 from engine.errors import UsageError
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
+MARKER = "engine.yaml"
+SCHEMA_FILE = "schemas/engine.schema.json"  # what the specs' $schema line points at, relative to the root
 
 
 def _sample_data(seed: int = 7, n: int = 600) -> tuple[str, str]:
@@ -35,26 +39,49 @@ def _sample_data(seed: int = 7, n: int = 600) -> tuple[str, str]:
     return "\n".join(trips) + "\n", "\n".join(drivers) + "\n"
 
 
+def marker_text(name: str, specs: str | None = None) -> str:
+    """The ``engine.yaml`` of a project: its name and, unless it is the default ``specs/``, where its specs are."""
+    lines = [
+        "# The root of this engine project: engine verbs run in this folder or below find it here.",
+        f"project: {name}",
+        f"specs: [{specs or 'specs/'}]       # spec files: files, folders or globs, relative to this file",
+        "# workspace: .engine   # where apply keeps its state (the default)",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _schema_text() -> str:
+    """The spec JSON Schema, as `engine schema` prints it."""
+    from engine.model.formats import format_names
+    from engine.spec.schema import load_schema
+
+    return json.dumps(load_schema(format_names()), indent=2) + "\n"
+
+
 def _files(name: str) -> dict[str, str]:
     pkg = f"{name}_features"
     trips, drivers = _sample_data()
     return {
+        MARKER: marker_text(name),
+        SCHEMA_FILE: _schema_text(),
         ".gitignore": ".engine/\nout/\n__pycache__/\n",
         "README.md": f"""# {name}
 
 A feature-store ML system declared with engine: features, training and inference from the
-specs in `specs/`.
+specs in `specs/`. `engine.yaml` marks the project root: run these anywhere below it.
 
 ```sh
-engine validate .        # what CI runs on every pull request (pure, fast)
-engine plan .            # what apply would do
-engine apply .           # build features, train, score
+engine validate          # what CI runs on every pull request (pure, fast)
+engine plan              # what apply would do
+engine apply             # build features, train, score
+engine show              # every object and its state
 engine show models       # registered model versions and their metrics
 python -m pytest tests   # tests of the feature functions
 ```
 
 Layout: `specs/` (YAML), `{pkg}/` (feature functions, importable and pip-installable),
-`data/` (sample data), `tests/`.
+`data/` (sample data), `tests/`, `schemas/` (the spec JSON Schema for editors; refresh it after
+upgrading engine with `engine schema > {SCHEMA_FILE}`).
 """,
         "pyproject.toml": f"""[project]
 name = "{name.replace('_', '-')}-features"
@@ -93,8 +120,7 @@ def test_hour_of_day_scalar_and_series_agree():
     assert list(hour_of_day(times)) == [hour_of_day(t) for t in times] == [0, 23]
 ''',
         "tests/conftest.py": "import sys\nfrom pathlib import Path\n\nsys.path.insert(0, str(Path(__file__).resolve().parents[1]))\n",
-        "specs/project.yaml": f"""# yaml-language-server: $schema=https://engine.dev/schemas/engine.schema.json
-# (for a local copy: engine schema > engine.schema.json, then point the line above at it)
+        "specs/project.yaml": f"""# yaml-language-server: $schema=../{SCHEMA_FILE}
 spec_version: 1
 project: {name}
 
@@ -160,14 +186,20 @@ inference:
     }
 
 
-def init_project(directory: str | Path, name: str | None = None) -> list[Path]:
-    """Write a new project into ``directory`` (which must not exist or be empty)."""
-    root = Path(directory)
+def _checked_name(root: Path, name: str | None) -> str:
     name = name or re.sub(r"[^a-z0-9_]", "_", root.resolve().name.lower()).strip("_") or "project"
     if not _NAME.match(name):
         raise UsageError(f"project name '{name}' must be lowercase letters, digits and _ (starting with a letter); pass --name")
+    return name
+
+
+def init_project(directory: str | Path, name: str | None = None) -> list[Path]:
+    """Write a new project into ``directory`` (which must not exist or be empty)."""
+    root = Path(directory)
+    name = _checked_name(root, name)
     if root.exists() and any(root.iterdir()):
-        raise UsageError(f"{root} is not empty; engine init writes only into a new or empty folder")
+        hint = f"; to mark an existing project, engine init {directory} --marker-only" if not (root / MARKER).exists() else f" (it already holds {MARKER})"
+        raise UsageError(f"{root} is not empty; engine init writes only into a new or empty folder{hint}")
     written = []
     for rel, text in _files(name).items():
         path = root / rel
@@ -175,3 +207,31 @@ def init_project(directory: str | Path, name: str | None = None) -> list[Path]:
         path.write_text(text, encoding="utf-8")
         written.append(path)
     return written
+
+
+def mark_project(directory: str | Path, name: str | None = None) -> Path:
+    """Write only ``engine.yaml`` into an existing project folder; returns its path.
+
+    The name defaults to the specs' ``project:`` (else the folder's name). The specs are the
+    ``specs/`` folder when there is one, else every YAML file below the folder, as ``engine validate
+    DIRECTORY`` reads them today.
+    """
+    from engine.spec.project_files import load_spec
+
+    root = Path(directory)
+    marker = root / MARKER
+    if not root.is_dir():
+        raise UsageError(f"{root} is not a folder; engine init --marker-only marks an existing project")
+    if marker.exists():
+        raise UsageError(f"{marker} exists already")
+    if name is None:
+        from engine.errors import SpecError
+
+        try:
+            declared = load_spec(root).data.get("project")
+        except SpecError:  # the specs' own problems are validate's to report, after marking
+            declared = None
+        name = declared if isinstance(declared, str) else None
+    name = _checked_name(root, name)
+    marker.write_text(marker_text(name, None if (root / "specs").is_dir() else "."), encoding="utf-8")
+    return marker

@@ -193,3 +193,20 @@ def test_init_name_option_and_recover_on_a_healthy_workspace(tmp_path: Path, tin
     api.apply(tiny_project)
     rc, out, err = run_engine("recover", str(tiny_project))
     assert rc == 0 and out.strip() == "The workspace database opens cleanly."
+
+
+def test_init_schema_reference_resolves_to_the_schema_it_writes(tmp_path: Path):
+    """Issue 13 item 10: the editor's $schema line points at a file in the project, not at a URL."""
+    root = tmp_path / "tips"
+    rc, _, err = run_engine("init", str(root))
+    assert rc == 0, err
+    spec = root / "specs/project.yaml"
+    first = spec.read_text().splitlines()[0]
+    assert first.startswith("# yaml-language-server: $schema="), first
+    reference = first.split("$schema=", 1)[1]
+    assert "://" not in reference  # relative: resolved against the spec file, as editors do
+    target = (spec.parent / reference).resolve()
+    assert target.is_file() and target.is_relative_to(root.resolve()), target
+    rc, out, _ = run_engine("schema")
+    assert rc == 0 and json.loads(target.read_text()) == json.loads(out)
+    assert "project: tips\n" in (root / "engine.yaml").read_text()
