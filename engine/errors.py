@@ -191,14 +191,50 @@ def did_you_mean(word: str, candidates: list[str] | tuple[str, ...] | set[str]) 
 def is_storage_failure(exc: BaseException) -> bool:
     """Disk full, file too large or an I/O error while writing the workspace (G3: exit 74).
 
-    An ``OSError`` with one of those errnos, or a backend's I/O exception (DuckDB's
-    ``IOException``) whose message says so; matched by name so no backend is imported here.
+    An ``OSError`` with one of those errnos, or a backend exception whose message says so, whatever
+    its class: DuckDB reports a failed write as an ``IOException``, but a write that fails at
+    COMMIT as a ``TransactionException`` ("Failed to commit: Could not write file …"), and a
+    database invalidated by one as a ``FatalException``. Matched by class module and message, so no
+    backend is imported here. An error raised while handling a storage failure (a ROLLBACK or a
+    cleanup statement refused with "Current transaction is aborted") is one too: the chain of
+    ``__cause__`` / ``__context__`` is followed.
+
+    >>> import errno; is_storage_failure(OSError(errno.ENOSPC, "No space left on device"))
+    True
+    >>> is_storage_failure(OSError(errno.ENOENT, "No such file or directory"))
+    False
     """
     import errno
 
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EIO, errno.EDQUOT):
-        return True
-    text = str(exc)
-    return type(exc).__name__ == "IOException" and any(
-        marker in text for marker in ("No space left", "File too large", "Could not write", "Could not truncate", "disk")
-    )
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and len(seen) < 16:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EFBIG, errno.EIO, errno.EDQUOT):
+            return True
+        if _backend_write_failure(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+_WRITE_FAILURE_MARKERS = (
+    "no space left",
+    "file too large",
+    "could not write",
+    "could not truncate",
+    "could not fsync",
+    "fsync failed",
+    "disk quota exceeded",
+    "disk is full",
+    "input/output error",
+)
+
+
+def _backend_write_failure(exc: BaseException) -> bool:
+    """A backend (DuckDB) exception saying a write to disk failed; any of its exception classes."""
+    module = type(exc).__module__ or ""
+    if not (module.startswith(("duckdb", "_duckdb")) or type(exc).__name__ == "IOException"):
+        return False
+    text = str(exc).lower()
+    return any(marker in text for marker in _WRITE_FAILURE_MARKERS)

@@ -79,6 +79,10 @@ def capability_problems(project: m.Project, caps: "Capabilities", smap: "SourceM
 
 def workspace_of(checked: CheckedProject, override: str | Path | None):
     """The project's workspace (``.engine`` beside the spec, or ``override``)."""
+    from engine.spec.project_files import read_marker
     from engine.state.workspace import Workspace
 
+    marker = checked.project.root / "engine.yaml"
+    if override is None and marker.is_file():
+        override = read_marker(marker).workspace_path  # `workspace:` in the project marker
     return Workspace.for_project(checked.project.root, override)

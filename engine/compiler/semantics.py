@@ -12,11 +12,15 @@ import dataclasses
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.errors import ProblemCollector, SpecError, did_you_mean
 from engine.model import objects as m
 from engine.model.graph import find_cycle, topological_order
 from engine.spec.sourcemap import SourceMap
+
+if TYPE_CHECKING:
+    from engine.spec.resources import ProjectReads
 
 Columns = dict[str, str]  # column name -> DuckDB type name ("UNKNOWN" where not known statically)
 
@@ -32,6 +36,45 @@ class CheckedProject:
     project: m.Project
     columns: dict[str, Columns | None] = field(default_factory=dict)  # by source / feature group name
     order: list[str] = field(default_factory=list)  # feature groups, dependencies first
+
+
+def project_reads(project: m.Project) -> "ProjectReads":
+    """What ``project`` reads, which an output file may never replace (I4): every source's path or
+    glob and the files it matched, the spec files, SQL files and the Python modules it names. Used
+    by validate's output-path check and again by the predictions writer."""
+    from engine.spec.resources import ProjectReads
+
+    root = project.root
+    patterns: list[tuple[str, str]] = []
+    files: list[tuple[str, Path]] = []
+    for name, source in project.sources.items():
+        what = f"source '{name}' ({source.path})"
+        patterns.append((what, source.path))
+        files.extend((what, f) for f in source.resolved_paths)
+    for f in project.files:
+        files.append((f"spec file {_shown(root, f)}", f))
+    modules: dict[str, str] = {}
+    for fg in project.feature_groups.values():
+        t = fg.transform
+        if isinstance(t, m.SqlTransform) and t.sql_file:
+            files.append((f"SQL file {t.sql_file} of feature group '{fg.name}'", root / t.sql_file))
+        elif isinstance(t, m.PythonTransform):
+            modules.setdefault(t.module, f"feature group '{fg.name}'")
+    for fn in project.functions.values():
+        modules.setdefault(fn.module, f"function '{fn.name}'")
+    for module, user in modules.items():
+        rel = Path(*module.split("."))
+        for base in (root, root / "src"):
+            for f in ((base / rel).with_suffix(".py"), base / rel / "__init__.py"):
+                files.append((f"Python module {module} of {user}", f))
+    return ProjectReads(tuple(patterns), tuple(files))
+
+
+def _shown(root: Path, file: Path) -> str:
+    try:
+        return Path(file).resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return str(file)
 
 
 def _type_family(typ: str) -> str:
@@ -279,7 +322,7 @@ class _Checker:
     def check_output_path(self, path: tuple, text: str) -> None:
         from engine.spec.resources import check_output_path
 
-        checked = check_output_path(self.p.root, text)
+        checked = check_output_path(self.p.root, text, project_reads(self.p))
         if checked.problem is not None:
             self.fail(path, checked.problem, checked.hint)
 

@@ -93,13 +93,26 @@ class _Builder:
             resolved_paths=self.files.source_paths.get(name, ()),
             timezone=d.get("timezone", "UTC"),
             columns=tuple((str(k), str(v).upper()) for k, v in (d.get("columns") or {}).items()),
-            csv=m.CsvOptions(delimiter=csv.get("delimiter", ","), header=csv.get("header", True)),
+            timestamp_format=self.timestamp_format(path, d),
+            csv=m.CsvOptions(delimiter=csv.get("delimiter", ","), header=csv.get("header", True), max_line_size=csv.get("max_line_size")),
             allow_empty=bool(d.get("allow_empty", False)),
             on_bad_rows=m.BadRows(d.get("on_bad_rows", "fail")),
             max_bad_rows=int(d.get("max_bad_rows", 100)),
             description=d.get("description"),
             origin=m.Origin(path),
         )
+
+    def timestamp_format(self, path: tuple, d: dict[str, Any]) -> str | None:
+        fmt = d.get("timestamp_format")
+        if fmt is None:
+            return None
+        if d["format"] == m.SourceFormat.PARQUET:
+            self.fail(path + ("timestamp_format",), "parquet columns carry their own timestamp type (with or without a time zone, one per column); timestamp_format is for csv and jsonl sources", value=False)
+        elif d["format"] not in (m.SourceFormat.CSV, m.SourceFormat.JSONL):
+            self.fail(path + ("timestamp_format",), f"timestamp_format is for csv and jsonl sources, not '{d['format']}'", value=False)
+        elif "%Z" in fmt:
+            self.fail(path + ("timestamp_format",), "zone names (%Z) are not read reliably by the CSV and JSON readers (the name is dropped)", "give the values a numeric offset and use %z, e.g. '%Y-%m-%d %H:%M:%S%z'")
+        return fmt
 
     def feature_group(self, name: str, d: dict[str, Any]) -> m.FeatureGroup:
         path = ("feature_groups", name)

@@ -64,6 +64,7 @@ class BadRows(StrEnum):
 class CsvOptions:
     delimiter: str = ","
     header: bool = True
+    max_line_size: int | None = None  # bytes per line the reader accepts; None: DuckDB's default (2 000 000)
 
 
 @dataclass(frozen=True)
@@ -72,8 +73,11 @@ class Source:
     format: str  # a name registered in engine.model.formats (SourceFormat.CSV, ...)
     path: str  # as written (relative to the project root, may be a glob)
     resolved_paths: tuple[Path, ...]  # files it matched at load time (absolute, inside the project)
-    timezone: str = "UTC"
+    timezone: str = "UTC"  # the zone of naive timestamps
     columns: tuple[tuple[str, str], ...] = ()  # declared (name, DuckDB type) pairs
+    # A strptime format for every timestamp column (csv, jsonl): with %z every value carries an
+    # offset, without it every value is naive; None: each column must be one kind throughout (F4).
+    timestamp_format: str | None = None
     csv: CsvOptions = field(default_factory=CsvOptions)
     allow_empty: bool = False
     on_bad_rows: BadRows = BadRows.FAIL

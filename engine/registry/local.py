@@ -33,6 +33,7 @@ __all__ = ["BEST_SPLIT", "LocalRegistry", "ModelVersion"]
 
 MANIFEST = "manifest.json"
 TMP_PREFIX = ".tmp-"
+ORPHAN_PREFIX = ".orphan-"  # an orphan version directory set aside so that its number is reused
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _RESERVED_ALIASES = frozenset({"latest"})
@@ -141,6 +142,7 @@ class LocalRegistry:
         if existing is not None:
             return existing
         version = self._next_version(name)
+        fault_point("before_artifact")
         final, full_manifest = self.stage(name, version, fingerprint, manifest, estimator)
         try:
             fsync_directory(final.parent)
@@ -155,10 +157,20 @@ class LocalRegistry:
         return self.get(name, version)
 
     def _next_version(self, name: str) -> int:
-        highest = model_index.highest_version(self.catalog, name)
-        # Never reuse the number of a directory left by a crash (register never overwrites).
-        on_disk = [int(p.name) for p in self._version_dirs(name)]
-        return max([highest, *on_disk]) + 1
+        """The index's highest version + 1 (G6: numbers never skip). A directory of that number can
+        only be an orphan a crash left between artifact and index row: it is set aside (renamed,
+        atomically) for `engine check` to report and `engine gc` to remove. Indexed versions are
+        never touched (register never overwrites)."""
+        version = model_index.highest_version(self.catalog, name) + 1
+        final = self.models_dir / name / str(version)
+        if final.exists() or final.is_symlink():
+            aside = final.parent / f"{ORPHAN_PREFIX}{version}-{uuid.uuid4().hex[:8]}"
+            try:
+                os.rename(final, aside)
+                fsync_directory(final.parent)
+            except OSError as exc:
+                raise StorageIOError(f"could not set aside the orphan directory {final} (not in the registry index): {exc.strerror or exc}") from exc
+        return version
 
     def stage(self, name: str, version: int, fingerprint: str, manifest: dict, estimator: object) -> tuple[Path, dict]:
         """Write artifact + manifest into a temp dir and rename it to ``models/<name>/<version>``.
@@ -256,12 +268,6 @@ class LocalRegistry:
         read_verified(directory / MANIFEST, row.manifest_sha256, row.manifest_size, what=f"{MANIFEST} of {mv.ref}")
         return load_estimator(directory, row.artifact, owner=mv.ref)
 
-    def _version_dirs(self, name: str) -> list[Path]:
-        parent = self.models_dir / name
-        if not parent.is_dir():
-            return []
-        return sorted((p for p in parent.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
-
     def _stray_dirs(self) -> list[tuple[Path, str]]:
         """Directories under ``models_dir`` that no index row owns, with why."""
         if not self.models_dir.is_dir():
@@ -272,6 +278,8 @@ class LocalRegistry:
             for child in sorted(parent.iterdir()):
                 if child.is_dir() and child.name.startswith(TMP_PREFIX):
                     out.append((child, "leftover temporary directory"))
+                elif child.is_dir() and child.name.startswith(ORPHAN_PREFIX):
+                    out.append((child, "orphan model directory set aside (not in the registry index)"))
                 elif child.is_dir() and child.name.isdigit() and (parent.name, int(child.name)) not in indexed:
                     out.append((child, "orphan model directory (not in the registry index)"))
         return out

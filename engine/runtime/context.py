@@ -20,6 +20,16 @@ class RunOptions:
 
 
 
+@dataclass(frozen=True)
+class StepOutcome:
+    """What a handler reports: rows produced; for models and scoring, what the user can use next
+    (a model version, a predictions file or table) and a trained model's test metrics."""
+
+    rows: int | None
+    output: str | None = None
+    metrics: tuple[tuple[str, float | None], ...] = ()
+
+
 @dataclass
 class RunContext:
     """What every step handler gets: the run's stores and settings."""

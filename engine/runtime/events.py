@@ -27,6 +27,8 @@ class StepFinished:
     seconds: float = 0.0
     rows: int | None = None
     message: str | None = None
+    output: str | None = None  # what the step wrote: a table, a file, a model version
+    metrics: tuple[tuple[str, float | None], ...] = ()  # a trained model's test metrics
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import uuid
 
 from engine.compiler.semantics import CheckedProject
 from engine.compiler.steps import Action, Plan, PlannedStep, StepKind
-from engine.errors import EngineError, ExecutionError, StorageIOError, is_storage_failure
+from engine.errors import DataError, EngineError, ExecutionError, StorageIOError, is_storage_failure
 from engine.faults import fault_point
 from engine.runtime.events import Listener, RunNotice, RunResult, StepFinished, StepStarted, StepStatus, ignore
 from engine.runtime.context import RunContext, RunOptions
@@ -42,8 +42,7 @@ def execute(plan: Plan, checked: CheckedProject, workspace: Workspace, **kwargs)
         if interrupts.requested():  # a query DuckDB interrupted because the user stopped us
             raise KeyboardInterrupt from None
         if isinstance(exc, Exception) and not isinstance(exc, EngineError) and is_storage_failure(exc):
-            first = str(exc).strip().splitlines()[0]
-            raise StorageIOError(f"writing the workspace {workspace.root} failed ({first}); the previous state is intact — free space and apply again") from exc
+            raise StorageIOError(f"{_storage_message(workspace, exc)}; the previous state is intact — free space and apply again") from exc
         raise
 
 
@@ -62,8 +61,8 @@ def _execute(
     failure: EngineError | None = None
     resources = {"memory_limit": options.memory_limit, "threads": options.threads}
 
-    def finish(ps: PlannedStep, status: StepStatus, started: float, rows: int | None = None, message: str | None = None) -> None:
-        event = StepFinished(ps.step.key, status, ps.reason.value, time.monotonic() - started, rows, message)
+    def finish(ps: PlannedStep, status: StepStatus, started: float, rows: int | None = None, message: str | None = None, **extra) -> None:
+        event = StepFinished(ps.step.key, status, ps.reason.value, time.monotonic() - started, rows, message, **extra)
         result.steps.append(event)
         listener(event)
 
@@ -74,7 +73,7 @@ def _execute(
         metadata.ensure_schema(stores.backend.catalog)
         interrupted = metadata.interrupted_runs(stores.backend.catalog)
         if interrupted:
-            notice = f"previous run {interrupted[-1]} was interrupted; nothing of it was published, continuing"
+            notice = f"previous run {interrupted[-1]} was interrupted; the steps it finished stay published, continuing"
             result.notices.append(notice)
             listener(RunNotice(notice))
             metadata.close_interrupted(stores.backend.catalog, interrupted)
@@ -93,8 +92,19 @@ def _execute(
                 from engine.store.online import publish_online_snapshot
 
                 # The online endpoint reads only snapshots, never the live database (V7, V21).
-                publish_online_snapshot(stores, checked.project, workspace, run_id)
-                published = True
+                try:
+                    fault_point("before_snapshot")
+                    publish_online_snapshot(stores, checked.project, workspace, run_id)
+                    published = True
+                except Exception as exc:
+                    if not is_storage_failure(exc) and not isinstance(exc, StorageIOError):
+                        raise
+                    failure = StorageIOError(
+                        f"online snapshot: {_storage_message(workspace, exc)}; the previous state is intact "
+                        "(the endpoint keeps serving the previous snapshot; what this run published is complete) "
+                        "— free space and apply again"
+                    )
+                    failure.__cause__ = exc
 
     executed = {s.step_id for s in result.steps}
     for ps in plan.steps:
@@ -107,11 +117,17 @@ def _execute(
     order = {ps.step.key: i for i, ps in enumerate(plan.steps)}
     result.steps.sort(key=lambda s: order.get(s.step_id, 0))
 
-    with writing(workspace, spill=False, **resources) as stores:
-        if not published:
-            _repair_online(stores, checked, workspace, run_id, result, listener, failure)
-        metadata.finish_run(stores.backend.catalog, run_id, "failed" if failure else "succeeded", result.as_dict())
-    workspace.write_run_log(run_id, {**result.as_dict(), "status": "failed" if failure else "succeeded", "error": str(failure) if failure else None})
+    try:
+        with writing(workspace, spill=False, **resources) as stores:
+            if not published:
+                _repair_online(stores, checked, workspace, run_id, result, listener, failure)
+            metadata.finish_run(stores.backend.catalog, run_id, "failed" if failure else "succeeded", result.as_dict())
+        workspace.write_run_log(run_id, {**result.as_dict(), "status": "failed" if failure else "succeeded", "error": str(failure) if failure else None})
+    except Exception as exc:
+        # A full disk that failed a step usually refuses the run's record too: the step's error is
+        # what the user needs (the next run reports this one as interrupted).
+        if failure is None or not (is_storage_failure(exc) or isinstance(exc, StorageIOError)):
+            raise
     if failure:
         failure.run_result = result  # type: ignore[attr-defined]
         raise failure
@@ -140,8 +156,18 @@ def _run_steps(ctx: RunContext, steps: list[PlannedStep], finish, listener) -> E
         started = time.monotonic()
         listener(StepStarted(ps.step.key, ps.reason.value))
         try:
-            rows = HANDLERS[ps.step.kind](ctx, ps)
-            finish(ps, StepStatus.RAN, started, rows)
+            outcome = HANDLERS[ps.step.kind](ctx, ps)
+            finish(ps, StepStatus.RAN, started, outcome.rows, output=outcome.output, metrics=outcome.metrics)
+        except StorageIOError as exc:  # raised by a store or the registry with its own wording
+            err = exc if "previous state is intact" in exc.message else _step_storage_error(ctx, ps, exc)
+            finish(ps, StepStatus.FAILED, started, message=str(err))
+            return err
+        except (DataError, ExecutionError) as exc:
+            # A reader or a statement that failed because the disk did is not the data's or the
+            # SQL's fault: exit 74, never 4 blaming the source or 5 blaming the transform.
+            err = _step_storage_error(ctx, ps, _storage_cause(exc)) if is_storage_failure(exc) else exc
+            finish(ps, StepStatus.FAILED, started, message=str(err))
+            return err
         except EngineError as exc:
             finish(ps, StepStatus.FAILED, started, message=str(exc))
             return exc
@@ -152,7 +178,7 @@ def _run_steps(ctx: RunContext, steps: list[PlannedStep], finish, listener) -> E
 
                 interrupts.request()
             if is_storage_failure(exc):
-                err = StorageIOError(f"{ps.step.key}: writing the workspace failed ({first}); nothing of this step was published — free space and apply again")
+                err = _step_storage_error(ctx, ps, _storage_cause(exc))
             else:
                 err = ExecutionError(f"{ps.step.key}: {type(exc).__name__}: {first}")
             finish(ps, StepStatus.FAILED, started, message=str(err))
@@ -160,3 +186,29 @@ def _run_steps(ctx: RunContext, steps: list[PlannedStep], finish, listener) -> E
     return None
 
 
+def _storage_message(workspace: Workspace, exc: BaseException) -> str:
+    """"writing the workspace <path> failed (<first line of the cause>)"."""
+    text = exc.message if isinstance(exc, EngineError) else str(exc)
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return f"writing the workspace {workspace.root} failed ({first})"
+
+
+def _storage_cause(exc: BaseException) -> BaseException:
+    """The write failure at the root of ``exc``'s chain (the error a full disk first raised)."""
+    cause, link, seen = exc, exc, set()
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if is_storage_failure(link):
+            cause = link
+        link = link.__cause__ or link.__context__
+    return cause
+
+
+def _step_storage_error(ctx: RunContext, ps: PlannedStep, exc: BaseException) -> StorageIOError:
+    """G3/G4: a full disk or an I/O error in a step is exit 74, naming the workspace, whatever raised it."""
+    err = StorageIOError(
+        f"{ps.step.key}: {_storage_message(ctx.workspace, exc)}; nothing of this step was published, "
+        "the previous state is intact — free space and apply again"
+    )
+    err.__cause__ = exc
+    return err

@@ -16,7 +16,7 @@ from pathlib import Path
 from engine.state.atomic import fsync_directory
 from engine.errors import SpecError, StorageIOError
 from engine.model import objects as m
-from engine.spec.resources import OUTPUT_SUFFIXES, check_output_path
+from engine.spec.resources import OUTPUT_SUFFIXES, ProjectReads, check_output_path
 from engine.sql.ops import Constant, Relation
 
 PREDICTIONS_SCHEMA = "predictions"
@@ -70,11 +70,13 @@ def run_timestamp(catalog, run_id: str) -> datetime:
 # --- files -----------------------------------------------------------------------------------------
 
 
-def output_file(project_root: Path, text: str) -> Path:
+def output_file(project_root: Path, text: str, *, reads: ProjectReads | None = None) -> Path:
     """Resolve a job's ``output.path`` inside the project; its format by suffix. The rule is
-    ``engine validate``'s (``engine.spec.resources.check_output_path``), applied again here because
-    links may have changed since (P1-P3)."""
-    checked = check_output_path(project_root, text)
+    ``engine validate``'s (``engine.spec.resources.check_output_path``), applied again here, before
+    anything is written, because links and files may have changed since (P1-P3). Given what the
+    project ``reads`` (``engine.compiler.semantics.project_reads``), an output over a source's files
+    (or one its glob could match), a spec, SQL or Python file is refused too (I4)."""
+    checked = check_output_path(project_root, text, reads)
     if checked.file is None:
         raise SpecError(f"{checked.problem} ({checked.hint})" if checked.hint else str(checked.problem))
     return checked.file

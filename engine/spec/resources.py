@@ -98,6 +98,16 @@ _OUTPUT_HINT = "write outputs inside the project, e.g. out/scores.parquet"
 
 
 @dataclass(frozen=True)
+class ProjectReads:
+    """What a project reads, which no output file may replace (I4): source paths and globs as
+    written (they match files that do not exist yet, too) and the files read (matched source files,
+    spec files, SQL files, Python modules), each with what reads it ("source 'trips_raw' (…)")."""
+
+    patterns: tuple[tuple[str, str], ...] = ()  # (what, path or glob relative to the project root)
+    files: tuple[tuple[str, Path], ...] = ()  # (what, file)
+
+
+@dataclass(frozen=True)
 class OutputPath:
     """An inference job's ``output.path`` after :func:`check_output_path`: the file, or why not."""
 
@@ -106,9 +116,10 @@ class OutputPath:
     hint: str | None = None
 
 
-def check_output_path(root: Path, text: str) -> OutputPath:
+def check_output_path(root: Path, text: str, reads: ProjectReads | None = None) -> OutputPath:
     """The one rule for output files: relative, inside the project after resolving links (P1–P3),
-    and ending in a suffix the writer supports (``.parquet``, ``.csv``, ``.jsonl``).
+    ending in a suffix the writer supports (``.parquet``, ``.csv``, ``.jsonl``), and, given what
+    the project ``reads``, never one of those files nor one a source's path or glob could match.
 
     >>> import tempfile; root = Path(tempfile.mkdtemp())
     >>> check_output_path(root, "out/x.jsonl").file == root.resolve() / "out" / "x.jsonl"
@@ -131,7 +142,72 @@ def check_output_path(root: Path, text: str) -> OutputPath:
         return OutputPath(None, f"output path '{shown}' is a link outside the project", _OUTPUT_HINT)
     if resolved.suffix.lower() not in OUTPUT_SUFFIXES:
         return OutputPath(None, f"output path '{shown}' must end in {', '.join(OUTPUT_SUFFIXES[:-1])} or {OUTPUT_SUFFIXES[-1]}")
+    read_by = _read_by(base, (lexical, resolved, resolved.resolve()), reads) if reads is not None else None
+    if read_by is not None:
+        return OutputPath(None, f"output path '{shown}' would overwrite {read_by}, which the project reads", "write predictions to a file no source path matches, e.g. out/scores.parquet")
     return OutputPath(resolved)
+
+
+_GLOB_CHARS = "*?["
+
+
+def _read_by(base: Path, candidates: tuple[Path, ...], reads: ProjectReads) -> str | None:
+    """What in ``reads`` the output file (any of its spellings) is, or could be matched by."""
+    names = {c for c in candidates if c == base or base in c.parents}
+    parts = {c.relative_to(base).parts for c in names}
+    for what, pattern in reads.patterns:
+        for form in _pattern_forms(base, pattern):
+            glob = any(ch in part for part in form for ch in _GLOB_CHARS)
+            for rel in parts:
+                # a plain path matches itself and, were it a directory, every file under it
+                if _glob_match(form, rel) if glob else rel[: len(form)] == form:
+                    return what
+    existing = [c for c in names if c.exists()]
+    for what, file in reads.files:
+        try:
+            real = Path(file).resolve()
+        except OSError:
+            continue
+        if real in names or any(_same_file(c, real) for c in existing):
+            return what
+    return None
+
+
+def _pattern_forms(base: Path, pattern: str) -> list[tuple[str, ...]]:
+    """A source pattern relative to the project root, as written (normalised) and with the links of
+    its directory part resolved (a file reached through a linked folder is the same file)."""
+    lexical = Path(os.path.normpath(base / pattern))
+    if lexical != base and base not in lexical.parents:
+        return []
+    parts = lexical.relative_to(base).parts
+    forms = [parts]
+    fixed = 0
+    while fixed < len(parts) and not any(ch in parts[fixed] for ch in _GLOB_CHARS):
+        fixed += 1
+    prefix = (base.joinpath(*parts[:fixed])).resolve()
+    if prefix == base or base in prefix.parents:
+        real = prefix.relative_to(base).parts + parts[fixed:]
+        if real != parts:
+            forms.append(real)
+    return forms
+
+
+def _glob_match(pattern: tuple[str, ...], path: tuple[str, ...]) -> bool:
+    """``glob(recursive=True)`` semantics per path part: ``**`` spans any number of folders."""
+    import fnmatch
+
+    if not pattern:
+        return not path
+    if pattern[0] == "**":
+        return any(_glob_match(pattern[1:], path[i:]) for i in range(len(path) + 1))
+    return bool(path) and fnmatch.fnmatchcase(path[0], pattern[0]) and _glob_match(pattern[1:], path[1:])
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def resolve_files(data: dict[str, Any], source_map: SourceMap, root: Path) -> tuple[ProjectFiles, list[Problem]]:

@@ -149,8 +149,11 @@ def test_versions_are_immutable_and_never_reuse_a_leftover_directory(registry: M
     leftover.mkdir()
     (leftover / "keep.txt").write_text("from a crash")
     mv = registry.register("delay_model", "fp-2", _manifest(), _model(seed=1))
-    assert mv.version == 3
-    assert (leftover / "keep.txt").read_text() == "from a crash"
+    # Numbers never skip (issue 13 item 7): the leftover is set aside, not reused nor deleted.
+    assert mv.version == 2
+    (aside,) = [p for p in leftover.parent.iterdir() if p.name.startswith(".orphan-2-")]
+    assert (aside / "keep.txt").read_text() == "from a crash"
+    assert not (leftover / "keep.txt").exists()
     with pytest.raises(Exception, match="already exists; versions are immutable"):
         registry.stage("delay_model", 1, "fp-9", _manifest(), _model())
 

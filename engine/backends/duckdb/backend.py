@@ -138,7 +138,12 @@ class DuckDBBackend:
             yield
             self.con.execute("COMMIT")
         except BaseException:
-            self.con.execute("ROLLBACK")
+            try:
+                self.con.execute("ROLLBACK")
+            except Exception:  # noqa: S110
+                # A COMMIT that failed (disk full, G3) has already ended the transaction: "cannot
+                # rollback - no transaction is active" must not hide why it failed.
+                pass
             raise
         finally:
             self._depth = 0

@@ -39,6 +39,11 @@ def connect(
             # Another connection of this process already locked this database instance (V5).
             if sandboxed and not _setting(con, "enable_external_access") and _tz_is_utc(con):
                 return con
+            if _abandoned_on(path) and _tz_is_utc(con):
+                # A statement the SQL watchdog gave up on keeps the sandboxed instance open until
+                # the process exits: the run's own bookkeeping (recording the failure) runs on it,
+                # with less access than it asked for, never more.
+                return con
             raise InternalError(
                 f"database {path} is already open in this process with a locked configuration; "
                 "close every connection to it before reopening it unsandboxed"
@@ -86,11 +91,22 @@ def run_sql(
     params: list | None = None,
     select_only: bool = False,
 ) -> duckdb.DuckDBPyConnection:
-    """Execute exactly one statement, interrupting it after ``timeout_s`` seconds (V11).
+    """Execute exactly one statement, stopping it after ``timeout_s`` seconds (V11, Q8).
 
-    DuckDB has no statement timeout, so a timer calls ``con.interrupt()``. With ``select_only``
-    the statement must be a SELECT by DuckDB's own parser (V17): a second layer behind the gate.
-    Every DuckDB failure becomes an ``ExecutionError`` carrying DuckDB's first message line.
+    DuckDB has no statement timeout, and ``interrupt()`` is only looked at between vectors and
+    operators: a per-row bomb inside one vector (a ``repeat()`` or a regex over megabytes for each
+    of a thousand rows) runs on for tens of seconds after it. So with a timeout the statement runs
+    on a worker thread under a watchdog (:class:`_Watchdog`): it interrupts at ``timeout_s`` and
+    again every 0.2 s, and at twice the limit fails the call with "SQL timed out" even if the
+    statement still runs, leaving it behind (:func:`abandoned`) so that the process never hangs. A
+    statement that writes (``CREATE TABLE … AS``), outside a transaction, on a database file, runs
+    on its own connection to the same database (same instance, same sandbox, V5), so ``con`` stays
+    usable after one is left behind; a SELECT runs on ``con`` (its rows are read from it).
+
+    With ``select_only`` the statement must be a SELECT by DuckDB's own parser (V17): a second
+    layer behind the gate. Every DuckDB failure becomes an ``ExecutionError`` carrying DuckDB's
+    first message line, except a failed write to disk, raised as it is (exit 74, G3). Returns the
+    connection holding the statement's result (``con`` for a statement run on its own connection).
     """
     import duckdb
 
@@ -104,29 +120,42 @@ def run_sql(
         kind = statements[0].type.name
         raise ExecutionError(f"only SELECT is allowed (found {kind})")
 
-    guard = _Deadline(con, timeout_s)
-    _RUNNING.add(con)
+    if timeout_s is None:
+        runner, watchdog = con, None
+    else:
+        runner, database = _statement_connection(con, statements[0])
+        watchdog = _Watchdog(runner, float(timeout_s), database)
     try:
-        with guard:
-            return con.execute(sql, params) if params is not None else con.execute(sql)
+        if watchdog is None:
+            _RUNNING.add(con)
+            try:
+                return con.execute(sql, params) if params is not None else con.execute(sql)
+            finally:
+                _RUNNING.discard(con)
+        result = watchdog.run(sql, params)
+        return con if runner is not con else result
     except duckdb.InterruptException as exc:
-        if guard.fired:
+        if watchdog is not None and watchdog.fired:
             raise ExecutionError(f"SQL timed out after {_seconds(timeout_s)}s") from exc
         from engine import interrupts
 
-        interrupts.request()  # not our timer: the user pressed Ctrl-C
+        interrupts.request()  # not our watchdog: the user pressed Ctrl-C
         raise ExecutionError("SQL was interrupted") from exc
     except duckdb.OutOfMemoryException as exc:
         raise ExecutionError(f"SQL exceeded the memory limit: {_first_line(exc)}") from exc
     except duckdb.PermissionException as exc:
         raise ExecutionError(f"SQL refused by the sandbox: {_first_line(exc)}") from exc
     except duckdb.Error as exc:
+        if is_storage_failure(exc):
+            raise  # the disk, not the SQL: the runtime reports it as exit 74 naming the workspace
         raise ExecutionError(_first_line(exc)) from exc
     finally:
-        _RUNNING.discard(con)
+        if runner is not con and (watchdog is None or not watchdog.abandoned):
+            runner.close()
 
 
-_RUNNING: set = set()  # connections inside run_sql, so a stop request can interrupt them
+_RUNNING: set = set()  # connections running a statement for run_sql, so a stop request can interrupt them
+_ABANDONED: list = []  # (connection, thread, database) of statements the watchdog gave up on (kept alive until exit)
 
 
 def interrupt_running() -> None:
@@ -138,36 +167,172 @@ def interrupt_running() -> None:
             pass
 
 
-class _Deadline:
-    """Interrupt a connection's running statement after a delay, never after it has finished."""
+def abandoned() -> int:
+    """How many statements the watchdog gave up on in this process (each still holds its connection)."""
+    return sum(1 for _, thread, _ in _ABANDONED if thread.is_alive())
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, timeout_s: float | None) -> None:
+
+def _abandoned_on(path: str | Path | None) -> bool:
+    if path is None:
+        return False
+    target = str(Path(path).resolve())
+    return any(database == target and thread.is_alive() for _, thread, database in _ABANDONED)
+
+
+def _statement_connection(con: duckdb.DuckDBPyConnection, statement) -> tuple[duckdb.DuckDBPyConnection, str | None]:
+    """The connection a watched statement runs on, and its database file when it is not ``con``:
+    its own connection to ``con``'s database file when it writes rows (CREATE, INSERT, UPDATE,
+    DELETE) outside a transaction (so that a connection left busy by an abandoned statement is not
+    ``con``), else ``con`` itself (a SELECT's rows are read from ``con``; a setting or a TEMP object
+    lives on its connection; a transaction's uncommitted tables are visible to ``con`` only; an
+    in-memory database has no file to connect to)."""
+    import re
+
+    import duckdb
+
+    kinds = {duckdb.StatementType.CREATE, duckdb.StatementType.INSERT, duckdb.StatementType.UPDATE, duckdb.StatementType.DELETE}
+    if statement.type not in kinds or re.match(r"\s*CREATE\s+(OR\s+REPLACE\s+)?TEMP(ORARY)?\b", statement.query, re.IGNORECASE):
+        return con, None  # a SELECT's rows, a SET, a TEMP object: they live on the connection itself
+    try:
+        row = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
+        path = row[0] if row else None
+        if not path or _in_transaction(con):
+            return con, None
+        # Same file, no config: DuckDB hands out a connection to the open instance, sandbox and all (V5).
+        return duckdb.connect(str(path)), str(Path(path).resolve())
+    except duckdb.Error:
+        return con, None
+
+
+def _in_transaction(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether ``con`` is inside BEGIN … COMMIT (autocommit gives every statement a new id)."""
+    first = con.execute("SELECT txid_current()").fetchone()
+    second = con.execute("SELECT txid_current()").fetchone()
+    return first == second
+
+
+class _Watchdog:
+    """Run one statement on a worker thread; interrupt it at the limit and every 0.2 s after; at
+    twice the limit give up on it (the call fails, the statement is left running on its connection
+    until it ends or the process exits) so that the caller never waits past 2x the limit."""
+
+    REPEAT_S = 0.2
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, timeout_s: float, database: str | None = None) -> None:
         self._con = con
-        self._timeout_s = timeout_s
-        self._lock = threading.Lock()
-        self._done = False
-        self._timer: threading.Timer | None = None
+        self._database = database  # the file of a connection of its own, else None
+        self._timeout_s = max(0.0, timeout_s)
         self.fired = False
+        self.abandoned = False
 
-    def _fire(self) -> None:
-        with self._lock:
-            if self._done:
-                return
-            self.fired = True
+    def _interrupt(self, done: threading.Event) -> None:
+        if done.is_set():
+            return
+        try:
             self._con.interrupt()
+        except Exception:  # closed meanwhile
+            pass
 
-    def __enter__(self) -> _Deadline:
-        if self._timeout_s is not None:
-            self._timer = threading.Timer(self._timeout_s, self._fire)
-            self._timer.daemon = True
-            self._timer.start()
-        return self
+    def run(self, sql: str, params: list | None) -> duckdb.DuckDBPyConnection:
+        import time
 
-    def __exit__(self, *exc_info: object) -> None:
-        with self._lock:
-            self._done = True
-        if self._timer is not None:
-            self._timer.cancel()
+        done = threading.Event()
+        outcome: dict[str, object] = {}
+        con = self._con
+
+        def work() -> None:
+            try:
+                outcome["result"] = con.execute(sql, params) if params is not None else con.execute(sql)
+            except BaseException as exc:  # handed to the caller's thread
+                outcome["error"] = exc
+            finally:
+                done.set()
+
+        thread = threading.Thread(target=work, name="engine-sql", daemon=True)
+        started = time.monotonic()
+        soft, hard = started + self._timeout_s, started + 2 * self._timeout_s
+        _RUNNING.add(con)
+        thread.start()
+        try:
+            next_interrupt = soft
+            while not done.wait(max(0.0, min(next_interrupt, hard) - time.monotonic())):
+                now = time.monotonic()
+                if now >= hard:
+                    self._abandon(thread)
+                    raise ExecutionError(
+                        f"SQL timed out after {_seconds(self._timeout_s)}s "
+                        f"(it ignored the interrupt and was abandoned at {_seconds(2 * self._timeout_s)}s)"
+                    )
+                if now >= next_interrupt:
+                    self.fired = True
+                    self._interrupt(done)
+                    next_interrupt = now + self.REPEAT_S
+        except BaseException as exc:
+            if not isinstance(exc, ExecutionError):  # Ctrl-C / SIGTERM in this thread: stop the statement too
+                self._interrupt(done)
+                if not done.wait(min(2.0, self._timeout_s or 2.0)):
+                    self._abandon(thread)
+            raise
+        finally:
+            if not self.abandoned:
+                _RUNNING.discard(con)
+        if "error" in outcome:
+            raise outcome["error"]  # type: ignore[misc]
+        return outcome["result"]  # type: ignore[return-value]
+
+    def _abandon(self, thread: threading.Thread) -> None:
+        """Keep the busy connection (and so its database instance) alive until the process exits."""
+        self.abandoned = True
+        _ABANDONED.append((self._con, thread, self._database))
+        _exit_without_waiting()
+
+
+_EXIT_GUARDED = False
+_EXIT_CODE: list = []  # [code] once sys.exit was called, after a statement was abandoned
+
+
+def _exit_without_waiting() -> None:
+    """Make the process exit at once, with its own exit code, while an abandoned statement runs.
+
+    DuckDB's own interpreter-exit handler ends every running result and so waits for the
+    statement (and, if it ends meanwhile, a daemon thread leaving C code during finalisation aborts
+    the process). Exit handlers run last-registered first: ours, registered after DuckDB's, exits
+    with the code given to ``sys.exit`` (recorded by a thin wrapper) before DuckDB's handler runs.
+    The file lock is released by the kernel; the abandoned statement never committed.
+    """
+    import atexit
+    import sys
+
+    global _EXIT_GUARDED
+    if _EXIT_GUARDED:
+        return
+    _EXIT_GUARDED = True
+    real_exit = sys.exit
+
+    def exit(code: object = None) -> None:  # noqa: A001 (same signature as sys.exit)
+        _EXIT_CODE[:] = [code]
+        real_exit(code)
+
+    sys.exit = exit
+    atexit.register(_exit_now)
+
+
+def _exit_now() -> None:
+    import os
+    import sys
+
+    if not abandoned() or not _EXIT_CODE:
+        return  # nothing left running, or the interpreter ends without sys.exit: the normal path
+    code = _EXIT_CODE[0]
+    if code is not None and not isinstance(code, int):
+        sys.stderr.write(f"{code}\n")
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: S112 (closed or broken pipe: nothing more to say)
+            continue
+    os._exit(code or 0)
 
 
 def _setting(con: duckdb.DuckDBPyConnection, name: str) -> object:
