@@ -38,6 +38,16 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = Context(debug)
 
 
+
+
+def _memory_limit(value: str | None) -> str | None:
+    """``--memory-limit``: a size such as 4GB, 512MiB or 80%; a usage error (exit 2) otherwise."""
+    import re
+
+    if value is None or re.fullmatch(r"\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB|%)\s*", value, re.IGNORECASE):
+        return value
+    raise click.BadParameter(f"{value!r} is not a size: use e.g. 4GB, 512MiB or 80%")
+
 @cli.command()
 @PATH
 @PROJECT
@@ -92,8 +102,8 @@ def plan(path: Path | None, project: Path | None, workspace: Path | None, select
 @SELECT
 @click.option("--force", is_flag=True, help="Run every selected step even if unchanged.")
 @click.option("--sql-timeout", type=float, default=600.0, show_default=True, help="Seconds a SQL transform may run.")
-@click.option("--memory-limit", default=None, help="DuckDB memory limit, e.g. 4GB.")
-@click.option("--threads", type=int, default=None, help="DuckDB threads.")
+@click.option("--memory-limit", default=None, callback=lambda ctx, param, value: _memory_limit(value), help="DuckDB memory limit, e.g. 4GB or 512MiB.")
+@click.option("--threads", type=click.IntRange(1, 1024), default=None, help="DuckDB threads (1-1024).")
 @click.option("--lock-timeout", type=float, default=0.0, show_default=True, help="Seconds to wait for another apply.")
 @click.option("--format", "fmt", type=FORMATS, default="text")
 def apply(path: Path | None, project: Path | None, workspace: Path | None, select: tuple[str, ...], force: bool, sql_timeout: float, memory_limit: str | None, threads: int | None, lock_timeout: float, fmt: str) -> None:

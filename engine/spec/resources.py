@@ -43,6 +43,9 @@ class _Resolver:
         if _URL.match(text) and not re.match(r"^[a-zA-Z]:[\\/]", text):
             self.fail(path, f"remote sources are not supported: '{text[:60]}'", "copy the data into the project")
             return None
+        if "\x00" in text:
+            self.fail(path, f"path {text[:60]!r} contains a NUL byte", "remove the \\0 from the path")
+            return None
         if text.startswith("~") or os.path.isabs(text):
             self.fail(path, f"path '{text[:60]}' escapes the project", "use a path relative to the project root")
             return None

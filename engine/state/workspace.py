@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import LockedError
+from engine.errors import LockedError, StorageIOError
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,15 @@ class Workspace:
         return self.database.exists()
 
     def create(self) -> None:
-        for d in (self.root, self.runs_dir, self.tmp_dir):
-            d.mkdir(parents=True, exist_ok=True)
+        """Create the workspace folders; StorageIOError (exit 74) naming the folder if it cannot."""
+        try:
+            for d in (self.root, self.runs_dir, self.tmp_dir):
+                d.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageIOError(
+                f"cannot create the workspace {self.root}: {exc.strerror or exc}; "
+                "choose a writable folder with --workspace (or workspace: in engine.yaml)"
+            ) from None
 
     def write_run_log(self, run_id: str, record: dict) -> Path:
         """Write ``runs/<run_id>.json`` atomically (temp file, fsync, rename)."""

@@ -1,0 +1,46 @@
+"""Issue 13 item 7: usage mistakes are usage errors (exit 2) and unwritable workspaces I/O errors
+(exit 74), never exit 1 "internal error". Each case used to end with a traceback hint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_engine
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--threads", "-3"), "Invalid value for '--threads': -3 is not in the range 1<=x<=1024"),
+        (("--threads", "0"), "Invalid value for '--threads'"),
+        (("--memory-limit", "abc"), "'abc' is not a size: use e.g. 4GB, 512MiB or 80%"),
+    ],
+    ids=["negative_threads", "zero_threads", "memory_limit"],
+)
+def test_bad_resource_options_are_usage_errors(tiny_project: Path, args: tuple[str, ...], message: str) -> None:
+    rc, _, err = run_engine("apply", str(tiny_project), *args)
+    assert rc == 2, err
+    assert message in err and "internal error" not in err
+    assert not (tiny_project / ".engine/engine.duckdb").exists()
+
+
+def test_a_workspace_that_cannot_be_created_is_an_io_error(tiny_project: Path) -> None:
+    rc, _, err = run_engine("apply", str(tiny_project), "--workspace", "/proc/engine-workspace")
+    assert rc == 74, err
+    assert "cannot create the workspace /proc/engine-workspace" in err and "internal error" not in err
+
+
+def test_a_nul_byte_in_a_spec_path_is_a_positioned_spec_error(tiny_project: Path) -> None:
+    spec = tiny_project / "specs/shop.yaml"
+    spec.write_text(spec.read_text().replace("path: data/users.csv", 'path: "data/users.csv\\0"'))
+    rc, _, err = run_engine("validate", str(tiny_project))
+    assert rc == 3, err
+    assert "sources.users_raw.path: path 'data/users.csv\\x00' contains a NUL byte" in err
+    assert "internal error" not in err
+
+
+def test_good_resource_options_still_run(tiny_project: Path) -> None:
+    rc, _, err = run_engine("apply", str(tiny_project), "--threads", "1", "--memory-limit", "512MiB")
+    assert rc == 0, err
