@@ -36,6 +36,7 @@ class CheckedProject:
     project: m.Project
     columns: dict[str, Columns | None] = field(default_factory=dict)  # by source / feature group name
     order: list[str] = field(default_factory=list)  # feature groups, dependencies first
+    source_map: SourceMap | None = field(default=None, compare=False, repr=False)  # to position run-time errors
 
 
 def project_reads(project: m.Project) -> "ProjectReads":
@@ -134,7 +135,7 @@ class _Checker:
         for job in project.inference.values():
             self.check_inference(project, job, edges)
         self.problems.raise_if_any(SpecError)
-        return CheckedProject(project, self.columns, order)
+        return CheckedProject(project, self.columns, order, self.smap)
 
     def resolve_inputs(self, fg: m.FeatureGroup) -> m.FeatureGroup:
         path = ("feature_groups", fg.name)

@@ -150,6 +150,31 @@ def _repair_online(stores, checked, workspace, run_id, result, listener, failure
         listener(RunNotice(notice))
 
 
+def _positioned(ctx: RunContext, ps: PlannedStep, exc: EngineError) -> EngineError:
+    """A run-time error (a SQL or Python transform, a data check) named by its step and placed at
+    the spec key that defines it: ``specs/shop.yaml:12:5: feature_groups.orders.sql: …``."""
+    from engine.errors import format_path
+    from engine.model import objects as m
+
+    smap, payload = ctx.checked.source_map, ps.step.payload
+    origin = getattr(payload, "origin", None)
+    if smap is None or origin is None or not origin.path or exc.problems:
+        return exc
+    path = tuple(origin.path)
+    transform = getattr(payload, "transform", None)
+    if isinstance(transform, m.SqlTransform):
+        path += ("sql",)
+    elif isinstance(transform, m.PythonTransform):
+        path += ("python",)
+    where = smap.locate(path, value=True)
+    if where is None:
+        return exc
+    text = exc.message if exc.message.startswith(ps.step.key) else f"{ps.step.key}: {exc.message}"
+    positioned = type(exc)(f"{where.file}:{where.line}:{where.column}: {format_path(path)}: {text}")
+    positioned.__cause__ = exc.__cause__ or exc
+    return positioned
+
+
 def _run_steps(ctx: RunContext, steps: list[PlannedStep], finish, listener) -> EngineError | None:
     """Run steps in plan order; the first failure stops the run (nothing of it published)."""
     for ps in steps:
@@ -165,10 +190,11 @@ def _run_steps(ctx: RunContext, steps: list[PlannedStep], finish, listener) -> E
         except (DataError, ExecutionError) as exc:
             # A reader or a statement that failed because the disk did is not the data's or the
             # SQL's fault: exit 74, never 4 blaming the source or 5 blaming the transform.
-            err = _step_storage_error(ctx, ps, _storage_cause(exc)) if is_storage_failure(exc) else exc
+            err = _step_storage_error(ctx, ps, _storage_cause(exc)) if is_storage_failure(exc) else _positioned(ctx, ps, exc)
             finish(ps, StepStatus.FAILED, started, message=str(err))
             return err
         except EngineError as exc:
+            exc = _positioned(ctx, ps, exc)
             finish(ps, StepStatus.FAILED, started, message=str(exc))
             return exc
         except Exception as exc:  # an engine error outside user SQL, e.g. a type error while merging

@@ -44,3 +44,15 @@ def test_a_nul_byte_in_a_spec_path_is_a_positioned_spec_error(tiny_project: Path
 def test_good_resource_options_still_run(tiny_project: Path) -> None:
     rc, _, err = run_engine("apply", str(tiny_project), "--threads", "1", "--memory-limit", "512MiB")
     assert rc == 0, err
+
+
+def test_a_run_time_sql_error_names_the_step_the_file_and_the_line(tiny_project: Path) -> None:
+    """Issue 13 item 9: a SQL error at run time (here a conversion no check can foresee) is
+    positioned on the feature group's sql key, names the step, and keeps DuckDB's reason."""
+    spec = tiny_project / "specs/shop.yaml"
+    spec.write_text(spec.read_text().replace("CAST(amount AS DOUBLE) AS amount", "CAST(CAST(user_id AS VARCHAR) || 'x' AS INTEGER) AS amount"))
+    rc, _, err = run_engine("apply", str(tiny_project))
+    assert rc == 5, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "specs/shop.yaml:10:10: feature_groups.orders.sql: feature_group:orders@1: " in last
+    assert "Could not convert string '10x'" in last
