@@ -65,11 +65,9 @@ def _write_arrow(path: Path, table) -> tuple[str, int]:
 
 
 def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    from engine.compiler.fingerprint import file_digest
+
+    return file_digest(path)
 
 
 def _feature_groups(stores, directory: Path) -> dict[str, dict]:
