@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 
     from engine.model.objects import Expectation, Source
 
-Rows = "pandas.DataFrame | pyarrow.Table"
 WriteMode = Literal["create", "replace", "append"]
 
 

@@ -256,22 +256,6 @@ def orders(*records: tuple[int, int, float, float]):
     )
 
 
-# --- known engine bugs ----------------------------------------------------------------------------
-
-# Per backend: bug id -> reason. A test that pins a known bug calls known_bug(); the mark is
-# strict, so fixing the bug turns the xfail into a failure until the entry is removed. The DuckDB
-# backend's two (a write right after a count; LatestPerKey ties) are fixed.
-KNOWN_BUGS: dict[str, dict[str, str]] = {"duckdb": {}}
-
-
-def known_bug(request, backend, bug: str) -> None:
-    """Mark the running test xfail(strict) when ``backend``'s implementation has ``bug``; other
-    implementations must pass it (so the mark never hides a regression elsewhere)."""
-    reason = KNOWN_BUGS.get(backend.name, {}).get(bug)
-    if reason is not None:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
-
-
 def put(backend, target: Relation, data, **kwargs) -> int:
     return backend.write(target, data, **kwargs)
 

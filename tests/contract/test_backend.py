@@ -19,7 +19,7 @@ from engine.backends.base import Backend, Capabilities, Catalog, IngestReport
 from engine.errors import DataError, EngineError, UsageError
 from engine.model.objects import CsvOptions, Expectation, ExpectationKind, Source
 from engine.sql.ops import Constant, Relation, Scan
-from tests.contract.conftest import append, arrow, known_bug, put, rows, staging, ts, user_filter
+from tests.contract.conftest import append, arrow, put, rows, staging, ts, user_filter
 
 # --- the protocol itself ----------------------------------------------------------------------------
 
@@ -101,9 +101,8 @@ def test_write_modes_create_replace_append_and_constants(backend) -> None:
     assert rows(backend, stamped) == [{"k": 1, "run_id": "r-1"}, {"k": 2, "run_id": "r-1"}]
 
 
-def test_write_right_after_a_write_a_count_or_an_exists(request, backend) -> None:
+def test_write_right_after_a_write_a_count_or_an_exists(backend) -> None:
     """Protocol calls compose in any order: a write straight after another call (no settling)."""
-    known_bug(request, backend, "BUG-1")
     data = arrow({"k": [1, 2]}, {"k": "int"})
     backend.write(staging("first"), data)
     backend.write(staging("second"), data)

@@ -32,7 +32,7 @@ from engine.sql.ops import (
     TimeRange,
     WindowAggregation,
 )
-from tests.contract.conftest import arrow, known_bug, put, rows, staging, ts, user_filter
+from tests.contract.conftest import arrow, put, rows, staging, ts, user_filter
 from tests.pit.test_point_in_time import SECOND, Table, brute_force_point_in_time, scenarios, to_micros
 
 HYPOTHESIS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -231,9 +231,8 @@ def test_latest_per_key_takes_the_latest_row_even_where_its_value_is_null(backen
     assert rows(backend, LatestPerKey(source, ("k",), "t")) == [{"k": 1, "t": ts(1), "v": None}]
 
 
-def test_latest_per_key_breaks_event_time_ties_by_the_last_written_row(request, backend) -> None:
+def test_latest_per_key_breaks_event_time_ties_by_the_last_written_row(backend) -> None:
     """The op's documented tie-break (two rows of a key at the same event time: the last written)."""
-    known_bug(request, backend, "BUG-2")
     source = staging("history")
     put(backend, source, arrow({"k": [1, 1, 1], "t": [ts(5)] * 3, "v": [0, 1, 2]}, {"v": "int"}))
     assert rows(backend, LatestPerKey(source, ("k",), "t")) == [{"k": 1, "t": ts(5), "v": 2}]
