@@ -33,32 +33,18 @@ from engine.sql.ops import (
     WindowAggregation,
 )
 from tests.contract.conftest import arrow, put, rows, staging, ts, user_filter
-from tests.pit.test_point_in_time import SECOND, Table, brute_force_point_in_time, scenarios, to_micros
+from tests.pit.test_point_in_time import SECOND, Table, brute_force_point_in_time, scenarios, to_arrow, to_micros
 
 HYPOTHESIS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
-def _pit_arrow(table: Table):
-    """A tests/pit ``Table`` as Arrow: 'time' columns (UTC microseconds) as timestamp[us, UTC]."""
-    import pyarrow as pa
-
-    arrays = []
-    for i, kind in enumerate(table.kinds):
-        values = [row[i] for row in table.rows]
-        if kind == "time":
-            arrays.append(pa.array(values, pa.int64()).cast(pa.timestamp("us", tz="UTC")))
-        else:
-            arrays.append(pa.array(values, pa.int64() if kind == "int" else pa.string()))
-    return pa.Table.from_arrays(arrays, names=list(table.columns))
-
-
 def _pit(backend, spine: Table, spine_time: str | None, joins, filters=()) -> tuple[PointInTimeJoin, list]:
     """Write the spine and feature tables, return the op (relations rebound) and its joins."""
-    put(backend, staging("spine"), _pit_arrow(spine), mode="replace")
+    put(backend, staging("spine"), to_arrow(spine), mode="replace")
     bound = []
     for number, (step, table) in enumerate(joins, start=1):
         relation = staging(f"g{number}")
-        put(backend, relation, _pit_arrow(table), mode="replace")
+        put(backend, relation, to_arrow(table), mode="replace")
         bound.append((dataclasses.replace(step, relation=relation), table))
     op = PointInTimeJoin(staging("spine"), spine_time, spine.columns, tuple(s for s, _ in bound), filters)
     return op, bound

@@ -31,8 +31,8 @@ class Table:
     rows: tuple[tuple, ...]
 
 
-def create(con, name: str, table: Table) -> None:
-    """Create ``name`` from ``table`` through Arrow, 'time' columns as TIMESTAMPTZ."""
+def to_arrow(table: Table):
+    """``table`` as Arrow: 'time' columns (UTC microseconds) as timestamp[us, UTC]."""
     import pyarrow as pa
 
     arrays = []
@@ -42,8 +42,12 @@ def create(con, name: str, table: Table) -> None:
             arrays.append(pa.array(values, pa.int64()).cast(pa.timestamp("us", tz="UTC")))
         else:
             arrays.append(pa.array(values, pa.int64() if kind == "int" else pa.string()))
-    frame = pa.Table.from_arrays(arrays, names=list(table.columns))
-    con.register("_frame", frame)
+    return pa.Table.from_arrays(arrays, names=list(table.columns))
+
+
+def create(con, name: str, table: Table) -> None:
+    """Create ``name`` from ``table`` through Arrow, 'time' columns as TIMESTAMPTZ."""
+    con.register("_frame", to_arrow(table))
     con.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM _frame')
     con.unregister("_frame")
     types = {r[0]: r[1] for r in con.execute(f'DESCRIBE "{name}"').fetchall()}
