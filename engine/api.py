@@ -151,28 +151,28 @@ def _online_call(fn):
         raise error(f"{exc.message}{': ' + details if details else ''}") from None
 
 
-def recover(path: str | Path, *, discard_wal: bool = False, workspace: str | Path | None = None) -> str:
-    """Open the workspace database; with ``discard_wal``, first set a damaged write-ahead log aside
-    (renamed, never deleted), returning to the last checkpoint (G7). Returns what was done."""
-    import time
-
-    from engine.backends import load
+def recover(path: str | Path, *, workspace: str | Path | None = None) -> str:
+    """Check the workspace opens and bring its tables back to the catalog's last commit: a table
+    whose Delta log holds commits the catalog never recorded (a crash between the two, G1/G2) is
+    restored to its recorded version. Returns what was done."""
+    from engine.session import writing
     from engine.state.workspace import ProjectLock
 
     checked = validate(path)
     ws = workspace_of(checked, workspace)
     if not ws.exists():
         raise UsageError(f"no workspace at {ws.root}: nothing to recover")
-    with ProjectLock(ws):
-        backend = load()
-        wal = backend.wal_path(ws.database)
-        done = "the workspace database opens cleanly"
-        if discard_wal and wal.exists():
-            kept = wal.with_name(f"{wal.name}.discarded-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
-            wal.rename(kept)
-            done = f"write-ahead log set aside as {kept.name}; back at the last checkpoint"
-        backend.open_read_only(ws.database).close()  # raises StorageIOError if it still cannot open
-    return done
+    with ProjectLock(ws), writing(ws, spill=False) as stores:
+        lake = stores.backend.lake
+        problems = lake.problems()
+        if problems:
+            from engine.errors import StorageIOError
+
+            raise StorageIOError("; ".join(problems))
+        rewound = lake.rewind()
+    if not rewound:
+        return "the workspace is consistent: every table is at its recorded commit"
+    return f"restored {len(rewound)} table(s) to their recorded commit: {', '.join(str(r) for r in rewound)}"
 
 
 # --- helpers -----------------------------------------------------------------------------------

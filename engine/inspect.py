@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 from engine.errors import UsageError
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     import pandas
 
     from engine.compiler.semantics import CheckedProject
@@ -33,25 +35,41 @@ def read_feature_group(
     *,
     version: int | None = None,
     online: bool = False,
+    as_of: "int | str | datetime | None" = None,
     workspace: str | Path | None = None,
 ) -> "pandas.DataFrame":
-    """A published feature group as a DataFrame: offline history, or the online latest-per-key rows."""
+    """A published feature group as a DataFrame: offline history, or the online latest-per-key rows.
+
+    ``as_of``: a commit number (``show_feature_group(...)["commits"]``) or a time (the last commit
+    at or before it): the rows as that commit left them. Reads the last committed state and never
+    waits for a running apply.
+    """
     checked, opened = _open(path, workspace)
     with opened as stores:
         if stores.offline.version(name, version) is None:
             raise UsageError(_not_published(checked, name, version))
-        return stores.offline.read(name, version, online=online)
+        return stores.offline.read(name, version, online=online, as_of=as_of)
 
 
-def show_feature_group(path: str | Path, name: str, *, version: int | None = None, workspace: str | Path | None = None) -> dict:
-    """Metadata and per-feature statistics of a published feature-group version."""
+def show_feature_group(
+    path: str | Path, name: str, *, version: int | None = None, as_of: "int | str | datetime | None" = None, workspace: str | Path | None = None
+) -> dict:
+    """Metadata, per-feature statistics and commit history of a published feature-group version;
+    with ``as_of``, which commit that names and how many rows it held."""
     checked, opened = _open(path, workspace)
     with opened as stores:
         fgv = stores.offline.version(name, version)
         if fgv is None:
             raise UsageError(_not_published(checked, name, version))
         versions = [v for (n, v, _, _) in stores.offline.versions() if n == name]
-    return {"id": f"feature_group:{fgv.name}@{fgv.version}", "versions": versions, **asdict(fgv)}
+        commits = [{"version": c.version, "run_id": c.run_id, "committed_at": c.committed_at.isoformat()} for c in stores.offline.commits(name, version)]
+        doc = {"id": f"feature_group:{fgv.name}@{fgv.version}", "versions": versions, **asdict(fgv), "commits": commits}
+        if as_of is not None:
+            commit = stores.offline.commit_as_of(name, version, as_of)
+            rows = len(stores.offline.read(name, version, as_of=commit.version))
+            doc["as_of"] = {"version": commit.version, "run_id": commit.run_id, "committed_at": commit.committed_at.isoformat(), "rows": rows}
+            doc["row_count"] = rows
+    return doc
 
 
 def list_feature_groups(path: str | Path, *, workspace: str | Path | None = None) -> list[dict]:
@@ -116,26 +134,39 @@ def show_model(path: str | Path, name: str, *, version: str | int | None = None,
 
 
 def check(path: str | Path, *, workspace: str | Path | None = None) -> list[str]:
-    """Integrity problems of the workspace: orphan or tampered model artifacts (G5, G6), and an
-    online snapshot that is damaged or does not reflect the published state (I2)."""
+    """Integrity problems of the workspace: a table whose recorded commit cannot be read (damaged
+    or replaced by another tool), orphan or tampered model artifacts (G5, G6), and an online
+    snapshot that is damaged or does not reflect the published state (I2)."""
     from engine.store.online import problems as online_problems
 
     checked, opened = _open(path, workspace)
     from engine.project import workspace_of
 
     with opened as stores:
+        tables = stores.backend.lake.problems() if stores.backend.lake is not None else []
+        if tables:  # the snapshot check reads those tables: report what is broken, not its echo
+            return sorted(tables + stores.registry.check())
         return sorted(stores.registry.check() + online_problems(stores, workspace_of(checked, workspace)))
 
 
 def gc(path: str | Path, *, workspace: str | Path | None = None, lock_timeout_s: float = 0.0) -> list[Path]:
-    """Remove what a crashed run left behind (orphan model directories); returns what was removed."""
+    """Remove what is no longer needed: orphan model directories a crashed run left (G6), and the
+    files of table commits older than ``storage.retention`` (default 7d) that no current commit
+    uses, with the folders of tables dropped that long ago. Returns what was removed."""
+    from datetime import timedelta
+
     from engine.project import validate, workspace_of
-    from engine.session import reading
+    from engine.session import writing
     from engine.state.workspace import ProjectLock
 
-    ws = workspace_of(validate(path), workspace)
-    with ProjectLock(ws, timeout_s=lock_timeout_s), reading(ws) as stores:
-        return stores.registry.gc()
+    checked = validate(path)
+    ws = workspace_of(checked, workspace)
+    if not ws.exists():
+        raise UsageError(f"no workspace at {ws.root}: run `engine apply` first")
+    with ProjectLock(ws, timeout_s=lock_timeout_s), writing(ws, spill=False) as stores:
+        removed = stores.registry.gc()
+        removed += stores.backend.lake.vacuum(timedelta(seconds=checked.project.retention_seconds))
+    return removed
 
 
 def _resolve(checked: "CheckedProject", stores, name: str, selector) -> "ModelVersion":

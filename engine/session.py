@@ -46,10 +46,17 @@ def open_backend(
     spill: bool = True,
     backend: str = DEFAULT,
 ) -> "Backend":
-    """The workspace's backend, read-write (the caller holds the project lock)."""
+    """The workspace's backend, read-write (the caller holds the project lock): compute over the
+    workspace's lake, with its catalog."""
+    from engine.backends.catalog import SqliteCatalog
+    from engine.backends.lake import Lake
+
     cls = load(backend)
+    workspace.check_format()
+    catalog = SqliteCatalog.open(workspace.catalog)
     return cls.open(
-        workspace.database,
+        catalog,
+        Lake(workspace.tables_dir, catalog),
         sandboxed=sandboxed,
         memory_limit=memory_limit,
         threads=threads,
@@ -59,10 +66,15 @@ def open_backend(
 
 @contextmanager
 def reading(workspace: "Workspace", *, backend: str = DEFAULT) -> Iterator[Stores]:
-    """Read-only stores over the workspace (LockedError while an apply writes)."""
+    """Read-only stores over the workspace's last committed state; never blocked by an apply."""
+    from engine.backends.catalog import SqliteCatalog
+    from engine.backends.lake import Lake
+
+    workspace.check_format()
     if not workspace.exists():
         raise UsageError(f"no workspace at {workspace.root}: run `engine apply` first")
-    opened = load(backend).open_read_only(workspace.database)
+    catalog = SqliteCatalog.open_read_only(workspace.catalog)
+    opened = load(backend).open(catalog, Lake(workspace.tables_dir, catalog, read_only=True))
     try:
         yield stores(opened, workspace)
     finally:
@@ -70,9 +82,12 @@ def reading(workspace: "Workspace", *, backend: str = DEFAULT) -> Iterator[Store
 
 
 @contextmanager
-def writing(workspace: "Workspace", **kwargs) -> Iterator[Stores]:
-    """Read-write stores over the workspace (the caller holds the project lock)."""
+def writing(workspace: "Workspace", *, run_id: str | None = None, **kwargs) -> Iterator[Stores]:
+    """Read-write stores over the workspace (the caller holds the project lock); the lake stamps
+    its commits with ``run_id``."""
     opened = open_backend(workspace, **kwargs)
+    if opened.lake is not None:
+        opened.lake.run_id = run_id
     try:
         yield stores(opened, workspace)
     finally:

@@ -245,9 +245,8 @@ def lineage(args: tuple[str, ...], project: Path | None, fmt: str) -> None:
 @PATH
 @PROJECT
 @WORKSPACE
-@click.option("--discard-wal", is_flag=True, help="Set a damaged write-ahead log aside (kept, renamed) and return to the last checkpoint.")
-def recover(path: Path | None, project: Path | None, workspace: Path | None, discard_wal: bool) -> None:
-    """Check that the workspace database opens; with --discard-wal, recover from a damaged log."""
+def recover(path: Path | None, project: Path | None, workspace: Path | None) -> None:
+    """Check the workspace and restore tables a crashed run left past their recorded commit."""
 
     @guard("text")
     def body(fmt: str = "text") -> None:
@@ -255,7 +254,7 @@ def recover(path: Path | None, project: Path | None, workspace: Path | None, dis
         from engine.cli.render import emit
 
         where = locate(path, project, workspace)
-        emit(api.recover(where.path, discard_wal=discard_wal, workspace=where.workspace).capitalize() + ".")
+        emit(api.recover(where.path, workspace=where.workspace).capitalize() + ".")
 
     body()
 

@@ -32,15 +32,17 @@ _ALL = sorted({*KINDS, *KINDS.values()})
 @PROJECT
 @click.option("--path", "old_path", type=click.Path(path_type=Path), default=None, hidden=True)
 @click.option("--version", "version", default=None, help="Version: a number; for models also latest, best:<metric> or an alias.")
+@click.option("--as-of", "as_of", default=None, metavar="COMMIT|TIME", help="A feature group as a past commit left it: a commit number, or an ISO time (the last commit at or before it).")
 @WORKSPACE
 @click.option("--format", "fmt", type=FORMATS, default="text")
-def show(args: tuple[str, ...], project: Path | None, old_path: Path | None, version: str | None, workspace: Path | None, fmt: str) -> None:
+def show(args: tuple[str, ...], project: Path | None, old_path: Path | None, version: str | None, as_of: str | None, workspace: Path | None, fmt: str) -> None:
     """Show the project's objects: one (KIND NAME), a kind (KIND), or all (no KIND).
 
     \b
     KIND: source, feature_group, function, feature_view, model, inference (or the plural).
     engine show                         every object and its state
     engine show feature_group weather   statistics of the published version
+    engine show feature_group weather --as-of 2026-12-01T00:00Z   as the last commit before then
     engine show models                  registered model versions with test metrics
     engine show examples/flights inference live
     """
@@ -55,6 +57,8 @@ def show(args: tuple[str, ...], project: Path | None, old_path: Path | None, ver
             project = old_path
         path, kind, name = _parse(args, project)
         where = locate(path, project, workspace)
+        if as_of is not None and (kind != "feature_group" or name is None):
+            raise UsageError("--as-of applies to one feature group: engine show feature_group NAME --as-of COMMIT|TIME")
         if kind is None:
             _overview(where, fmt)
         elif name is None and kind in ("feature_group", "feature_groups", "model", "models"):
@@ -62,7 +66,7 @@ def show(args: tuple[str, ...], project: Path | None, old_path: Path | None, ver
         elif name is None:
             _listing(where, _SINGULAR.get(kind, kind), fmt)
         else:
-            _one(where, _SINGULAR.get(kind, kind), name, version, fmt)
+            _one(where, _SINGULAR.get(kind, kind), name, version, fmt, as_of=as_of)
 
     body(fmt=fmt)
 
@@ -197,7 +201,7 @@ def _cell(value: object) -> str:
     return value if isinstance(value, str) else flow(value)
 
 
-def _one(where, kind: str, name: str, version: str | None, fmt: str) -> None:
+def _one(where, kind: str, name: str, version: str | None, fmt: str, *, as_of: str | None = None) -> None:
     from engine import api
     from engine.cli.render import emit
     from engine.cli.tables import feature_group_table, model_table
@@ -218,12 +222,12 @@ def _one(where, kind: str, name: str, version: str | None, fmt: str) -> None:
     published = None
     try:
         if kind == "feature_group":
-            published = api.show_feature_group(where.path, name, version=int(version) if version else None, workspace=where.workspace)
+            published = api.show_feature_group(where.path, name, version=int(version) if version else None, as_of=as_of, workspace=where.workspace)
         elif kind == "model":
             published = api.show_model(where.path, name, version=version, workspace=where.workspace)
     except UsageError:
-        if version is not None:
-            raise  # a version that does not exist is the user's mistake, not "not published yet"
+        if version is not None or as_of is not None:
+            raise  # a version or commit that does not exist is the user's mistake, not "not published yet"
     doc = _describe(where, obj, p, _states(the_plan))
     if fmt == "json":  # a published version's fields at the top level, as before; then the spec's view
         extra = {k: doc[k] for k in ("state", "reads", "read_by", "definition")}

@@ -115,6 +115,13 @@ def feature_group_table(info: dict) -> str:
         f"primary key: {', '.join(info['primary_key'])}    event time: {info['event_time'] or '-'}",
         f"offline: {info['offline_table']}    online: {info['online_table'] or '-'}    versions: {', '.join(map(str, info['versions']))}",
     ]
+    commits = info.get("commits") or []
+    if commits:
+        head.append(f"commits: {len(commits)} (versions {commits[0]['version']}–{commits[-1]['version']}; read one back with --as-of)" if len(commits) > 1 else "commits: 1")
+    if info.get("as_of") is not None:
+        head.append(f"as of commit {info['as_of']['version']} ({info['as_of']['committed_at']}); statistics are the current version's")
+    if any((s or {}).get("quantiles") == "approximate" for s in (info.get("stats") or {}).values()):
+        head.append("p25, p50 and p75 are approximate (t-digest sketch); distinct is approximate (HyperLogLog)")
     table = _stats_table(info, "features", _STATS[0] + _STATS[1])
     if _fits(table):
         return wrap(head) + "\n" + _render(table)

@@ -79,6 +79,7 @@ class _Builder:
             feature_views=views,
             models=models,
             inference=inference,
+            retention_seconds=duration_seconds((self.data.get("storage") or {}).get("retention", "7d")),
         )
 
     def source(self, name: str, d: dict[str, Any]) -> m.Source:

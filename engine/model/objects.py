@@ -409,6 +409,7 @@ class Project:
     feature_views: dict[str, FeatureView] = field(default_factory=dict)
     models: dict[str, Model] = field(default_factory=dict)
     inference: dict[str, InferenceJob] = field(default_factory=dict)
+    retention_seconds: int = 7 * 86_400  # storage.retention: how long replaced commits stay readable
 
     def table_names(self) -> set[str]:
         """Names a SQL transform may read: sources and feature groups."""

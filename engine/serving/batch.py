@@ -133,7 +133,7 @@ def view_rows(ctx: ScoringContext, fv: m.FeatureView, where: Sequence[SpineFilte
     staging = None
     try:
         staging, layout = materialise(ctx.backend, fv, ctx.project, ctx.relation_of, timeout_s=ctx.sql_timeout_s, spine_where=where)
-        return ctx.backend.frame(staging), layout
+        return ctx.backend.frame(Scan(staging, columns=layout.columns)), layout
     finally:
         if staging:
             ctx.backend.drop(staging)

@@ -1,8 +1,10 @@
 """The ``_engine`` metadata tables: step fingerprints, runs, published feature-group and view
-versions, training datasets, quarantined rows and stream watermarks.
+versions, training datasets, quarantined rows, stream watermarks and the committed version of every
+table the engine writes.
 
-Owns their DDL and queries, in portable SQL run through the backend's ``Catalog`` (the same
-transaction as the data it describes); must not touch user tables. Model versions are indexed by
+Owns their DDL and queries, in SQLite SQL run through a ``Catalog`` (``engine.backends.catalog``);
+must not touch user tables. Times are stored as ISO-8601 UTC text and come back from here as aware
+``datetime``s (UTC); JSON columns hold text. Model versions are indexed by
 ``engine.state.model_index``.
 """
 
@@ -10,88 +12,94 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from engine.backends.base import Catalog
 from engine.compiler.planner import StoredStep
+from engine.backends.catalog import utc_datetime, utc_text
+
+# Columns that hold times; read back through ``_timed``.
+_TIME_COLUMNS = (
+    "started_at", "finished_at", "published_at", "created_at", "rejected_at", "written_at", "last_event_time", "updated_at", "committed_at",
+)
 
 _DDL = [
-    "CREATE SCHEMA IF NOT EXISTS _engine",
     """CREATE TABLE IF NOT EXISTS _engine.steps (
-        step_id VARCHAR PRIMARY KEY,
-        definition_fingerprint VARCHAR NOT NULL,
-        fingerprint VARCHAR NOT NULL,
-        run_id VARCHAR NOT NULL,
-        updated_at TIMESTAMPTZ NOT NULL)""",
+        step_id TEXT PRIMARY KEY,
+        definition_fingerprint TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        updated_at TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS _engine.runs (
-        run_id VARCHAR PRIMARY KEY,
-        started_at TIMESTAMPTZ NOT NULL,
-        finished_at TIMESTAMPTZ,
-        status VARCHAR NOT NULL,
-        summary JSON)""",
+        run_id TEXT PRIMARY KEY,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        status TEXT NOT NULL,
+        summary TEXT)""",
     """CREATE TABLE IF NOT EXISTS _engine.feature_groups (
-        name VARCHAR NOT NULL,
+        name TEXT NOT NULL,
         version INTEGER NOT NULL,
-        offline_table VARCHAR NOT NULL,
-        online_table VARCHAR,
-        primary_key JSON NOT NULL,
-        event_time VARCHAR,
-        columns JSON NOT NULL,
-        fitted JSON,
-        stats JSON,
-        row_count BIGINT NOT NULL,
-        fingerprint VARCHAR NOT NULL,
-        run_id VARCHAR NOT NULL,
-        published_at TIMESTAMPTZ NOT NULL,
+        offline_table TEXT NOT NULL,
+        online_table TEXT,
+        primary_key TEXT NOT NULL,
+        event_time TEXT,
+        columns TEXT NOT NULL,
+        fitted TEXT,
+        stats TEXT,
+        row_count INTEGER NOT NULL,
+        fingerprint TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        published_at TEXT NOT NULL,
         PRIMARY KEY (name, version))""",
     """CREATE TABLE IF NOT EXISTS _engine.feature_views (
-        name VARCHAR NOT NULL,
+        name TEXT NOT NULL,
         version INTEGER NOT NULL,
-        table_name VARCHAR NOT NULL,
-        layout JSON NOT NULL,
-        row_count BIGINT NOT NULL,
-        fingerprint VARCHAR NOT NULL,
-        run_id VARCHAR NOT NULL,
-        published_at TIMESTAMPTZ NOT NULL,
+        table_name TEXT NOT NULL,
+        layout TEXT NOT NULL,
+        row_count INTEGER NOT NULL,
+        fingerprint TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        published_at TEXT NOT NULL,
         PRIMARY KEY (name, version))""",
     """CREATE TABLE IF NOT EXISTS _engine.training_datasets (
-        name VARCHAR PRIMARY KEY,
-        model VARCHAR NOT NULL,
-        feature_view VARCHAR NOT NULL,
+        name TEXT PRIMARY KEY,
+        model TEXT NOT NULL,
+        feature_view TEXT NOT NULL,
         feature_view_version INTEGER NOT NULL,
-        table_name VARCHAR NOT NULL,
-        fingerprint VARCHAR NOT NULL,
-        split JSON NOT NULL,
-        rows JSON NOT NULL,
-        run_id VARCHAR NOT NULL,
-        created_at TIMESTAMPTZ NOT NULL)""",
+        table_name TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        split TEXT NOT NULL,
+        rows TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        created_at TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS _engine.rejected_rows (
-        run_id VARCHAR NOT NULL,
-        source VARCHAR NOT NULL,
-        file VARCHAR,
-        line BIGINT,
-        column_name VARCHAR,
-        error_type VARCHAR,
-        csv_line VARCHAR,
-        message VARCHAR,
-        rejected_at TIMESTAMPTZ NOT NULL)""",
+        run_id TEXT NOT NULL,
+        source TEXT NOT NULL,
+        file TEXT,
+        line INTEGER,
+        column_name TEXT,
+        error_type TEXT,
+        csv_line TEXT,
+        message TEXT,
+        rejected_at TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS _engine.feature_group_writes (
-        run_id VARCHAR NOT NULL,
-        name VARCHAR NOT NULL,
+        run_id TEXT NOT NULL,
+        name TEXT NOT NULL,
         version INTEGER NOT NULL,
-        rows_written BIGINT NOT NULL,
-        row_count BIGINT NOT NULL,
-        stats JSON,
-        written_at TIMESTAMPTZ NOT NULL)""",
+        rows_written INTEGER NOT NULL,
+        row_count INTEGER NOT NULL,
+        stats TEXT,
+        written_at TEXT NOT NULL)""",
     # inference (engine.serving): one watermark row per streaming job, written in the same
     # transaction as the rows it appends.
     """CREATE TABLE IF NOT EXISTS _engine.stream_watermarks (
-        job VARCHAR PRIMARY KEY,
-        runs BIGINT NOT NULL,
-        rows_scored BIGINT NOT NULL,
-        last_run_id VARCHAR NOT NULL,
-        last_event_time TIMESTAMPTZ,
-        updated_at TIMESTAMPTZ NOT NULL)""",
+        job TEXT PRIMARY KEY,
+        runs INTEGER NOT NULL,
+        rows_scored INTEGER NOT NULL,
+        last_run_id TEXT NOT NULL,
+        last_event_time TEXT,
+        updated_at TEXT NOT NULL)""",
 ]
 
 
@@ -115,6 +123,7 @@ class FeatureGroupVersion:
 
 
 def ensure_schema(catalog: Catalog) -> None:
+    """Create the metadata tables if they do not exist (idempotent)."""
     for statement in _DDL:
         catalog.execute(statement)
 
@@ -168,7 +177,7 @@ def version_row(catalog: Catalog, table: str, name: str, version: int | None) ->
         sql += " AND version = ?"
         params.append(version)
     rows = catalog.query_dicts(sql + " ORDER BY version DESC LIMIT 1", params)
-    return rows[0] if rows else None
+    return _timed(rows[0]) if rows else None
 
 
 def feature_group_version(catalog: Catalog, name: str, version: int | None = None) -> FeatureGroupVersion | None:
@@ -183,7 +192,8 @@ def all_feature_group_versions(catalog: Catalog) -> list[FeatureGroupVersion]:
     """Every published version, ordered by name and version."""
     if not has_metadata(catalog):
         return []
-    return [_feature_group_version(r) for r in catalog.query_dicts("SELECT * FROM _engine.feature_groups ORDER BY name, version")]
+    rows = catalog.query_dicts("SELECT * FROM _engine.feature_groups ORDER BY name, version")
+    return [_feature_group_version(r) for r in rows]
 
 
 def _feature_group_version(rec: dict[str, Any]) -> FeatureGroupVersion:
@@ -200,7 +210,7 @@ def _feature_group_version(rec: dict[str, Any]) -> FeatureGroupVersion:
         row_count=rec["row_count"],
         fingerprint=rec["fingerprint"],
         run_id=rec["run_id"],
-        published_at=str(rec["published_at"]),
+        published_at=str(utc_datetime(rec["published_at"])),
     )
 
 
@@ -209,7 +219,7 @@ def feature_group_versions(catalog: Catalog) -> list[tuple[str, int, int, str]]:
     if not has_metadata(catalog):
         return []
     return [
-        (r[0], r[1], r[2], str(r[3]))
+        (r[0], r[1], r[2], str(utc_datetime(r[3])))
         for r in catalog.query("SELECT name, version, row_count, published_at FROM _engine.feature_groups ORDER BY name, version")
     ]
 
@@ -266,9 +276,13 @@ def insert_training_dataset(
 
 
 def record_rejects(catalog: Catalog, run_id: str, source: str, rows: tuple[tuple, ...]) -> None:
-    """Rows a source set aside (file, line, column, error type, csv line, message)."""
+    """Rows a source set aside (file, line, column, error type, csv line, message), all stamped
+    with one time (so ``rejects`` keeps them in file and line order)."""
+    if not rows:
+        return
+    stamp = catalog.query("SELECT now()")[0][0]
     for row in rows:
-        catalog.execute("INSERT INTO _engine.rejected_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, now())", [run_id, source, *row])
+        catalog.execute("INSERT INTO _engine.rejected_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [run_id, source, *row, stamp])
 
 
 def rejects(catalog: Catalog, source: str | None = None) -> list[dict[str, Any]]:
@@ -276,15 +290,16 @@ def rejects(catalog: Catalog, source: str | None = None) -> list[dict[str, Any]]
     if not catalog.has_table("_engine", "rejected_rows"):
         return []
     where, params = ("WHERE source = ?", [source]) if source else ("", [])
-    return catalog.query_dicts(f"SELECT * FROM _engine.rejected_rows {where} ORDER BY rejected_at DESC, file, line", params)
+    rows = catalog.query_dicts(f"SELECT * FROM _engine.rejected_rows {where} ORDER BY rejected_at DESC, file, line", params)
+    return [_timed(r) for r in rows]
 
 
-def run_started_at(catalog: Catalog, run_id: str):
+def run_started_at(catalog: Catalog, run_id: str) -> datetime | None:
     """When ``run_id`` started (aware), or None when it is not recorded."""
     if not catalog.has_table("_engine", "runs"):
         return None
     rows = catalog.query("SELECT started_at FROM _engine.runs WHERE run_id = ?", [run_id])
-    return rows[0][0] if rows else None
+    return utc_datetime(rows[0][0]) if rows else None
 
 
 # --- stream watermarks ------------------------------------------------------------------------------
@@ -297,18 +312,30 @@ def watermark(catalog: Catalog, job: str) -> dict | None:
     rows = catalog.query_dicts(
         "SELECT job, runs, rows_scored, last_run_id, last_event_time, updated_at FROM _engine.stream_watermarks WHERE job = ?", [job]
     )
-    return rows[0] if rows else None
+    return _timed(rows[0]) if rows else None
 
 
-def advance_watermark(catalog: Catalog, job: str, rows: int, run_id: str, last_event_time) -> None:
-    """Upsert the watermark: one more run, ``rows`` more scored, the latest event time seen."""
+def advance_watermark(catalog: Catalog, job: str, rows: int, run_id: str, last_event_time: object) -> None:
+    """Upsert the watermark: one more run, ``rows`` more scored, the latest event time seen.
+
+    ``last_event_time``: a ``datetime`` (or pandas ``Timestamp``; naive means UTC), ISO text, or
+    None when the run saw no event time (the stored one is then kept).
+    """
     catalog.execute(
-        """INSERT INTO _engine.stream_watermarks VALUES (?, 1, ?, ?, ?::TIMESTAMPTZ, now())
+        """INSERT INTO _engine.stream_watermarks VALUES (?, 1, ?, ?, ?, now())
            ON CONFLICT (job) DO UPDATE SET
                runs = stream_watermarks.runs + 1,
                rows_scored = stream_watermarks.rows_scored + excluded.rows_scored,
                last_run_id = excluded.last_run_id,
                last_event_time = greatest(stream_watermarks.last_event_time, excluded.last_event_time),
                updated_at = excluded.updated_at""",
-        [job, rows, run_id, last_event_time],
+        [job, rows, run_id, utc_text(last_event_time)],
     )
+
+
+def _timed(rec: dict[str, Any]) -> dict[str, Any]:
+    """A row with its time columns as aware ``datetime``s (UTC), as callers had them from DuckDB."""
+    for column in _TIME_COLUMNS:
+        if column in rec:
+            rec[column] = utc_datetime(rec[column])
+    return rec

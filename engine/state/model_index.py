@@ -1,7 +1,8 @@
 """The model registry's index tables (``_engine.model_versions``, ``_engine.model_aliases``).
 
-Owns their DDL and queries, in portable SQL through the backend's ``Catalog``; the local registry
-(``engine.registry.local``) decides what goes in them, the online snapshot reads them.
+Owns their DDL and queries, in SQLite SQL through a ``Catalog`` (``engine.backends.catalog``); the
+local registry (``engine.registry.local``) decides what goes in them, the online snapshot reads
+them. Times are stored as ISO-8601 UTC text; the manifest is JSON text.
 """
 
 from __future__ import annotations
@@ -10,28 +11,28 @@ from datetime import datetime
 from typing import Any
 
 from engine.backends.base import Catalog
+from engine.backends.catalog import utc_text
 
 _DDL = [
-    "CREATE SCHEMA IF NOT EXISTS _engine",
     """CREATE TABLE IF NOT EXISTS _engine.model_versions (
-        name VARCHAR NOT NULL,
+        name TEXT NOT NULL,
         version INTEGER NOT NULL,
-        fingerprint VARCHAR NOT NULL,
-        manifest JSON NOT NULL,
-        manifest_sha256 VARCHAR NOT NULL,
-        artifact_file VARCHAR NOT NULL,
-        artifact_format VARCHAR NOT NULL,
-        artifact_sha256 VARCHAR NOT NULL,
-        artifact_size BIGINT NOT NULL,
-        estimator_class VARCHAR NOT NULL,
-        created_at TIMESTAMPTZ NOT NULL,
+        fingerprint TEXT NOT NULL,
+        manifest TEXT NOT NULL,
+        manifest_sha256 TEXT NOT NULL,
+        artifact_file TEXT NOT NULL,
+        artifact_format TEXT NOT NULL,
+        artifact_sha256 TEXT NOT NULL,
+        artifact_size INTEGER NOT NULL,
+        estimator_class TEXT NOT NULL,
+        created_at TEXT NOT NULL,
         PRIMARY KEY (name, version),
         UNIQUE (name, fingerprint))""",
     """CREATE TABLE IF NOT EXISTS _engine.model_aliases (
-        name VARCHAR NOT NULL,
-        alias VARCHAR NOT NULL,
+        name TEXT NOT NULL,
+        alias TEXT NOT NULL,
         version INTEGER NOT NULL,
-        updated_at TIMESTAMPTZ NOT NULL,
+        updated_at TEXT NOT NULL,
         PRIMARY KEY (name, alias))""",
 ]
 COLUMNS = ("name", "version", "fingerprint", "manifest", "manifest_sha256", "artifact_file", "artifact_format", "artifact_sha256", "artifact_size", "estimator_class")
@@ -77,11 +78,11 @@ def highest_version(catalog: Catalog, name: str) -> int:
 def insert_version(catalog: Catalog, row: dict[str, Any], created_at: datetime) -> None:
     values = [row[c] for c in COLUMNS]
     marks = ", ".join("?" for _ in range(len(COLUMNS) + 1))
-    catalog.execute(f"INSERT INTO _engine.model_versions ({', '.join(COLUMNS)}, created_at) VALUES ({marks})", [*values, created_at])
+    catalog.execute(f"INSERT INTO _engine.model_versions ({', '.join(COLUMNS)}, created_at) VALUES ({marks})", [*values, utc_text(created_at)])
 
 
 def set_alias(catalog: Catalog, name: str, alias: str, version: int, updated_at: datetime) -> None:
     catalog.execute(
         "INSERT OR REPLACE INTO _engine.model_aliases (name, alias, version, updated_at) VALUES (?, ?, ?, ?)",
-        [name, alias, version, updated_at],
+        [name, alias, version, utc_text(updated_at)],
     )

@@ -23,7 +23,18 @@ class Workspace:
         return cls(Path(override).resolve() if override else (project_root / ".engine").resolve())
 
     @property
-    def database(self) -> Path:
+    def catalog(self) -> Path:
+        """The metadata store: SQLite in WAL mode (one writer, many readers across processes)."""
+        return self.root / "catalog.sqlite"
+
+    @property
+    def tables_dir(self) -> Path:
+        """The lake: one Delta table per stored relation (``tables/<schema>/<name>``)."""
+        return self.root / "tables"
+
+    @property
+    def legacy_database(self) -> Path:
+        """Where engine 0.1 kept data and metadata in one DuckDB file."""
         return self.root / "engine.duckdb"
 
     @property
@@ -43,12 +54,20 @@ class Workspace:
         return self.root / "tmp"
 
     def exists(self) -> bool:
-        return self.database.exists()
+        return self.catalog.exists()
+
+    def check_format(self) -> None:
+        """StorageIOError (exit 74) for a workspace an older engine wrote (one DuckDB file)."""
+        if self.legacy_database.exists() and not self.catalog.exists():
+            raise StorageIOError(
+                f"{self.root} was written by an older engine (data in {self.legacy_database.name}); "
+                "this engine keeps tables in Delta Lake under tables/: move the folder aside and run `engine apply` to rebuild it"
+            )
 
     def create(self) -> None:
         """Create the workspace folders; StorageIOError (exit 74) naming the folder if it cannot."""
         try:
-            for d in (self.root, self.runs_dir, self.tmp_dir):
+            for d in (self.root, self.runs_dir, self.tmp_dir, self.tables_dir):
                 d.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageIOError(
@@ -69,8 +88,9 @@ class Workspace:
 class ProjectLock:
     """An exclusive ``flock`` on ``.engine/lock`` (C1, C4).
 
-    A separate lock file, because closing any descriptor of the DuckDB file drops DuckDB's own
-    POSIX lock (V8). The kernel releases a flock when its holder dies, so a killed run never
+    A separate lock file, because the catalog (SQLite) and the lake (Delta) serialise single
+    commits, not a whole apply, and because closing any descriptor of a database file can drop
+    the database's own POSIX lock (V8). The kernel releases a flock when its holder dies, so a killed run never
     leaves a stale lock; the pid and start time written inside are only for the message.
     """
 

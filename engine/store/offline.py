@@ -1,11 +1,12 @@
 """The offline store: feature-group versions as tables on a backend, with schema evolution,
 breaking-change checks and atomic publish.
 
-Offline: history, one row per (primary key, event time); writing the same key and time again
-replaces the row (last write wins). Online: the latest row per primary key. Both are replaced in
-one transaction with the metadata row, so readers see the old version or the new, never a mix.
-The backend compiles the merge and the latest-per-key; this module owns the rules. Must not
-touch training or HTTP.
+Offline: history, one row per (primary key, event time). A (non-incremental) feature group's
+apply is one commit that *replaces* its rows, so the table equals what the sources yield now
+(DESIGN §3); earlier commits stay readable (``as_of``). Online: the latest row per primary key.
+Both commits and the metadata row are recorded in one transaction, so readers see the old version
+or the new, never a mix. The backend compiles the latest-per-key; this module owns the rules. Must
+not touch training or HTTP.
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ class OfflineStore(Protocol):
     def versions(self) -> list[tuple[str, int, int, str]]: ...
     def all_versions(self) -> list[FeatureGroupVersion]: ...
     def publish(self, fg: FeatureGroup, staged: Relation, *, run_id: str, fingerprint: str, fitted: dict, fault_point=...) -> FeatureGroupVersion: ...
-    def read(self, name: str, version: int | None = None, *, online: bool = False) -> "pandas.DataFrame": ...
+    def read(self, name: str, version: int | None = None, *, online: bool = False, as_of=None) -> "pandas.DataFrame": ...
+    def commits(self, name: str, version: int | None = None) -> list: ...
 
 
 class TableOfflineStore:
@@ -112,8 +114,9 @@ class TableOfflineStore:
         """Every published version, ordered by name and version."""
         return metadata.all_feature_group_versions(self.backend.catalog)
 
-    def read(self, name: str, version: int | None = None, *, online: bool = False) -> "pandas.DataFrame":
-        """A published version's rows (offline history, or the online latest per key), in key order."""
+    def read(self, name: str, version: int | None = None, *, online: bool = False, as_of=None) -> "pandas.DataFrame":
+        """A published version's rows (offline history, or the online latest per key), in key order;
+        with ``as_of`` (a commit number, or a time: the last commit at or before it) as they were then."""
         from engine.sql.ops import Scan
 
         fgv = self.version(name, version)
@@ -122,7 +125,34 @@ class TableOfflineStore:
         table = fgv.online_table if online else fgv.offline_table
         if table is None:
             raise UsageError(f"feature_group:{name}@{fgv.version} has no online table (online: false)")
-        return self.backend.frame(Scan(Relation.parse(table), order_by=key_columns(fgv.primary_key, fgv.event_time)))
+        relation = Relation.parse(table)
+        if as_of is not None:
+            relation = self._as_of(relation, as_of)
+        return self.backend.frame(Scan(relation, order_by=key_columns(fgv.primary_key, fgv.event_time)))
+
+    def commits(self, name: str, version: int | None = None) -> list:
+        """The recorded commits of a version's offline table (``Commit``: version, run, time), oldest first."""
+        fgv = self.version(name, version)
+        lake = getattr(self.backend, "lake", None)
+        if fgv is None or lake is None:
+            return []
+        return lake.commits(Relation.parse(fgv.offline_table))
+
+    def commit_as_of(self, name: str, version: int | None, as_of):
+        """The recorded commit of a version's offline table that ``as_of`` names (UsageError if none)."""
+        fgv = self.version(name, version)
+        lake = getattr(self.backend, "lake", None)
+        if fgv is None or lake is None:
+            raise UsageError(f"feature_group:{name} keeps no history here: as_of needs a workspace")
+        relation = Relation.parse(fgv.offline_table)
+        number = lake.version_as_of(relation, as_of)
+        return next(c for c in lake.commits(relation) if c.version == number)
+
+    def _as_of(self, relation: Relation, as_of) -> Relation:
+        lake = getattr(self.backend, "lake", None)
+        if lake is None:
+            raise UsageError("this workspace keeps no history (an in-memory backend): as_of needs a workspace")
+        return self.backend.at_version(relation, lake.version_as_of(relation, as_of))
 
     def publish(
         self,
@@ -134,27 +164,20 @@ class TableOfflineStore:
         fitted: dict,
         fault_point=lambda name: None,
     ) -> FeatureGroupVersion:
-        """Merge the staged rows into the offline table and rebuild the online table, atomically."""
+        """Commit the staged rows as the offline table's new rows and their latest per key as the
+        online table, with the metadata row, atomically. PlanError for a breaking change (nothing
+        recorded)."""
         backend = self.backend
-        columns = backend.columns(staged)
-        old = check_compatible(backend, fg, columns)
         offline = offline_relation(fg.name, fg.version)
         online = online_relation(fg.name, fg.version)
+        rows = backend.count(staged)
         with backend.transaction():
-            if old is None:
-                backend.drop(offline)
-                backend.create(offline, staged)
-            else:
-                existing = backend.columns(offline)
-                for name, typ in columns.items():
-                    if name not in existing:
-                        backend.add_column(offline, name, typ)
-                    elif existing[name] != typ:
-                        backend.cast_column(offline, name, typ)
-                backend.merge(offline, staged, key_columns(fg.primary_key, fg.event_time))
+            backend.create(offline, staged, replace=True)
+            columns = backend.columns(offline)  # as stored (the table format may widen a type)
+            check_compatible(backend, fg, columns)
             fault_point("inside_publish")
             if fg.online:
-                backend.create(online, LatestPerKey(offline, fg.primary_key, fg.event_time), replace=True)
+                backend.create(online, LatestPerKey(staged, fg.primary_key, fg.event_time), replace=True)
             version = FeatureGroupVersion(
                 name=fg.name,
                 version=fg.version,
@@ -162,15 +185,15 @@ class TableOfflineStore:
                 online_table=str(online) if fg.online else None,
                 primary_key=fg.primary_key,
                 event_time=fg.event_time,
-                columns=backend.columns(offline),
+                columns=columns,
                 fitted=fitted,
-                stats=backend.statistics(offline),
-                row_count=backend.count(offline),
+                stats=backend.statistics(staged),
+                row_count=rows,
                 fingerprint=fingerprint,
                 run_id=run_id,
                 published_at="",
             )
-            metadata.upsert_feature_group(backend.catalog, version, backend.count(staged))
+            metadata.upsert_feature_group(backend.catalog, version, rows)
         return version
 
 

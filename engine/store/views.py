@@ -106,7 +106,8 @@ def materialise(
     timeout_s: float | None,
     spine_where: Sequence[SpineFilter] = (),
 ) -> tuple[Relation, ViewLayout]:
-    """Build the view into a staging table; return (staging relation, layout).
+    """Build the view into a staging table; return (staging relation, layout). The staging table
+    may hold extra spine columns (on-demand inputs): read it as ``Scan(staging, layout.columns)``.
 
     ``spine_where`` (inference only) restricts the spine before the join.
     """
@@ -124,7 +125,7 @@ def materialise(
         functions = [project.functions[name] for name in fv.on_demand]
         frame = apply_functions(frame, functions, project.root)
         backend.write(staging, frame, mode="replace")
-    rows = backend.create(staging, Scan(staging, columns=layout.columns), replace=True)
+    rows = backend.count(staging)
     if rows == 0:
         raise DataError(f"{fv.id}: the feature view has no rows (empty spine{' after the filter' if fv.filter else ''})")
     return staging, layout
@@ -135,7 +136,7 @@ def publish_view(backend: Backend, fv: m.FeatureView, staging: Relation, layout:
     from engine.state import metadata
 
     target = view_relation(fv)
-    rows = backend.create(target, staging, replace=True)
+    rows = backend.create(target, Scan(staging, columns=layout.columns), replace=True)
     metadata.upsert_feature_view(backend.catalog, fv.name, fv.version, str(target), layout.as_dict(), rows, fingerprint, run_id)
     return target
 

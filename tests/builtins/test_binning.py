@@ -18,8 +18,17 @@ from engine.transforms.binning import resolve_edges as _resolve_edges
 
 
 def resolve_edges(con, relation: str, binning):
-    """The engine's edge fitting on a test connection (``relation`` is a table of the main schema)."""
-    return _resolve_edges(DuckDBBackend(con), Relation("main", relation.strip('"')), binning)
+    """The engine's edge fitting on a test connection (``relation`` is a table of the main schema).
+
+    ``con`` None: no backend at all (``None`` is passed), which proves no query is run."""
+    target = Relation("main", relation.strip('"'))
+    if con is None:
+        return _resolve_edges(None, target, binning)
+    backend = DuckDBBackend(con)  # a backend over the test's connection, with an in-memory catalog
+    try:
+        return _resolve_edges(backend, target, binning)
+    finally:
+        backend.catalog.close()  # the connection stays the test's
 
 from . import check_golden, connect
 

@@ -56,7 +56,7 @@ def test_marker_names_the_spec_files_and_the_workspace(tmp_path: Path):
     assert rc == 0, err
     rc, _, err = run_engine("apply", cwd=root)
     assert rc == 0, err
-    assert (root / "state/ws/engine.duckdb").exists() and not (root / ".engine").exists()
+    assert (root / "state/ws/catalog.sqlite").exists() and not (root / ".engine").exists()
     rc, out, err = run_engine("show", "feature_group", "orders", "--format", "json", cwd=root / "data")
     assert rc == 0, err
     assert json.loads(out)["row_count"] == 5

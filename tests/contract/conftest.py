@@ -56,22 +56,27 @@ def _require(impl: Impl) -> None:
 
 
 def _duckdb_open(path: Path | None):
-    """A DuckDB backend through the registry of backends, with the engine's schemas created."""
+    """A DuckDB backend through the registry of backends: every table in memory (``path`` None),
+    or over a workspace folder: the SQLite catalog and the Delta lake, as ``engine apply`` opens it."""
     from engine.backends import load
+    from engine.backends.catalog import SqliteCatalog
+    from engine.backends.lake import Lake
 
     cls = load("duckdb")
-    backend = cls.in_memory() if path is None else cls.open(path)
-    backend.ensure_schemas()
-    return backend
+    if path is None:
+        return cls.in_memory()
+    path.mkdir(parents=True, exist_ok=True)
+    catalog = SqliteCatalog.open(path / "catalog.sqlite")
+    return cls.open(catalog, Lake(path / "tables", catalog))
 
 
 BACKENDS = [
     Impl("duckdb-memory", lambda tmp: _duckdb_open(None)),
     Impl(
-        "duckdb-file",
-        lambda tmp: _duckdb_open(tmp / "contract.duckdb"),
+        "duckdb-lake",
+        lambda tmp: _duckdb_open(tmp / "ws"),
         persistent=True,
-        reopen=lambda tmp: _duckdb_open(tmp / "contract.duckdb"),
+        reopen=lambda tmp: _duckdb_open(tmp / "ws"),
     ),
     # A Spark backend joins here, e.g. Impl("spark-local", _spark_open, requires=("pyspark",)).
 ]
@@ -150,7 +155,7 @@ class Clock:
 def _local_registry(tmp: Path):
     from engine.registry.local import LocalRegistry
 
-    backend = _duckdb_open(tmp / "registry.duckdb")
+    backend = _duckdb_open(tmp / "registry")
     registry = LocalRegistry(backend.catalog, tmp / "models", clock=Clock())
     return registry, backend.close
 

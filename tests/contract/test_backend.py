@@ -389,33 +389,39 @@ def test_I1_catalog_writes_share_the_data_transaction(backend) -> None:
     from engine.state import metadata
 
     metadata.ensure_schema(backend.catalog)
+    published = Relation("offline", "published")
     with pytest.raises(Boom):
-        with backend.catalog.transaction():
+        with backend.transaction():
             metadata.start_run(backend.catalog, "run-1")
-            put(backend, staging("published"), arrow({"k": [1]}))
+            put(backend, published, arrow({"k": [1]}))
+            put(backend, staging("staged"), arrow({"k": [1]}))
             raise Boom
     assert metadata.run_started_at(backend.catalog, "run-1") is None
-    assert not backend.exists(staging("published"))
+    assert not backend.exists(published) and not backend.exists(staging("staged"))
     with backend.transaction():
         metadata.start_run(backend.catalog, "run-2")
-        put(backend, staging("published"), arrow({"k": [1]}))
+        put(backend, published, arrow({"k": [1]}))
     assert metadata.run_started_at(backend.catalog, "run-2") is not None
-    assert backend.catalog.has_table("staging", "published")
+    assert backend.exists(published)
 
 
 def test_committed_work_survives_reopening_and_rolled_back_work_does_not(backend_impl, backend, tmp_path) -> None:
     if not backend_impl.persistent:
         pytest.skip(f"{backend_impl.id} keeps nothing after close")
-    put(backend, staging("durable"), arrow({"k": [1, 2]}, {"k": "int"}))
+    durable, volatile = Relation("offline", "durable"), Relation("offline", "volatile")
+    put(backend, durable, arrow({"k": [1, 2]}, {"k": "int"}))
     with pytest.raises(Boom):
         with backend.transaction():
-            put(backend, staging("volatile"), arrow({"k": [1]}))
+            put(backend, volatile, arrow({"k": [1]}))
+            put(backend, durable, arrow({"k": [3]}, {"k": "int"}), mode="append")
             raise Boom
     backend.close()
     reopened = backend_impl.reopen(tmp_path)
     try:
-        assert [r["k"] for r in rows(reopened, staging("durable"))] == [1, 2]
-        assert not reopened.exists(staging("volatile"))
+        assert sorted(r["k"] for r in rows(reopened, durable)) == [1, 2]  # the rolled-back commit is invisible
+        assert not reopened.exists(volatile)
+        put(reopened, durable, arrow({"k": [4]}, {"k": "int"}), mode="append")  # starts from the recorded commit
+        assert sorted(r["k"] for r in rows(reopened, durable)) == [1, 2, 4]
     finally:
         reopened.close()
 

@@ -6,7 +6,7 @@ offline-store implementation per backend. Feature groups come from the tiny chec
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -83,16 +83,40 @@ def test_published_version_carries_statistics(offline_store, backend, fg) -> Non
     assert stats["order_id"]["nulls"] == 0 and stats == stored.stats
 
 
-def test_republishing_upserts_by_key_and_event_time(offline_store, backend, fg) -> None:
-    """Same (primary key, event time) again: the last write wins; new times add history rows."""
+def test_republishing_replaces_the_rows(offline_store, backend, fg) -> None:
+    """DESIGN §3: a (non-incremental) group's new commit replaces its rows, so the table equals
+    what the sources yield now: a row that left the source leaves the table (issue 8)."""
     publish(offline_store, backend, fg, orders(*FIRST))
     again = [(2, 10, 99.0, 3600), (3, 11, 4.0, 10_800), (5, 13, 6.0, 0)]
     second = publish(offline_store, backend, fg, orders(*again), run="run-2", fingerprint="fp-2")
-    expected = _expected([(1, 10, 5.0, 0), (2, 10, 99.0, 3600), (3, 11, 3.0, 7200), (3, 11, 4.0, 10_800), (4, 12, 1.0, 86_400), (5, 13, 6.0, 0)])
-    assert records(offline_store.read(fg.name)) == expected
-    assert second.row_count == offline_store.version(fg.name).row_count == 6
+    assert records(offline_store.read(fg.name)) == _expected(again)
+    assert second.row_count == offline_store.version(fg.name).row_count == 3
     assert offline_store.version(fg.name).run_id == "run-2"
-    assert [v[:3] for v in offline_store.versions()] == [("orders", 1, 6)]
+    assert [v[:3] for v in offline_store.versions()] == [("orders", 1, 3)]
+
+
+def test_every_commit_stays_readable_as_of_its_number_or_time(offline_store, backend, fg, backend_impl) -> None:
+    """Time travel: ``read(as_of=commit)`` or ``as_of=time`` returns the rows as they were."""
+    publish(offline_store, backend, fg, orders(*FIRST))
+    again = [(2, 10, 99.0, 3600)]
+    publish(offline_store, backend, fg, orders(*again), run="run-2")
+    commits = offline_store.commits(fg.name)
+    if not backend_impl.persistent:
+        assert commits == []
+        with pytest.raises(UsageError, match="keeps no history"):
+            offline_store.read(fg.name, as_of=0)
+        return
+    assert len(commits) == 2 and commits[0].version < commits[1].version
+    first, latest = commits
+    assert records(offline_store.read(fg.name, as_of=first.version)) == _expected(FIRST)
+    assert records(offline_store.read(fg.name, as_of=latest.version)) == _expected(again)
+    assert records(offline_store.read(fg.name, as_of=first.committed_at)) == _expected(FIRST)
+    assert records(offline_store.read(fg.name, as_of=latest.committed_at.isoformat())) == _expected(again)
+    assert records(offline_store.read(fg.name)) == _expected(again)
+    with pytest.raises(UsageError, match="did not exist at"):
+        offline_store.read(fg.name, as_of=first.committed_at - timedelta(days=1))
+    with pytest.raises(UsageError, match="has no commit 99"):
+        offline_store.read(fg.name, as_of=99)
 
 
 def test_online_table_is_the_latest_row_per_key(offline_store, backend, fg) -> None:
@@ -111,7 +135,7 @@ def test_F9_adding_a_column_is_not_breaking(offline_store, backend, fg) -> None:
     publish(offline_store, backend, fg, wider, run="run-2")
     assert list(offline_store.version(fg.name).columns) == [*ORDERS_TYPES, "channel"]
     channels = {r[0]: r[-1] for r in records(offline_store.read(fg.name))}
-    assert channels == {1: None, 2: None, 3: None, 4: None, 6: "web"}
+    assert channels == {6: "web"}
 
 
 def _retyped_amount():
@@ -171,7 +195,7 @@ def test_I1_I2_a_failure_inside_publish_leaves_the_previous_version_unchanged(of
     assert after == before
     # and the store still publishes afterwards
     publish(offline_store, backend, fg, orders((9, 9, 9.0, 0)), run="run-3")
-    assert offline_store.version(fg.name).row_count == 5
+    assert offline_store.version(fg.name).row_count == 1
 
 
 def test_I1_a_failed_first_publish_leaves_nothing(offline_store, backend, fg) -> None:

@@ -192,7 +192,7 @@ def test_init_name_option_and_recover_on_a_healthy_workspace(tmp_path: Path, tin
     assert rc == 2 and "nothing to recover" in err
     api.apply(tiny_project)
     rc, out, err = run_engine("recover", str(tiny_project))
-    assert rc == 0 and out.strip() == "The workspace database opens cleanly."
+    assert rc == 0 and out.strip() == "The workspace is consistent: every table is at its recorded commit."
 
 
 def test_init_schema_reference_resolves_to_the_schema_it_writes(tmp_path: Path):

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from engine import api
-from engine.errors import DataError
+from engine.errors import DataError, StorageIOError
 from tests.conftest import REPO, run_engine, write
 
 
@@ -29,7 +29,7 @@ def test_bad_value_after_the_sniff_sample_is_a_data_error_naming_the_line(tiny_p
     rc, _, err = run_engine("apply", str(tiny_project))
     assert rc == 4, err
     assert "source:orders_raw: reading 'data/orders.csv' failed" in err
-    assert not (tiny_project / ".engine/engine.duckdb").exists() or "orders" not in json.dumps(api.list_feature_groups(tiny_project))
+    assert not (tiny_project / ".engine/catalog.sqlite").exists() or "orders" not in json.dumps(api.list_feature_groups(tiny_project))
 
 
 def test_multi_file_source_with_a_drifting_column_is_refused(tmp_path: Path):
@@ -131,8 +131,8 @@ def test_disk_full_exits_74_and_keeps_the_previous_state(tiny_project: Path):
 
     api.apply(tiny_project)
     before = _tables(tiny_project)
-    db = tiny_project / ".engine/engine.duckdb"
-    limit = db.stat().st_size + (64 << 10)
+    ws = tiny_project / ".engine"
+    limit = max(p.stat().st_size for p in ws.rglob("*") if p.is_file()) + (64 << 10)  # no file may grow past
 
     def cap():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -201,30 +201,67 @@ def test_nan_and_infinity_follow_the_non_finite_policy(tiny_project: Path, polic
         assert np.isnan(amounts.loc[2]) and np.isinf(amounts.loc[3])
 
 
-def test_damaged_wal_exits_74_with_a_recover_hint_and_recover_converges(tiny_project: Path, tmp_path: Path):
-    """G7: a killed run leaves a write-ahead log; damaged, it stops every command with exit 74
-    (never deleted behind the user's back) until `engine recover --discard-wal` sets it aside."""
+def test_a_killed_publication_is_invisible_and_recover_restores_the_recorded_commits(tiny_project: Path, tmp_path: Path):
+    """G1/G7: a run killed between its lake commits and the catalog leaves Delta commits nothing
+    records. Readers never see them; `engine recover` restores every table to its recorded commit
+    (reporting which), and a rerun converges to the uninterrupted result."""
     reference = tmp_path / "reference"
     api.apply(tiny_project, workspace=reference)
     expected = _tables(tiny_project, reference)
-    rc, _, _ = run_engine("apply", str(tiny_project), env={"ENGINE_FAULT_AT": "after_staging"})
+    api.apply(tiny_project)
+    orders = tiny_project / "data/orders.csv"
+    orders.write_text(orders.read_text() + "6,11,9.0,2024-01-07 08:00:00\n")
+    rc, _, _ = run_engine("apply", str(tiny_project), env={"ENGINE_FAULT_AT": "inside_publish"})
     assert rc == -signal.SIGKILL
-    wal = tiny_project / ".engine/engine.duckdb.wal"
-    assert wal.exists() and wal.stat().st_size > 200
-    data = bytearray(wal.read_bytes())
-    data[100:164] = b"\xff" * 64
-    wal.write_bytes(bytes(data))
-    rc, _, err = run_engine("apply", str(tiny_project))
-    assert rc == 74, err
-    assert "write-ahead log is damaged" in err and "engine recover" in err and "Traceback" not in err
-    assert wal.exists()
-    rc, out, err = run_engine("recover", str(tiny_project), "--discard-wal")
+    for name, frame in _tables(tiny_project).items():
+        pd.testing.assert_frame_equal(frame, expected[name])
+    rc, out, err = run_engine("recover", str(tiny_project))
     assert rc == 0, err
-    assert "set aside" in out and list(wal.parent.glob("engine.duckdb.wal.discarded-*"))
+    assert "Restored 1 table(s) to their recorded commit: \"offline\".\"orders__v1\"" in out
+    rc, out, err = run_engine("recover", str(tiny_project))
+    assert rc == 0 and "consistent" in out, err
+    orders.write_text(orders.read_text().rsplit("6,11", 1)[0])
     rc, _, err = run_engine("apply", str(tiny_project))
     assert rc == 0, err
     for name, frame in _tables(tiny_project).items():
         pd.testing.assert_frame_equal(frame, expected[name])
+
+
+@pytest.mark.parametrize("damage", ["garbled_log", "foreign_folder"])
+def test_a_damaged_or_foreign_table_exits_74_naming_it_and_loses_nothing(tiny_project: Path, damage: str):
+    """Issue 8, bad input: a table folder whose Delta log is garbled, or that another tool replaced,
+    stops reads and applies with exit 74 naming the path and a hint; nothing is deleted, and once
+    the folder is put back everything reads as before."""
+    import shutil
+
+    api.apply(tiny_project)
+    before = _tables(tiny_project)
+    table = tiny_project / ".engine/tables/offline/orders__v1"
+    backup = tiny_project.parent / "orders_backup"
+    shutil.copytree(table, backup)
+    if damage == "garbled_log":
+        log = next((table / "_delta_log").glob("*.json"))
+        log.write_bytes(b"\x00not json\xff" * 10)
+    else:
+        shutil.rmtree(table)
+        table.mkdir()
+        (table / "data.csv").write_text("a,b\n1,2\n")
+    files = sorted(p.name for p in table.rglob("*"))
+    with pytest.raises(StorageIOError, match=str(table)):
+        api.read_feature_group(tiny_project, "orders")
+    (tiny_project / "data/orders.csv").write_text(ORDERS_CSV_PLUS)
+    rc, _, err = run_engine("apply", str(tiny_project))
+    assert rc == 74, err
+    assert str(table) in err and "Traceback" not in err
+    assert sorted(p.name for p in table.rglob("*")) == files  # nothing deleted
+    rc, out, err = run_engine("check", str(tiny_project))
+    assert str(table) in out + err
+    shutil.rmtree(table)
+    shutil.copytree(backup, table)
+    assert api.read_feature_group(tiny_project, "orders").equals(before["orders"])
+
+
+ORDERS_CSV_PLUS = "order_id,user_id,amount,ordered_at\n1,10,5.0,2024-01-01 09:00:00\n7,12,2.0,2024-01-08 09:00:00\n"
 
 
 @pytest.mark.parametrize("max_bad", [5, 1])

@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,9 @@ import pandas as pd
 from engine import api
 from engine.compiler.semantics import CheckedProject
 from tests.conftest import write
+
+if TYPE_CHECKING:
+    from engine.sql.ops import Relation
 
 MODELS = ("tips_xgb", "tips_logreg")
 
@@ -157,23 +161,43 @@ def job(checked: CheckedProject, job_name: str, **changes):
     return dataclasses.replace(checked.project.inference[job_name], **changes)
 
 
-def read_table(root: Path, relation: str) -> pd.DataFrame:
-    from engine.backends.duckdb.connection import connect_read_only
+@contextmanager
+def read_side(root: Path) -> Iterator:
+    """The engine's own read side over the workspace (its last committed state): the stores."""
+    from engine.session import reading
     from engine.state.workspace import Workspace
 
-    con = connect_read_only(Workspace.for_project(root).database)
-    try:
-        return con.sql(f"SELECT * FROM {relation}").df()
-    finally:
-        con.close()
+    with reading(Workspace.for_project(root)) as stores:
+        yield stores
 
 
-def query(root: Path, sql: str, params: list | None = None) -> list[tuple]:
-    from engine.backends.duckdb.connection import connect_read_only
-    from engine.state.workspace import Workspace
+def _relation(relation) -> "Relation":
+    from engine.sql.ops import Relation
 
-    con = connect_read_only(Workspace.for_project(root).database)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
+    return relation if isinstance(relation, Relation) else Relation.parse(relation)
+
+
+def read_table(root: Path, relation) -> pd.DataFrame:
+    """Every row of a stored (lake) table at its committed version; ``relation`` quoted or a Relation."""
+    with read_side(root) as stores:
+        return stores.backend.frame(_relation(relation))
+
+
+def has_table(root: Path, schema: str, name: str) -> bool:
+    """Whether the workspace has a committed lake table ``schema.name``."""
+    from engine.sql.ops import Relation
+
+    with read_side(root) as stores:
+        return stores.backend.exists(Relation(schema, name))
+
+
+def query(root: Path, sql: str, params: list | None = None, *, bind: tuple = ()) -> list[tuple]:
+    """Run ``sql`` on the read side's in-memory DuckDB, once each relation of ``bind`` (quoted
+    text or Relation) is bound there as a view over its committed lake version."""
+    with read_side(root) as stores:
+        for relation in bind:
+            relation = _relation(relation)
+            assert stores.backend.exists(relation), f"no committed table {relation}"
+            stores.backend.columns(relation)  # binds the view
+        return stores.backend.con.execute(sql, params or []).fetchall()
+

@@ -19,7 +19,9 @@ from engine.serving import outputs
 from engine.serving.batch import score_batch
 from engine.serving.scoring import load_model
 from tests.conftest import check_golden, write
-from tests.inference.conftest import BOUNDARY_ROWS, apply_models, job, make_project, query, read_table, scoring_context, spec_text
+from tests.inference.conftest import (
+    BOUNDARY_ROWS, apply_models, has_table, job, make_project, query, read_table, scoring_context, spec_text,
+)
 
 START, END = pd.Timestamp("2024-01-10", tz="UTC"), pd.Timestamp("2024-01-20", tz="UTC")
 
@@ -71,7 +73,7 @@ def test_predictions_table_layout_and_stamps(rides: Path, checked: CheckedProjec
     with scoring_context(rides, checked) as ctx:
         outcome = score_batch(ctx, job(checked, "january"))
     assert outcome.table == '"predictions"."january_scores"'
-    cols = query(rides, "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'predictions' AND table_name = 'january_scores' ORDER BY ordinal_position")
+    cols = query(rides, "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'predictions' AND table_name = 'january_scores' ORDER BY ordinal_position", bind=(outcome.table,))
     assert cols == [
         ("trip_id", "BIGINT"), ("requested_at", "TIMESTAMP WITH TIME ZONE"), ("fare", "DOUBLE"), ("prediction", "BOOLEAN"),
         ("proba_False", "DOUBLE"), ("proba_True", "DOUBLE"), ("model", "VARCHAR"), ("model_version", "INTEGER"),
@@ -189,18 +191,22 @@ def _with_view_version(checked: CheckedProject, version: int) -> CheckedProject:
 
 def test_m2_feature_view_version_mismatch_is_a_plan_error(rides: Path, checked: CheckedProject):
     """M2: the model pins feature_view:tips@1; a project at @2 refuses to score with it."""
-    before = query(rides, "SELECT count(*) FROM predictions.january_scores")[0][0] if _has(rides, "january_scores") else None
+    before = _count(rides, "january_scores") if _has(rides, "january_scores") else None
     with scoring_context(rides, _with_view_version(checked, 2)) as ctx:
         with pytest.raises(PlanError) as err:
             score_batch(ctx, job(checked, "january", model="tips_xgb@1"))
     check_golden("inference/m2_mismatch.txt", str(err.value) + "\n")
     assert "feature_view:tips@1" in str(err.value) and "feature_view:tips@2" in str(err.value)
     if before is not None:
-        assert query(rides, "SELECT count(*) FROM predictions.january_scores")[0][0] == before
+        assert _count(rides, "january_scores") == before
 
 
 def _has(rides: Path, table: str) -> bool:
-    return bool(query(rides, "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'predictions' AND table_name = ?", [table])[0][0])
+    return has_table(rides, "predictions", table)
+
+
+def _count(rides: Path, table: str) -> int:
+    return query(rides, f'SELECT count(*) FROM "predictions"."{table}"', bind=(f'"predictions"."{table}"',))[0][0]
 
 
 def test_empty_range_is_a_data_error_and_keeps_the_old_table(rides: Path, checked: CheckedProject):

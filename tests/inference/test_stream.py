@@ -14,7 +14,9 @@ from engine import api
 from engine.compiler.semantics import CheckedProject
 from engine.serving import stream
 from engine.serving.stream import score_stream
-from tests.inference.conftest import apply_models, job, make_project, query, read_table, scoring_context, trips_frame
+from tests.inference.conftest import (
+    apply_models, has_table, job, make_project, query, read_side, read_table, scoring_context, trips_frame,
+)
 
 
 @pytest.fixture(scope="module")
@@ -39,16 +41,23 @@ def _run(rides: Path, checked: CheckedProject, name: str, run_id: str):
 
 
 def _watermark(rides: Path, name: str) -> tuple | None:
-    rows = query(rides, "SELECT runs, rows_scored, last_run_id, last_event_time FROM _engine.stream_watermarks WHERE job = ?", [name])
-    return rows[0] if rows else None
+    """The job's row in the catalog (``last_event_time`` as the ISO UTC text stored), or None."""
+    with read_side(rides) as stores:
+        if not stores.backend.catalog.has_table("_engine", "stream_watermarks"):
+            return None
+        rows = stores.backend.catalog.query(
+            "SELECT runs, rows_scored, last_run_id, last_event_time FROM _engine.stream_watermarks WHERE job = ?", [name]
+        )
+    return tuple(rows[0]) if rows else None
 
 
 def _distinct_and_total(rides: Path, table: str) -> tuple[int, int]:
-    return query(rides, f'SELECT count(DISTINCT trip_id), count(*) FROM "predictions"."{table}"')[0]
+    relation = f'"predictions"."{table}"'
+    return query(rides, f"SELECT count(DISTINCT trip_id), count(*) FROM {relation}", bind=(relation,))[0]
 
 
 def _has(rides: Path, table: str) -> bool:
-    return bool(query(rides, "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'predictions' AND table_name = ?", [table])[0][0])
+    return has_table(rides, "predictions", table)
 
 
 def _crash(name: str) -> None:

@@ -8,16 +8,21 @@ from tests.support import golden_checker
 import errno
 import json
 import os
+import re
 import shutil
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pytest
 
-from engine.errors import ExecutionError, StorageIOError, UsageError
+from engine.errors import ExecutionError, ExitCode, StorageIOError, UsageError
+from engine.backends.catalog import SqliteCatalog
 from engine.backends.duckdb import DuckDBBackend
+from engine.backends.lake import Lake
 from engine.registry.local import LocalRegistry as ModelRegistry
 from engine.state.model_index import ensure_schema as _ensure_index
 from tests.registry.test_artifacts import FailAt
@@ -38,8 +43,16 @@ class Clock:
         return self.now
 
 
-def _connect(path: Path) -> DuckDBBackend:
-    return DuckDBBackend.open(path)
+def _connect(root: Path) -> DuckDBBackend:
+    """A read-write backend over the workspace folder ``root`` (``.engine``), as ``engine apply``
+    opens it: the metadata in ``catalog.sqlite`` (SQLite, WAL), the tables a Delta lake in ``tables/``."""
+    root.mkdir(parents=True, exist_ok=True)
+    catalog = SqliteCatalog.open(root / "catalog.sqlite")
+    return DuckDBBackend.open(catalog, Lake(root / "tables", catalog))
+
+
+def _catalog_tables(catalog: SqliteCatalog) -> set[str]:
+    return {r[0] for r in catalog.query("SELECT name FROM _engine.sqlite_master WHERE type = 'table'")}
 
 
 def ensure_registry_schema(backend: DuckDBBackend) -> None:
@@ -54,7 +67,7 @@ def workspace(tmp_path: Path) -> Path:
 @pytest.fixture
 def registry(workspace: Path):
     workspace.mkdir()
-    con = _connect(workspace / "engine.duckdb")
+    con = _connect(workspace)
     yield ModelRegistry(con.catalog, workspace / "models", clock=Clock())
     con.close()
 
@@ -160,25 +173,34 @@ def test_versions_are_immutable_and_never_reuse_a_leftover_directory(registry: M
 
 def test_index_survives_reopening_the_database(workspace: Path) -> None:
     workspace.mkdir()
-    con = _connect(workspace / "engine.duckdb")
+    con = _connect(workspace)
     mv = ModelRegistry(con.catalog, workspace / "models").register("m", "fp", _manifest(), _model())
     ModelRegistry(con.catalog, workspace / "models").set_alias("m", "production", 1)
     con.close()
-    con = _connect(workspace / "engine.duckdb")
+    assert (workspace / "catalog.sqlite").is_file()
+    con = _connect(workspace)
     reopened = ModelRegistry(con.catalog, workspace / "models")
     again = reopened.get("m", "production")
     assert (again.version, again.fingerprint, again.manifest) == (1, "fp", mv.manifest)
     X, _ = _X()
     np.testing.assert_array_equal(reopened.load(again).predict(X), _model().predict(X))
     con.close()
+    # a reader (`engine show`, serving) sees the same committed index through a read-only catalog
+    with SqliteCatalog.open_read_only(workspace / "catalog.sqlite") as catalog:
+        read = ModelRegistry(catalog, workspace / "models").get("m", "production")
+        assert (read.version, read.fingerprint, read.manifest) == (1, "fp", mv.manifest)
 
 
 def test_ensure_registry_schema_is_idempotent(tmp_path: Path) -> None:
-    con = _connect(tmp_path / "e.duckdb")
+    con = _connect(tmp_path / ".engine")
+    before = _catalog_tables(con.catalog)  # the lake's own tables (_engine.tables, ...)
     ensure_registry_schema(con)
+    created = _catalog_tables(con.catalog)
     ensure_registry_schema(con)
-    tables = con.con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = '_engine' ORDER BY 1").fetchall()
-    assert tables == [("model_aliases",), ("model_versions",)]
+    assert _catalog_tables(con.catalog) == created
+    assert sorted(created - before) == ["model_aliases", "model_versions"]
+    assert con.catalog.has_table("_engine", "model_versions") and con.catalog.has_table("_engine", "model_aliases")
+    con.close()
 
 
 # --- aliases and best-by-metric ----------------------------------------------------------------
@@ -310,41 +332,83 @@ def test_G6_leftover_temp_directory_is_reported_and_removed(registry: ModelRegis
     assert registry.check() == [] and registry.gc() == []
 
 
-def test_G6_failed_index_insert_leaves_no_row_and_no_directory(registry: ModelRegistry, workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _sqlite_error(code: int, name: str, text: str) -> sqlite3.OperationalError:
+    """The error SQLite raises for a failing disk: ``code`` is its primary result code."""
+    error = sqlite3.OperationalError(text)
+    error.sqlite_errorcode, error.sqlite_errorname = code, name
+    return error
+
+
+SQLITE_IOERR = (10, "SQLITE_IOERR", "disk I/O error")
+SQLITE_FULL = (13, "SQLITE_FULL", "database or disk is full")
+
+
+class _FailingSqlite:
+    """The catalog's SQLite connection, with the statements ``fails`` picks failing as SQLite fails on
+    a bad or full disk; everything else passes through. ``ends_transaction``: the failure has already
+    rolled the transaction back (as SQLite may do on SQLITE_FULL / SQLITE_IOERR), so a later ROLLBACK
+    finds no transaction."""
+
+    def __init__(self, con: sqlite3.Connection, fails: Callable[[str], bool], error: tuple[int, str, str], *, ends_transaction: bool) -> None:
+        self.con, self.fails, self.error, self.ends_transaction = con, fails, error, ends_transaction
+        self.fired = 0
+
+    def execute(self, sql: str, *args):
+        if self.fails(sql):
+            self.fired += 1
+            if self.ends_transaction and self.con.in_transaction:
+                self.con.execute("ROLLBACK")
+            raise _sqlite_error(*self.error)
+        return self.con.execute(sql, *args)
+
+    def __getattr__(self, name: str):
+        return getattr(self.con, name)
+
+
+@contextmanager
+def _failing_catalog(catalog: SqliteCatalog, fails: Callable[[str], bool], error: tuple[int, str, str], *, ends_transaction: bool = False) -> Iterator[_FailingSqlite]:
+    real = catalog._con
+    proxy = _FailingSqlite(real, fails, error, ends_transaction=ends_transaction)
+    catalog._con = proxy
+    try:
+        yield proxy
+    finally:
+        catalog._con = real
+
+
+def _is_version_insert(sql: str) -> bool:
+    return re.match(r"\s*INSERT\s+INTO\s+_engine\.model_versions\b", sql, re.IGNORECASE) is not None
+
+
+def _is_commit(sql: str) -> bool:
+    return sql.strip().upper() == "COMMIT"
+
+
+@pytest.mark.parametrize("ends_transaction", [False, True], ids=["transaction-open", "transaction-ended"])
+def test_G6_failed_index_insert_leaves_no_row_and_no_directory(registry: ModelRegistry, workspace: Path, ends_transaction: bool) -> None:
     registry.register("m", "fp-1", _manifest(), _model())
-
-    def broken_insert(manifest: dict) -> None:
-        raise duckdb.IOException("simulated failure inside the registry transaction")
-
-    monkeypatch.setattr(registry, "_insert", broken_insert)
-    with pytest.raises(duckdb.IOException):
-        registry.register("m", "fp-2", _manifest(), _model(seed=1))
-    monkeypatch.undo()
+    with _failing_catalog(registry.catalog, _is_version_insert, SQLITE_IOERR, ends_transaction=ends_transaction) as failing:
+        with pytest.raises(StorageIOError, match=r"^cannot write the workspace catalog .*catalog\.sqlite \(disk I/O error\)") as info:
+            registry.register("m", "fp-2", _manifest(), _model(seed=1))
+    assert failing.fired == 1  # the failure happened inside the registry transaction, at the insert
+    assert info.value.exit_code == ExitCode.IO_ERROR
+    assert isinstance(info.value.__cause__, sqlite3.OperationalError)
+    assert not registry.catalog.in_transaction and not registry.catalog._con.in_transaction  # rolled back
     assert [mv.version for mv in registry.list()] == [1]
     assert _files(workspace / "models/m") == ["1", "1/manifest.json", "1/model.skops"]
     assert registry.check() == []
 
 
-class _CommitFails:
-    """A connection whose COMMIT fails (as on disk full inside DuckDB): everything else passes through."""
-
-    def __init__(self, con) -> None:
-        self.con = con
-
-    def execute(self, sql: str, *args):
-        if sql.strip().upper() == "COMMIT":
-            raise duckdb.IOException("simulated: could not write the WAL")
-        return self.con.execute(sql, *args)
-
-
-def test_G6_failed_commit_rolls_back_and_removes_the_new_directory(registry: ModelRegistry, workspace: Path) -> None:
+@pytest.mark.parametrize("ends_transaction", [False, True], ids=["transaction-open", "transaction-ended"])
+def test_G6_failed_commit_rolls_back_and_removes_the_new_directory(registry: ModelRegistry, workspace: Path, ends_transaction: bool) -> None:
+    """The catalog's COMMIT fails (disk full while SQLite writes its WAL)."""
     registry.register("m", "fp-1", _manifest(), _model())
-    backend = registry.catalog._backend
-    real = backend.con
-    backend.con = _CommitFails(real)
-    with pytest.raises(duckdb.IOException, match="simulated"):
-        registry.register("m", "fp-2", _manifest(), _model(seed=1))
-    backend.con = real
+    with _failing_catalog(registry.catalog, _is_commit, SQLITE_FULL, ends_transaction=ends_transaction) as failing:
+        with pytest.raises(StorageIOError, match=r"the disk is full \(database or disk is full\)") as info:
+            registry.register("m", "fp-2", _manifest(), _model(seed=1))
+    assert failing.fired == 1
+    assert info.value.exit_code == ExitCode.IO_ERROR
+    assert not registry.catalog.in_transaction and not registry.catalog._con.in_transaction
     assert [mv.version for mv in registry.list()] == [1]  # rolled back, and the connection is usable
     assert _files(workspace / "models/m") == ["1", "1/manifest.json", "1/model.skops"]
     assert registry.check() == []

@@ -25,7 +25,7 @@ def workspace(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def registry(workspace: Path):
-    backend = _connect(workspace / "engine.duckdb")
+    backend = _connect(workspace)
     yield LocalRegistry(backend.catalog, workspace / "models", clock=Clock())
     backend.close()
 

@@ -26,9 +26,10 @@ def _state(root):
 
 def _offline_rows(root, spine: pd.DataFrame) -> tuple[pd.DataFrame, object]:
     """The offline feature-view rows of ``spine`` through the engine's own join path (plan_joins,
-    point_in_time_sql, apply_functions), read-only on the workspace database."""
-    from engine.backends.duckdb import DuckDBBackend
+    point_in_time_sql, apply_functions), on the engine's read side over the workspace (its lake tables
+    at their committed versions)."""
     from engine.backends.duckdb.point_in_time import point_in_time_sql
+    from engine.session import reading
     from engine.store.offline import offline_relation
     from engine.store.views import plan_joins
     from engine.transforms.on_demand import apply_functions
@@ -36,15 +37,13 @@ def _offline_rows(root, spine: pd.DataFrame) -> tuple[pd.DataFrame, object]:
     checked = api.validate(root)
     project = checked.project
     fv = project.feature_views["tips"]
-    backend = DuckDBBackend.open_read_only(Workspace.for_project(project.root).database)
-    try:
+    with reading(Workspace.for_project(project.root)) as stores:
+        backend = stores.backend
         relation_of = lambda name: offline_relation(name, project.feature_groups[name].version)  # noqa: E731
-        steps, layout, spine_cols = plan_joins(backend, fv, project, relation_of)
+        steps, layout, spine_cols = plan_joins(backend, fv, project, relation_of)  # binds the offline tables it reads
         backend.con.register("_test_spine", spine)
         sql = point_in_time_sql('"_test_spine"', layout.event_time, [c for c in spine_cols if c in spine.columns], steps)
         frame = backend.con.execute(sql).df()
-    finally:
-        backend.close()
     frame = apply_functions(frame, [project.functions[n] for n in fv.on_demand], project.root)
     return frame[list(layout.columns)], layout
 

@@ -1,10 +1,13 @@
 """The DuckDB backend: the one place that writes DuckDB SQL and holds a DuckDB connection.
 
 Compiles the feature-store operations of ``engine.sql.ops`` (``ASOF JOIN``, ``RANGE`` frames,
-``QUALIFY``, ``DELETE … USING``), reads sources, runs gated user SQL under the sandbox and a
-timeout, and serves the workspace's metadata tables as a ``Catalog`` on the same connection, so
-one transaction publishes data and metadata together. ``duckdb`` is imported only when a
-connection is opened, never by ``engine validate``.
+``QUALIFY``, ``DELETE … USING``), reads sources, and runs gated user SQL under the sandbox and a
+timeout. Over a workspace, DuckDB is the compute engine only: it runs in memory (spilling to the
+workspace's ``tmp/``), the persistent tables are the lake's Delta tables (``engine.backends.lake``),
+read as Arrow datasets at their committed versions and written as Delta commits, and the metadata
+is the workspace's catalog; staging tables live in DuckDB's memory. Without a lake (``in_memory``)
+every table is a DuckDB table. ``duckdb`` is imported only when a connection is opened, never by
+``engine validate``.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from engine.backends.base import Capabilities, ExpectationResult, IngestReport, WriteMode
+from engine.backends.base import Capabilities, Catalog, ExpectationResult, IngestReport, WriteMode
 from engine.backends.duckdb import connection, sources
+from engine.backends.lake import SCHEMAS as LAKE_SCHEMAS
+from engine.backends.lake import Lake
 from engine.errors import ExecutionError
 from engine.sql import ops
 from engine.sql.ops import Constant, KeyReport, Relation
@@ -30,32 +35,13 @@ if TYPE_CHECKING:
 
 SPINE_ALIAS = "_engine_spine_where"  # how spine filters qualify spine columns
 _ROWS = "_engine_rows"  # name rows are registered under while they are written
-SCHEMAS = ("_engine", "src", "offline", "online", "staging", "views", "training", "predictions")
-
-
-class DuckDBCatalog:
-    """The ``Catalog`` protocol on the backend's connection (metadata shares its transactions)."""
-
-    def __init__(self, backend: "DuckDBBackend") -> None:
-        self._backend = backend
-
-    def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
-        return self._backend.con.execute(sql, list(params)).fetchall()
-
-    def query_dicts(self, sql: str, params: Sequence[object] = ()) -> list[dict[str, Any]]:
-        cursor = self._backend.con.execute(sql, list(params))
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
-
-    def execute(self, sql: str, params: Sequence[object] = ()) -> int:
-        rows = self._backend.con.execute(sql, list(params)).fetchall()
-        return int(rows[0][0]) if rows and rows[0] and isinstance(rows[0][0], int) else 0
-
-    def has_table(self, schema: str, name: str) -> bool:
-        return self._backend.exists(Relation(schema, name))
-
-    def transaction(self):
-        return self._backend.transaction()
+SCHEMAS = ("staging", *sorted(LAKE_SCHEMAS))
+#: DuckDB types a Delta table cannot hold, and the type each is stored as (no value changes).
+_STORED_AS = {
+    "UTINYINT": "SMALLINT", "USMALLINT": "INTEGER", "UINTEGER": "BIGINT", "UBIGINT": "DECIMAL(20,0)",
+    "HUGEINT": "DECIMAL(38,0)", "UHUGEINT": "DECIMAL(38,0)", "TIMESTAMP_NS": "TIMESTAMP", "TIMESTAMP_MS": "TIMESTAMP",
+    "TIMESTAMP_S": "TIMESTAMP", "UUID": "VARCHAR", "JSON": "VARCHAR", '"NULL"': "INTEGER", "NULL": "INTEGER",
+}
 
 
 class _Capabilities:
@@ -80,41 +66,42 @@ class DuckDBBackend:
     dialect: ClassVar[str] = "duckdb"
     capabilities: ClassVar[Capabilities] = _Capabilities()  # type: ignore[assignment]
 
-    def __init__(self, con: "duckdb.DuckDBPyConnection", path: Path | None = None) -> None:
+    def __init__(self, con: "duckdb.DuckDBPyConnection", catalog: Catalog | None = None, lake: Lake | None = None) -> None:
+        if catalog is None:
+            from engine.backends.catalog import SqliteCatalog
+
+            catalog = SqliteCatalog.in_memory()
         self.con = con
-        self.path = path
-        self.catalog = DuckDBCatalog(self)
+        self.catalog = catalog
+        self.lake = lake
         self._depth = 0
+        self._bound: dict[Relation, int] = {}  # lake tables registered in DuckDB, at this version
+        self.ensure_schemas()
 
     # --- opening ---------------------------------------------------------------------------------
 
     @classmethod
     def open(
         cls,
-        path: str | Path | None,
+        catalog: Catalog | None = None,
+        lake: Lake | None = None,
         *,
         sandboxed: bool = False,
         memory_limit: str | None = None,
         threads: int | None = None,
         temp_directory: Path | None = None,
     ) -> "DuckDBBackend":
-        """A read-write connection in UTC; sandboxed (irreversibly, V3) when asked."""
-        con = connection.connect(path, sandboxed=sandboxed, memory_limit=memory_limit, threads=threads, temp_directory=temp_directory)
-        return cls(con, Path(path) if path is not None else None)
-
-    @classmethod
-    def open_read_only(cls, path: str | Path) -> "DuckDBBackend":
-        """A read-only connection in UTC, for plan/show/read. LockedError while an apply writes (V7)."""
-        return cls(connection.connect_read_only(path), Path(path))
+        """DuckDB in memory, in UTC, over ``lake``'s tables (none: every table in memory) and
+        ``catalog`` (none: a catalog in memory); sandboxed (irreversibly, V3) when asked."""
+        con = connection.connect(None, sandboxed=False, memory_limit=memory_limit, threads=threads, temp_directory=temp_directory)
+        backend = cls(con, catalog, lake)
+        if sandboxed:
+            backend.lock_down()
+        return backend
 
     @classmethod
     def in_memory(cls, *, sandboxed: bool = False) -> "DuckDBBackend":
-        return cls.open(None, sandboxed=sandboxed)
-
-    @staticmethod
-    def wal_path(path: str | Path) -> Path:
-        """The write-ahead log beside a database file (G7: set aside by ``engine recover``)."""
-        return connection.wal_path(path)
+        return cls.open(sandboxed=sandboxed)
 
     def ensure_schemas(self) -> None:
         for schema in SCHEMAS:
@@ -124,7 +111,23 @@ class DuckDBBackend:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """BEGIN … COMMIT, or ROLLBACK on any exception. Nested blocks join the outer transaction."""
+        """One atomic unit: the catalog's transaction, with the lake's commits recorded in it, and
+        DuckDB's own for the tables it holds (staging). Nested blocks join the outer one; any
+        exception rolls it all back."""
+        try:
+            with self.catalog.transaction(), self._duckdb_transaction():
+                if self.lake is not None:
+                    with self.lake.transaction():
+                        yield
+                else:
+                    yield
+        except BaseException:
+            if not self._depth:
+                self._bound.clear()  # views created in the rolled-back transaction are gone
+            raise
+
+    @contextmanager
+    def _duckdb_transaction(self) -> Iterator[None]:
         if self._depth:
             self._depth += 1
             try:
@@ -149,13 +152,23 @@ class DuckDBBackend:
             self._depth = 0
 
     def lock_down(self) -> None:
-        connection.lock_down(self.con)
+        """Sandbox the connection (V3): no file, network or setting is reachable from SQL any more,
+        except the lake's own folder, which the views over its tables read."""
+        connection.lock_down(self.con, readable=[self.lake.root] if self.lake is not None else [])
 
     def interrupt(self) -> None:
         self.con.interrupt()
 
     def close(self) -> None:
-        self.con.close()
+        try:
+            self.con.close()
+        except Exception:
+            # A statement the SQL watchdog gave up on (Q8) still runs on a cursor of this database;
+            # the instance is left to it until the process exits (it never waits for it).
+            if not connection.abandoned():
+                raise
+        finally:
+            self.catalog.close()
 
     def __enter__(self) -> "DuckDBBackend":
         return self
@@ -166,6 +179,8 @@ class DuckDBBackend:
     # --- tables ----------------------------------------------------------------------------------
 
     def exists(self, relation: Relation) -> bool:
+        if self._in_lake(relation):
+            return self.lake.version(relation) is not None
         row = self.con.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?", [relation.schema, relation.name]
         ).fetchone()
@@ -178,10 +193,17 @@ class DuckDBBackend:
         return int(self.con.execute(f"SELECT count(*) FROM ({self.compile(source)})").fetchone()[0])
 
     def drop(self, relation: Relation) -> None:
+        if self._in_lake(relation):
+            self.lake.drop(relation)
+            self._unbind(relation)
+            return
         self.con.execute(f"DROP TABLE IF EXISTS {relation}")
 
     def create(self, target: Relation, source: Relation | ops.FeatureStoreOp, *, replace: bool = False, timeout_s: float | None = None) -> int:
-        """``CREATE [OR REPLACE] TABLE target AS <source>``; returns the rows written."""
+        """``CREATE [OR REPLACE] TABLE target AS <source>`` (a lake table: a commit replacing its
+        rows); returns the rows written."""
+        if self._in_lake(target):
+            return self._commit(target, self.compile(source), mode="overwrite")
         verb = "CREATE OR REPLACE TABLE" if replace else "CREATE TABLE"
         connection.run_sql(self.con, f"{verb} {target} AS {self.compile(source)}", timeout_s=timeout_s)
         return self.count(target)
@@ -197,8 +219,12 @@ class DuckDBBackend:
         gated, messages = gate_select(sql, set(tables))
         if gated is None or messages:
             raise ExecutionError("; ".join(messages) or "SQL rejected")
+        for relation in tables.values():
+            self._bind(relation)
         text = rewrite_tables(gated.expression, {name: str(rel) for name, rel in tables.items() if name in gated.tables}, self.dialect)
         connection.check_single_select(self.con, text)
+        if self._in_lake(target):
+            raise ExecutionError(f"user SQL writes to staging, not to {target}")
         connection.run_sql(self.con, f"CREATE TABLE {target} AS {text}", timeout_s=timeout_s)
         return self.count(target)
 
@@ -207,7 +233,9 @@ class DuckDBBackend:
         with self._registered(rows) as name:
             select = self._stamped(quote_ident(name), _column_names(rows), constants)
             params = [c.value for c in constants]
-            if mode == "append":
+            if self._in_lake(target):
+                self._commit(target, select, params, mode="append" if mode == "append" else "overwrite")
+            elif mode == "append":
                 self.con.execute(f"CREATE TABLE IF NOT EXISTS {target} AS {select} LIMIT 0", params)
                 self.con.execute(f"INSERT INTO {target} BY NAME {select}", params)
             else:
@@ -222,8 +250,18 @@ class DuckDBBackend:
         with self._registered(rows) as name:
             select = self._stamped(quote_ident(name), _column_names(rows), constants)
             params = [c.value for c in constants]
-            self.con.execute(f"CREATE TABLE IF NOT EXISTS {target} AS {select} LIMIT 0", params)
             new, old = quote_ident("_new"), quote_ident("_old")
+            if self._in_lake(target):
+                if self.exists(target):
+                    match = " AND ".join(f"{old}.{quote_ident(k)} = {new}.{quote_ident(k)}" for k in keys)
+                    self._bind(target)
+                    select = f"SELECT * FROM ({select}) AS {new} WHERE NOT EXISTS (SELECT 1 FROM {target} AS {old} WHERE {match})"
+                self.con.complete()
+                fresh = self.con.sql(self._storable(select, params), params=params or None).to_arrow_table()
+                if fresh.num_rows or not self.exists(target):
+                    self._write_lake(target, fresh, mode="append")
+                return fresh.num_rows
+            self.con.execute(f"CREATE TABLE IF NOT EXISTS {target} AS {select} LIMIT 0", params)
             match = " AND ".join(f"{old}.{quote_ident(k)} = {new}.{quote_ident(k)}" for k in keys)
             result = self.con.execute(
                 f"INSERT INTO {target} BY NAME SELECT * FROM ({select}) AS {new} "
@@ -235,13 +273,28 @@ class DuckDBBackend:
     def merge(self, target: Relation, staged: Relation, keys: Sequence[str]) -> None:
         """Upsert: rows of ``staged`` replace the rows of ``target`` with the same ``keys``."""
         match = " AND ".join(f"o.{quote_ident(k)} = s.{quote_ident(k)}" for k in keys)
+        self._bind(staged)
+        if self._in_lake(target):
+            self._bind(target)
+            kept = f"SELECT * FROM {target} AS o WHERE NOT EXISTS (SELECT 1 FROM {staged} AS s WHERE {match})"
+            self._commit(target, f"{kept} UNION ALL BY NAME SELECT * FROM {staged}", mode="overwrite")
+            return
         self.con.execute(f"DELETE FROM {target} AS o USING {staged} AS s WHERE {match}")
         self.con.execute(f"INSERT INTO {target} BY NAME SELECT * FROM {staged}")
 
     def add_column(self, relation: Relation, column: str, type_: str) -> None:
+        if self._in_lake(relation):
+            self._bind(relation)
+            self._commit(relation, f"SELECT *, NULL::{type_} AS {quote_ident(column)} FROM {relation}", mode="overwrite")
+            return
         self.con.execute(f"ALTER TABLE {relation} ADD COLUMN {quote_ident(column)} {type_}")
 
     def cast_column(self, relation: Relation, column: str, type_: str) -> None:
+        if self._in_lake(relation):
+            self._bind(relation)
+            col = quote_ident(column)
+            self._commit(relation, f"SELECT * REPLACE (CAST({col} AS {type_}) AS {col}) FROM {relation}", mode="overwrite")
+            return
         self.con.execute(f"ALTER TABLE {relation} ALTER COLUMN {quote_ident(column)} TYPE {type_}")
 
     def fetch(self, source: Relation | ops.FeatureStoreOp) -> "pyarrow.Table":
@@ -251,50 +304,155 @@ class DuckDBBackend:
     def frame(self, source: Relation | ops.FeatureStoreOp) -> "pandas.DataFrame":
         return self.con.execute(self.compile(source)).df()
 
+    def at_version(self, relation: Relation, version: int) -> Relation:
+        """A read-only relation holding ``relation``'s rows at a recorded lake version (``as_of``)."""
+        if not self._in_lake(relation):
+            raise ExecutionError(f"{relation} keeps no versions")
+        alias = Relation("staging", f"_asof__{relation.schema}__{relation.name}__{version}")
+        self.con.complete()
+        self.con.execute(f"CREATE OR REPLACE VIEW {alias} AS {self._version_sql(relation, version)}")
+        return alias
+
+    # --- the lake ----------------------------------------------------------------------------------
+
+    def _in_lake(self, relation: Relation) -> bool:
+        return self.lake is not None and self.lake.holds(relation)
+
+    def _bind(self, relation: Relation) -> None:
+        """Make ``relation`` name its committed lake version in DuckDB: a view over that version's
+        Parquet files, read by DuckDB's own reader (parallel, with projection and filter pushdown)."""
+        if not self._in_lake(relation):
+            return
+        version = self.lake.version(relation)
+        if self._bound.get(relation, -1) == version:
+            return
+        if version is None:
+            self._unbind(relation)
+            return
+        self.con.complete()
+        self.con.execute(f"CREATE OR REPLACE VIEW {relation} AS {self._version_sql(relation, version)}")
+        self._bound[relation] = version
+
+    def _version_sql(self, relation: Relation, version: int) -> str:
+        """The SELECT of a lake table's rows at ``version``: its data files (a Delta version is the
+        union of its files; the lake writes no deletion vectors), or an empty table of its schema."""
+        files = self.lake.files(relation, version)
+        if files:
+            listing = ", ".join(_string_literal(f) for f in files)
+            return f"SELECT * FROM read_parquet([{listing}], union_by_name = true)"
+        # No file: an empty table of the version's schema (a table, not the registered Arrow
+        # object, so that every connection to this database sees it).
+        empty = Relation("staging", f"_empty__{relation.schema}__{relation.name}__{version}")
+        self.con.register("_engine_empty", self.lake.schema(relation, version).empty_table())
+        try:
+            self.con.execute(f"CREATE OR REPLACE TABLE {empty} AS SELECT * FROM _engine_empty")
+        finally:
+            self.con.unregister("_engine_empty")
+        return f"SELECT * FROM {empty}"
+
+    def _unbind(self, relation: Relation) -> None:
+        self.con.execute(f"DROP VIEW IF EXISTS {relation}")
+        self._bound.pop(relation, None)
+
+    def _bind_all(self, source: object) -> None:
+        for relation in _relations(source):
+            self._bind(relation)
+
+    def _storable(self, select: str, params: Sequence[object] = ()) -> str:
+        """``select`` with every column a Delta table can hold, cast to the type it is stored as."""
+        described = self.con.execute(f"DESCRIBE {select}", list(params)).fetchall()
+        casts = {}
+        for name, type_, *_ in described:
+            base = str(type_)
+            if base in ("INTERVAL", "TIME", "TIME WITH TIME ZONE", "BIT") or base.startswith("UNION"):
+                raise ExecutionError(
+                    f"column {name!r} has type {type_}, which the offline store (Delta Lake) cannot hold; "
+                    "cast it in the SQL (an interval to seconds, a time to text)"
+                )
+            stored = "VARCHAR" if base.startswith("ENUM") else _STORED_AS.get(base)
+            if stored:
+                casts[name] = stored
+        if not casts:
+            return select
+        cols = ", ".join(f"CAST({quote_ident(n)} AS {casts[n]}) AS {quote_ident(n)}" if n in casts else quote_ident(n) for n, *_ in described)
+        return f"SELECT {cols} FROM ({select})"
+
+    def _commit(self, target: Relation, select: str, params: Sequence[object] = (), *, mode: str) -> int:
+        """Write ``select``'s rows to the lake table ``target`` as one commit; return its rows."""
+        self.con.complete()
+        reader = self.con.sql(self._storable(select, params), params=list(params) or None).to_arrow_reader(batch_size=122_880)
+        try:
+            self._write_lake(target, reader, mode=mode)
+        finally:
+            reader.close()  # an unread result would block the connection (and the ROLLBACK after a failure)
+        return self.count(target)
+
+    def _write_lake(self, target: Relation, data: Any, *, mode: str) -> None:
+        self.lake.write(target, data, mode=mode)
+        self._bind(target)
+
     # --- data checks and statistics --------------------------------------------------------------
 
     def key_report(self, relation: Relation, key: Sequence[str]) -> KeyReport:
         from engine.backends.duckdb.quality import check_primary_key
 
+        self._bind(relation)
         nulls, duplicates, samples = check_primary_key(self.con, str(relation), list(key), None)
         return KeyReport(nulls, duplicates, samples)
 
     def non_finite_counts(self, relation: Relation) -> dict[str, int]:
         from engine.backends.duckdb.quality import non_finite_counts
 
+        self._bind(relation)
         return non_finite_counts(self.con, str(relation))
 
     def nullify_non_finite(self, relation: Relation, columns: Sequence[str]) -> None:
         from engine.backends.duckdb.quality import nullify_non_finite
 
+        if self._in_lake(relation):
+            raise ExecutionError(f"{relation} is a committed table; non-finite values are nullified in staging")
         nullify_non_finite(self.con, str(relation), columns)
 
     def expectations(self, relation: Relation, expectations: Sequence["Expectation"]) -> list[ExpectationResult]:
         from engine.backends.duckdb.quality import run_expectations
 
+        self._bind(relation)
         return run_expectations(self.con, str(relation), expectations)
 
     def statistics(self, relation: Relation) -> dict[str, dict[str, object]]:
         from engine.backends.duckdb.stats import compute_stats
 
+        self._bind(relation)
         return compute_stats(self.con, str(relation))
 
     def quantiles(self, relation: Relation, column: str, quantiles: int) -> list[float]:
         from engine.backends.duckdb.binning import quantile_edges_sql
 
+        self._bind(relation)
         row = self.con.execute(quantile_edges_sql(str(relation), column, quantiles)).fetchone()
         return list(row[0]) if row is not None and row[0] is not None else []
 
     # --- sources -----------------------------------------------------------------------------------
 
     def read_source(self, source: "Source", target: Relation) -> IngestReport:
-        rows, rejected = sources.read_source(self.con, source, str(target), is_storage_failure=connection.is_storage_failure)
+        """Read a source's files into ``target`` (a lake table: one commit), with its quarantined rows."""
+        if not self._in_lake(target):
+            rows, rejected = sources.read_source(self.con, source, str(target), is_storage_failure=connection.is_storage_failure)
+            return IngestReport(rows, tuple(rejected))
+        staged = Relation("staging", f"_source__{target.name}")
+        self.drop(staged)
+        # On a failure the caller's transaction is aborted and rolls the staging table back; no
+        # statement may run before that (not even a DROP).
+        rows, rejected = sources.read_source(self.con, source, str(staged), is_storage_failure=connection.is_storage_failure)
+        self.create(target, staged, replace=True)
+        self.drop(staged)
         return IngestReport(rows, tuple(rejected))
 
     # --- compiling operations ----------------------------------------------------------------------
 
     def compile(self, source: Relation | ops.FeatureStoreOp) -> str:
         """The DuckDB SELECT for a relation or an operation."""
+        self._bind_all(source)
         match source:
             case Relation():
                 return f"SELECT * FROM {source}"
@@ -321,12 +479,18 @@ class DuckDBBackend:
                 partition = ", ".join(quote_ident(k) for k in source.primary_key)
                 return (
                     f"SELECT * FROM {source.source} QUALIFY row_number() OVER "
-                    f"(PARTITION BY {partition} ORDER BY {quote_ident(source.event_time)} DESC, rowid DESC) = 1"
+                    f"(PARTITION BY {partition} ORDER BY {quote_ident(source.event_time)} DESC{self._written_order(source.source)}) = 1"
                 )
             case ops.DedupeLatest():
                 partition = ", ".join(quote_ident(k) for k in source.key)
-                return f"SELECT * FROM {source.source} QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY rowid DESC) = 1"
+                order = self._written_order(source.source).removeprefix(", ") or "1"
+                return f"SELECT * FROM {source.source} QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY {order}) = 1"
         raise TypeError(f"not an operation the DuckDB backend compiles: {type(source).__name__}")
+
+    def _written_order(self, relation: Relation) -> str:
+        """``, rowid DESC`` (last written first) on a DuckDB table; nothing on a lake table, which
+        holds one row per key and time (the offline store's rule), so no tie is left to break."""
+        return "" if self._in_lake(relation) else ", rowid DESC"
 
     def _filtered(self, relation: str, filters: Sequence[ops.SpineFilter]) -> str:
         """``relation`` restricted by each filter in turn: a relation name or a parenthesised query."""
@@ -363,6 +527,7 @@ class DuckDBBackend:
         try:
             yield _ROWS
         finally:
+            self.con.complete()
             self.con.unregister(_ROWS)
 
     @staticmethod
@@ -372,9 +537,27 @@ class DuckDBBackend:
         return f"SELECT {cols}{extra} FROM {source}"
 
 
+def _relations(value: object) -> Iterator[Relation]:
+    """Every ``Relation`` inside an operation (its sources, joins and filters)."""
+    import dataclasses
+
+    if isinstance(value, Relation):
+        yield value
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):
+            yield from _relations(getattr(value, f.name))
+    elif isinstance(value, tuple | list):
+        for item in value:
+            yield from _relations(item)
+
+
 def _column_names(rows: Any) -> list[str]:
     names = getattr(rows, "column_names", None)
     return list(names) if names is not None else [str(c) for c in rows.columns]
+
+
+def _string_literal(text: str) -> str:
+    return "'" + str(text).replace("'", "''") + "'"
 
 
 def _timestamp_literal(value) -> str:

@@ -9,6 +9,8 @@ every connection of the process to the same file shares them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -67,12 +69,16 @@ def connect(
     return con
 
 
-def lock_down(con: duckdb.DuckDBPyConnection) -> None:
-    """The sandbox, irreversibly (V2, V3): no files, network, extensions or setting changes.
+def lock_down(con: duckdb.DuckDBPyConnection, readable: Sequence[Path] = ()) -> None:
+    """The sandbox, irreversibly (V2, V3): no files, network, extensions or setting changes, except
+    reading under the ``readable`` folders (the lake's tables, which the engine's views read).
 
-    Order matters: a temp_directory must be set before external access is disabled, and
-    lock_configuration comes last (it freezes every other setting).
+    Order matters: a temp_directory and the allowed folders must be set before external access is
+    disabled, and lock_configuration comes last (it freezes every other setting).
     """
+    if readable:
+        folders = ", ".join(_literal(str(Path(p).resolve()) + "/") for p in readable)
+        con.execute(f"SET allowed_directories = [{folders}]")
     for statement in (
         "SET enable_external_access = false",
         "SET autoinstall_known_extensions = false",
@@ -183,9 +189,9 @@ def _statement_connection(con: duckdb.DuckDBPyConnection, statement) -> tuple[du
     """The connection a watched statement runs on, and its database file when it is not ``con``:
     its own connection to ``con``'s database file when it writes rows (CREATE, INSERT, UPDATE,
     DELETE) outside a transaction (so that a connection left busy by an abandoned statement is not
-    ``con``), else ``con`` itself (a SELECT's rows are read from ``con``; a setting or a TEMP object
-    lives on its connection; a transaction's uncommitted tables are visible to ``con`` only; an
-    in-memory database has no file to connect to)."""
+    ``con``; for an in-memory database, a cursor: a new connection to the same instance), else
+    ``con`` itself (a SELECT's rows are read from ``con``; a setting or a TEMP object lives on its
+    connection; a transaction's uncommitted tables are visible to ``con`` only)."""
     import re
 
     import duckdb
@@ -196,8 +202,10 @@ def _statement_connection(con: duckdb.DuckDBPyConnection, statement) -> tuple[du
     try:
         row = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
         path = row[0] if row else None
-        if not path or _in_transaction(con):
+        if _in_transaction(con):
             return con, None
+        if not path:
+            return con.cursor(), f":memory:{id(con)}"
         # Same file, no config: DuckDB hands out a connection to the open instance, sandbox and all (V5).
         return duckdb.connect(str(path)), str(Path(path).resolve())
     except duckdb.Error:

@@ -69,9 +69,9 @@ def _measures(col: str, kind: str) -> list[tuple[str, str]]:
             ("std", f"stddev_samp({dbl}){flt}"),
             ("min", f"min({col}){flt}"),
             ("max", f"max({col}){flt}"),
-            ("p25", f"quantile_cont({dbl}, 0.25){flt}"),
-            ("p50", f"quantile_cont({dbl}, 0.5){flt}"),
-            ("p75", f"quantile_cont({dbl}, 0.75){flt}"),
+            ("p25", f"approx_quantile({dbl}, 0.25){flt}"),
+            ("p50", f"approx_quantile({dbl}, 0.5){flt}"),
+            ("p75", f"approx_quantile({dbl}, 0.75){flt}"),
         ]
     elif kind == "temporal":
         out += [("min", f"min({col})"), ("max", f"max({col})")]
@@ -96,7 +96,8 @@ def compute_stats(con: Any, relation: str) -> dict[str, dict]:
     Every column: ``type``, ``count`` (non-NULL values; for floats also non-NaN), ``nulls`` (SQL
     NULLs), ``distinct`` (DuckDB ``approx_count_distinct`` — HyperLogLog, approximate). Floats add
     ``nans``. Numeric columns add ``mean``, ``std`` (sample), ``min``, ``max`` and ``p25``/``p50``/
-    ``p75`` (``quantile_cont``, linear interpolation) over non-NULL, non-NaN values. Dates and
+    ``p75`` over non-NULL, non-NaN values: approximate (DuckDB ``approx_quantile``, a t-digest
+    sketch, so the cost stays linear), marked ``"quantiles": "approximate"``. Dates and
     timestamps add ``min``/``max`` as ISO text; strings add ``min_length``/``max_length``.
     NaN and ±inf results become None.
     """
@@ -109,6 +110,9 @@ def compute_stats(con: Any, relation: str) -> dict[str, dict]:
     for (name, stat), value in zip(slots, row, strict=True):
         temporal = _kind(types[name]) == "temporal" and stat in ("min", "max")
         out[name][stat] = _iso(value) if temporal else _number(value)
+    for name, stats in out.items():
+        if "p50" in stats:
+            stats["quantiles"] = "approximate"
     for name in out:  # counts are never NULL, even on an empty table
         for stat in ("count", "nulls", "distinct", "nans"):
             if stat in out[name] and out[name][stat] is None:

@@ -1,0 +1,367 @@
+"""The lake: the workspace's persistent tables as Delta Lake tables, shared by every backend.
+
+Owns the table format and the rule that makes several tables publish atomically: a table's
+*committed* version is the one the catalog records (``_engine.tables``), not the newest in its
+Delta log. A writer commits Delta versions first and records them in the catalog's transaction
+last, so a reader (another process, on the catalog's last commit) sees every table of an apply at
+its old version or every one at its new, and never waits for a writer. A Delta version the catalog
+never recorded (a crash between the two) is invisible, and the next write starts from the recorded
+version again (``restore``). Every recorded version stays readable (``as_of``) until ``vacuum``.
+
+DuckDB reads a version as an Arrow dataset; Spark will read it by its file list. Must not import a
+compute engine.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from engine.errors import StorageIOError, UsageError
+from engine.sql.ops import Relation
+
+if TYPE_CHECKING:
+    import pyarrow
+    import pyarrow.dataset
+
+    from engine.backends.base import Catalog
+
+#: The schemas whose relations are lake tables; any other (``staging``) lives in the backend's memory.
+SCHEMAS = frozenset({"src", "offline", "online", "views", "training", "predictions"})
+
+_DDL = [
+    """CREATE TABLE IF NOT EXISTS _engine.tables (
+        schema_name VARCHAR NOT NULL,
+        table_name VARCHAR NOT NULL,
+        version INTEGER NOT NULL,
+        run_id VARCHAR,
+        committed_at VARCHAR NOT NULL,
+        PRIMARY KEY (schema_name, table_name))""",
+    """CREATE TABLE IF NOT EXISTS _engine.table_commits (
+        schema_name VARCHAR NOT NULL,
+        table_name VARCHAR NOT NULL,
+        version INTEGER NOT NULL,
+        run_id VARCHAR,
+        committed_at VARCHAR NOT NULL,
+        PRIMARY KEY (schema_name, table_name, version))""",
+]
+
+_HINT = "run `engine check` to see what is wrong; the catalog still points at the last good version, so no data is lost"
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One recorded version of a lake table."""
+
+    version: int
+    run_id: str | None
+    committed_at: datetime
+
+
+def _now() -> str:
+    from engine.backends.catalog import utc_text
+
+    return utc_text(datetime.now(UTC))
+
+
+def _parse_time(text: str) -> datetime:
+    from engine.backends.catalog import utc_datetime
+
+    return utc_datetime(text)
+
+
+class Lake:
+    """Delta tables under ``root`` (``<root>/<schema>/<name>``), versioned through ``catalog``."""
+
+    def __init__(self, root: Path, catalog: "Catalog", *, read_only: bool = False) -> None:
+        self.root = Path(root)
+        self.catalog = catalog
+        self.read_only = read_only
+        self.run_id: str | None = None  # stamped on every commit this lake records
+        self._pending: dict[Relation, int | None] = {}  # written in the open transaction (None: dropped)
+        self._depth = 0
+        self._committed: dict[Relation, int] | None = None  # cache of _engine.tables, per transaction
+        if not read_only:
+            for statement in _DDL:
+                catalog.execute(statement)
+
+    # --- what is committed -----------------------------------------------------------------------
+
+    @staticmethod
+    def holds(relation: Relation) -> bool:
+        return relation.schema in SCHEMAS
+
+    def path(self, relation: Relation) -> Path:
+        return self.root / relation.schema / relation.name
+
+    def committed(self) -> dict[Relation, int]:
+        """Every table's recorded version (the catalog's last commit, plus this transaction's own)."""
+        if self._committed is None:
+            rows = self.catalog.query("SELECT schema_name, table_name, version FROM _engine.tables") if self._has_catalog() else []
+            self._committed = {Relation(s, n): int(v) for s, n, v in rows}
+        return self._committed
+
+    def version(self, relation: Relation) -> int | None:
+        """The version readers of ``relation`` see, or None when it does not exist."""
+        if relation in self._pending:
+            return self._pending[relation]
+        return self.committed().get(relation)
+
+    def tables(self) -> list[Relation]:
+        out = {r for r, v in self.committed().items() if v is not None}
+        out |= {r for r, v in self._pending.items() if v is not None}
+        out -= {r for r, v in self._pending.items() if v is None}
+        return sorted(out, key=str)
+
+    def refresh(self) -> None:
+        """Forget the cached catalog state (another process may have committed since)."""
+        self._committed = None
+
+    def commits(self, relation: Relation) -> list[Commit]:
+        """Every recorded version of ``relation``, oldest first."""
+        if not self._has_catalog():
+            return []
+        rows = self.catalog.query(
+            "SELECT version, run_id, committed_at FROM _engine.table_commits WHERE schema_name = ? AND table_name = ? ORDER BY version",
+            [relation.schema, relation.name],
+        )
+        return [Commit(int(v), r, _parse_time(t)) for v, r, t in rows]
+
+    def version_as_of(self, relation: Relation, as_of: int | datetime | str) -> int:
+        """The recorded version of ``relation`` named by ``as_of``: a version number, or the last
+        one committed at or before a time. UsageError (exit 2) when there is none."""
+        commits = self.commits(relation)
+        if isinstance(as_of, str):
+            as_of = int(as_of) if as_of.isdigit() else _parse_time(as_of)
+        if isinstance(as_of, int):
+            if any(c.version == as_of for c in commits):
+                return as_of
+            known = ", ".join(str(c.version) for c in commits) or "none"
+            raise UsageError(f"{relation} has no commit {as_of} (recorded commits: {known})")
+        at = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
+        earlier = [c for c in commits if c.committed_at <= at]
+        if not earlier:
+            first = commits[0].committed_at.isoformat() if commits else "never"
+            raise UsageError(f"{relation} did not exist at {at.isoformat()} (first commit: {first})")
+        return earlier[-1].version
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def dataset(self, relation: Relation, version: int | None = None) -> "pyarrow.dataset.Dataset":
+        """The rows of ``relation`` at ``version`` (its committed version when None)."""
+        version = self.version(relation) if version is None else version
+        if version is None:
+            raise UsageError(f"table {relation} does not exist")
+        return self._table(relation, version).to_pyarrow_dataset()
+
+    def files(self, relation: Relation, version: int | None = None) -> list[str]:
+        """The Parquet files of a version, as absolute paths: its rows are their union (what DuckDB
+        and a distributed engine read). StorageIOError for a table that needs more than a file
+        list (deletion vectors, column mapping: a foreign table)."""
+        version = self.version(relation) if version is None else version
+        if version is None:
+            return []
+        table = self._table(relation, version)
+        features = set(table.protocol().reader_features or ())
+        if features & {"deletionVectors", "columnMapping"}:
+            raise StorageIOError(
+                f"the table {relation} at {self.path(relation)} uses {', '.join(sorted(features))}, which the engine does not write; "
+                "it was written by another tool: move it aside and apply again"
+            )
+        return [uri.removeprefix("file://") for uri in table.file_uris()]
+
+    def schema(self, relation: Relation, version: int | None = None) -> "pyarrow.Schema":
+        """The Arrow schema of a version."""
+        import pyarrow
+
+        version = self.version(relation) if version is None else version
+        return pyarrow.schema(self._table(relation, version).schema().to_arrow())
+
+    def _table(self, relation: Relation, version: int | None):
+        from deltalake import DeltaTable
+
+        path = self.path(relation)
+        try:
+            return DeltaTable(str(path), version=version)
+        except Exception as exc:  # deltalake raises TableNotFoundError, DeltaError, OSError …
+            raise StorageIOError(f"cannot read the table {relation} at {path} (version {version}): {_first_line(exc)}; {_HINT}") from None
+
+    # --- writing ---------------------------------------------------------------------------------
+
+    def write(self, relation: Relation, data: "pyarrow.RecordBatchReader | pyarrow.Table", *, mode: str = "overwrite") -> int:
+        """Commit ``data`` to ``relation`` (``overwrite`` replaces its rows, ``append`` adds) and
+        return the new version; visible to readers when the transaction records it."""
+        from deltalake import CommitProperties, write_deltalake
+
+        self._writable()
+        path = self.path(relation)
+        current = self.version(relation)
+        if current is not None:
+            self._table(relation, None)  # StorageIOError for a damaged or foreign folder: never write over it
+        elif path.is_dir() and any(path.iterdir()) and not (path / "_delta_log").is_dir():
+            raise StorageIOError(f"{path} holds files that are not a Delta table the engine wrote; move them aside and apply again (nothing was changed)")
+        if mode == "append" and current is not None:
+            self._rewind(relation, current)
+        elif mode == "append":
+            mode = "overwrite"  # the first write of a table (or after a drop) starts it afresh
+        path.mkdir(parents=True, exist_ok=True)
+        properties = CommitProperties(custom_metadata={"engine.run_id": self.run_id or "", "engine.table": str(relation)})
+        try:
+            write_deltalake(str(path), data, mode=mode, schema_mode="overwrite" if mode == "overwrite" else "merge", commit_properties=properties)
+            version = self._table(relation, None).version()
+        except StorageIOError:
+            raise
+        except OSError as exc:
+            raise StorageIOError(f"cannot write the table {relation} at {path}: {exc.strerror or exc}; free space or fix the folder's permissions, then apply again") from None
+        except Exception as exc:
+            text = _first_line(exc)
+            if "Invalid data type" in text or "Schema error" in text:
+                raise StorageIOError(f"cannot store {relation}: {text}; cast the column to a supported type in the feature group's SQL") from None
+            raise StorageIOError(f"cannot write the table {relation} at {path}: {text}; {_HINT}") from None
+        self._record(relation, version)
+        return version
+
+    def drop(self, relation: Relation) -> None:
+        """Stop recording ``relation``: readers no longer see it; its files stay until ``vacuum``."""
+        self._writable()
+        if self.version(relation) is None:
+            return
+        self._pending[relation] = None
+        if not self._depth:
+            self._flush()
+
+    def _rewind(self, relation: Relation, version: int) -> None:
+        """When a crash left commits past the recorded version, add a commit restoring the recorded
+        one's rows, and record it (so the next check finds the table consistent)."""
+        table = self._table(relation, None)
+        if table.version() != version:
+            table.restore(version)
+            self._record(relation, self._table(relation, None).version())
+
+    def _record(self, relation: Relation, version: int) -> None:
+        self._pending[relation] = version
+        if not self._depth:
+            self._flush()
+
+    # --- transactions ----------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Record this block's writes in the catalog when the outermost block ends without error
+        (the caller holds the catalog's transaction, so data and metadata commit together)."""
+        self._depth += 1
+        try:
+            yield
+            if self._depth == 1:
+                self._flush()
+        except BaseException:
+            if self._depth == 1:
+                self._pending.clear()
+                self._committed = None
+            raise
+        finally:
+            self._depth -= 1
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        now = _now()
+        for relation, version in self._pending.items():
+            if version is None:
+                self.catalog.execute("DELETE FROM _engine.tables WHERE schema_name = ? AND table_name = ?", [relation.schema, relation.name])
+                continue
+            self.catalog.execute(
+                "INSERT OR REPLACE INTO _engine.tables VALUES (?, ?, ?, ?, ?)", [relation.schema, relation.name, version, self.run_id, now]
+            )
+            self.catalog.execute(
+                "INSERT OR IGNORE INTO _engine.table_commits VALUES (?, ?, ?, ?, ?)", [relation.schema, relation.name, version, self.run_id, now]
+            )
+        committed = self.committed()
+        for relation, version in self._pending.items():
+            if version is None:
+                committed.pop(relation, None)
+            else:
+                committed[relation] = version
+        self._pending.clear()
+
+    # --- housekeeping ----------------------------------------------------------------------------
+
+    def vacuum(self, retention: timedelta, *, dry_run: bool = False) -> list[Path]:
+        """Delete files no version younger than ``retention`` needs, and the folders of tables
+        dropped longer ago than that; return what was (or would be) deleted."""
+        self._writable()
+        removed: list[Path] = []
+        cutoff = datetime.now(UTC) - retention
+        recorded = self.committed()
+        for schema_dir in sorted(p for p in self.root.glob("*") if p.is_dir()):
+            for table_dir in sorted(p for p in schema_dir.glob("*") if p.is_dir()):
+                relation = Relation(schema_dir.name, table_dir.name)
+                if relation not in recorded:
+                    commits = self.commits(relation)
+                    if not commits or commits[-1].committed_at < cutoff:
+                        removed.append(table_dir)
+                        if not dry_run:
+                            shutil.rmtree(table_dir, ignore_errors=True)
+                            self.catalog.execute(
+                                "DELETE FROM _engine.table_commits WHERE schema_name = ? AND table_name = ?", [relation.schema, relation.name]
+                            )
+                    continue
+                table = self._table(relation, None)
+                if table.version() != recorded[relation] and not dry_run:
+                    table.restore(recorded[relation])  # unrecorded commits (a crash) lose their files below
+                hours = max(int(retention.total_seconds() // 3600), 0)
+                files = table.vacuum(retention_hours=hours, enforce_retention_duration=False, dry_run=dry_run)
+                removed.extend(table_dir / f for f in files)
+                if not dry_run:
+                    self._forget_commits_before(relation, cutoff, recorded[relation])
+        return removed
+
+    def _forget_commits_before(self, relation: Relation, cutoff: datetime, keep: int) -> None:
+        """Commits older than the retention window can no longer be read back: unrecord them
+        (all but the current one)."""
+        for commit in self.commits(relation):
+            if commit.committed_at < cutoff and commit.version != keep:
+                self.catalog.execute(
+                    "DELETE FROM _engine.table_commits WHERE schema_name = ? AND table_name = ? AND version = ?",
+                    [relation.schema, relation.name, commit.version],
+                )
+
+    def rewind(self) -> list[Relation]:
+        """Restore every table whose Delta log runs past its recorded version (a crash between a
+        commit and the catalog) to the recorded version; return those tables."""
+        self._writable()
+        rewound = []
+        for relation, version in sorted(self.committed().items(), key=lambda kv: str(kv[0])):
+            if self._table(relation, None).version() != version:
+                self._rewind(relation, version)
+                rewound.append(relation)
+        return rewound
+
+    def problems(self) -> list[str]:
+        """Tables whose recorded version cannot be read (``engine check``)."""
+        out = []
+        for relation, version in sorted(self.committed().items(), key=lambda kv: str(kv[0])):
+            try:
+                self._table(relation, version)
+            except StorageIOError as exc:
+                out.append(str(exc))
+        return out
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise UsageError("the workspace is open read-only")
+
+    def _has_catalog(self) -> bool:
+        return self.catalog.has_table("_engine", "tables")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
