@@ -371,7 +371,8 @@ def _seconds(timeout_s: float | None) -> str:
 
 
 def _open(path: str | Path | None, *, read_only: bool) -> duckdb.DuckDBPyConnection:
-    """duckdb.connect, with open failures turned into what the user can act on (V7, G7)."""
+    """duckdb.connect, with open failures turned into what the user can act on. The engine opens
+    DuckDB in memory (the workspace's tables are Delta tables); a file is a test's or a user's."""
     import duckdb
 
     from engine.errors import LockedError, StorageIOError
@@ -383,25 +384,8 @@ def _open(path: str | Path | None, *, read_only: bool) -> duckdb.DuckDBPyConnect
     except duckdb.Error as exc:
         text = _first_line(exc)
         if "lock" in text.lower():
-            raise LockedError(f"the workspace database is in use by another engine process ({text})") from exc
-        if "WAL" in text:
-            raise StorageIOError(
-                f"cannot open the workspace database {path}: its write-ahead log is damaged ({text}). "
-                "`engine recover PATH --discard-wal` sets the log aside (it is kept, not deleted) and returns "
-                "to the last checkpoint; the next apply rebuilds what the log held"
-            ) from exc
-        raise StorageIOError(f"cannot open the workspace database {path}: {text}") from exc
-
-
-def wal_path(path: str | Path) -> Path:
-    return Path(f"{path}.wal")
-
-
-def connect_read_only(path: str | Path) -> duckdb.DuckDBPyConnection:
-    """A read-only connection in UTC, for plan/show/read. LockedError while an apply writes (V7)."""
-    con = _open(path, read_only=True)
-    con.execute("SET TimeZone = 'UTC'")
-    return con
+            raise LockedError(f"the database {path} is in use by another process ({text})") from exc
+        raise StorageIOError(f"cannot open the database {path}: {text}") from exc
 
 
 def check_single_select(con: duckdb.DuckDBPyConnection, sql: str) -> None:

@@ -69,15 +69,30 @@ def _measures(col: str, kind: str) -> list[tuple[str, str]]:
             ("std", f"stddev_samp({dbl}){flt}"),
             ("min", f"min({col}){flt}"),
             ("max", f"max({col}){flt}"),
-            ("p25", f"approx_quantile({dbl}, 0.25){flt}"),
-            ("p50", f"approx_quantile({dbl}, 0.5){flt}"),
-            ("p75", f"approx_quantile({dbl}, 0.75){flt}"),
         ]
     elif kind == "temporal":
         out += [("min", f"min({col})"), ("max", f"max({col})")]
     elif kind == "string":
         out += [("min_length", f"min(length({col}))"), ("max_length", f"max(length({col}))")]
     return out
+
+
+SAMPLE_ROWS = 100_000  # quantiles come from a seeded reservoir sample of this many rows
+
+
+def _quantiles_sql(types: dict[str, str], relation: str) -> tuple[str, list[str]] | None:
+    """One query: p25/p50/p75 of every numeric column over a reservoir sample (exact when the table
+    has at most ``SAMPLE_ROWS`` rows), and the columns in output order; None without numeric columns."""
+    columns = [n for n, t in types.items() if _kind(t) in ("float", "numeric")]
+    if not columns:
+        return None
+    exprs = []
+    for name in columns:
+        col = quote_ident(name)
+        valid = f"{col} IS NOT NULL AND NOT isnan({col})" if _kind(types[name]) == "float" else f"{col} IS NOT NULL"
+        exprs.append(f"quantile_cont(CAST({col} AS DOUBLE), [0.25, 0.5, 0.75]) FILTER (WHERE {valid})")
+    sample = f"(SELECT * FROM {relation} USING SAMPLE reservoir({SAMPLE_ROWS} ROWS) REPEATABLE (7))"
+    return f"SELECT {', '.join(exprs)} FROM {sample}", columns
 
 
 def stats_sql(types: dict[str, str]) -> tuple[str, list[tuple[str, str]]]:
@@ -95,9 +110,10 @@ def compute_stats(con: Any, relation: str) -> dict[str, dict]:
 
     Every column: ``type``, ``count`` (non-NULL values; for floats also non-NaN), ``nulls`` (SQL
     NULLs), ``distinct`` (DuckDB ``approx_count_distinct`` — HyperLogLog, approximate). Floats add
-    ``nans``. Numeric columns add ``mean``, ``std`` (sample), ``min``, ``max`` and ``p25``/``p50``/
-    ``p75`` over non-NULL, non-NaN values: approximate (DuckDB ``approx_quantile``, a t-digest
-    sketch, so the cost stays linear), marked ``"quantiles": "approximate"``. Dates and
+    ``nans``. Numeric columns add ``mean``, ``std`` (sample), ``min``, ``max`` (exact, over every
+    row) and ``p25``/``p50``/``p75`` over non-NULL, non-NaN values of a seeded reservoir sample of
+    ``SAMPLE_ROWS`` rows (exact for a smaller table; the cost stays linear and small), marked
+    ``"quantiles": "approximate"``. Dates and
     timestamps add ``min``/``max`` as ISO text; strings add ``min_length``/``max_length``.
     NaN and ±inf results become None.
     """
@@ -110,6 +126,12 @@ def compute_stats(con: Any, relation: str) -> dict[str, dict]:
     for (name, stat), value in zip(slots, row, strict=True):
         temporal = _kind(types[name]) == "temporal" and stat in ("min", "max")
         out[name][stat] = _iso(value) if temporal else _number(value)
+    quantiles = _quantiles_sql(types, relation)
+    if quantiles is not None:
+        sql, columns = quantiles
+        for name, values in zip(columns, con.execute(sql).fetchone(), strict=True):
+            for stat, value in zip(("p25", "p50", "p75"), values or (None, None, None), strict=True):
+                out[name][stat] = _number(value)
     for name, stats in out.items():
         if "p50" in stats:
             stats["quantiles"] = "approximate"
