@@ -173,12 +173,12 @@ def rides_copy(rides, tmp_path) -> Path:
 class LiveServer:
     """The real app under uvicorn on a free 127.0.0.1 port, in a thread."""
 
-    def __init__(self, root: Path, poll_s: float = 0.2):
+    def __init__(self, root: Path, poll_s: float = 0.2, **app_options):
         from engine.serving.http import create_app, uvicorn_server
         from engine.state.workspace import Workspace
 
         checked = api.validate(root)
-        self.app = create_app(checked, Workspace.for_project(checked.project.root).root, poll_s=poll_s)
+        self.app = create_app(checked, Workspace.for_project(checked.project.root).root, poll_s=poll_s, **app_options)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
