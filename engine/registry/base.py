@@ -22,7 +22,7 @@ from engine.model.catalogue import higher_is_better
 from engine.registry.artifacts import Artifact
 
 BEST_SPLIT = "test"
-REGISTRIES: dict[str, str] = {"local": "engine.registry.local:LocalRegistry"}
+REGISTRIES: dict[str, str] = {"local": "engine.registry.local:LocalRegistry", "mlflow": "engine.registry.mlflow:MlflowRegistry"}
 
 
 @dataclass(frozen=True)

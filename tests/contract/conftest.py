@@ -168,9 +168,24 @@ def _tamper_local(registry, mv) -> None:
     path.write_bytes(bytes(data))
 
 
+def _mlflow_registry(tmp: Path):
+    """An MLflow registry on the session's real ``mlflow server`` (tests/support_mlflow.py), in a
+    namespace of its own; the server is thrown away at the end of the session, so no cleanup."""
+    from tests.support_mlflow import new_registry
+
+    return new_registry(tmp, clock=Clock()), lambda: None
+
+
+def _tamper_mlflow(registry, mv) -> None:
+    """Flip one byte of the artifact in the server's artifact store."""
+    from tests.support_mlflow import tamper
+
+    tamper(registry, mv)
+
+
 REGISTRIES = [
     Impl("local", _local_registry, tamper=_tamper_local),
-    # An MLflow registry joins here, e.g. Impl("mlflow", _mlflow_registry, requires=("mlflow",), tamper=...).
+    Impl("mlflow", _mlflow_registry, requires=("mlflow",), tamper=_tamper_mlflow),
 ]
 
 
