@@ -35,12 +35,15 @@ from engine.inspect import (  # noqa: E402
 )
 
 
-def plan(path: str | Path, *, workspace: str | Path | None = None, select: tuple[str, ...] = (), force: bool = False) -> Plan:
+def plan(
+    path: str | Path, *, workspace: str | Path | None = None, select: tuple[str, ...] = (), force: bool = False, full_refresh: bool = False
+) -> Plan:
     """What ``apply`` would do, diffed against the workspace's stored state."""
     from engine.compiler.planner import make_plan
 
     checked = validate(path)
-    return make_plan(checked, _stored_steps(workspace_of(checked, workspace)), select=select, force=force)
+    steps, consumed = _stored_state(workspace_of(checked, workspace))
+    return make_plan(checked, steps, select=select, force=force, full_refresh=full_refresh, consumed=consumed)
 
 
 def lineage(path: str | Path, name: str | None = None):
@@ -63,11 +66,15 @@ def apply(
     workspace: str | Path | None = None,
     select: tuple[str, ...] = (),
     force: bool = False,
+    full_refresh: bool = False,
     options: "RunOptions | None" = None,
     lock_timeout_s: float = 0.0,
     listener: Listener = ignore,
 ) -> ApplyResult:
-    """Validate, plan and execute under the project lock. Unchanged spec and data: runs nothing."""
+    """Validate, plan and execute under the project lock. Unchanged spec and data: runs nothing.
+
+    ``full_refresh``: re-ingest the selected sources and rebuild the selected feature groups from
+    their full inputs (incremental groups included), as on a fresh workspace."""
     from engine.compiler.planner import make_plan
     from engine.runtime.executor import RunOptions, execute, new_run_id
     from engine.state.workspace import ProjectLock
@@ -75,7 +82,8 @@ def apply(
     checked = validate(path)
     ws = workspace_of(checked, workspace)
     with ProjectLock(ws, timeout_s=lock_timeout_s):
-        the_plan = make_plan(checked, _stored_steps(ws), select=select, force=force)
+        steps, consumed = _stored_state(ws)
+        the_plan = make_plan(checked, steps, select=select, force=force, full_refresh=full_refresh, consumed=consumed)
         if not the_plan.has_changes:
             _repair_online_snapshot(checked, ws, listener)
             return ApplyResult(the_plan, None)
@@ -178,11 +186,14 @@ def recover(path: str | Path, *, workspace: str | Path | None = None) -> str:
 # --- helpers -----------------------------------------------------------------------------------
 
 
-def _stored_steps(ws) -> dict:
+def _stored_state(ws) -> tuple[dict, dict[str, dict[str, str]]]:
+    """The stored step fingerprints, and the files each source's lake table holds (path -> digest)."""
     if not ws.exists():
-        return {}
+        return {}, {}
     from engine.session import reading
     from engine.state import metadata
 
     with reading(ws) as stores:
-        return metadata.stored_steps(stores.backend.catalog)
+        catalog = stores.backend.catalog
+        files = metadata.source_files(catalog)
+        return metadata.stored_steps(catalog), {s: {f: r.digest for f, r in fs.items()} for s, fs in files.items()}

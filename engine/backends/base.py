@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from engine.sql.ops import Constant, FeatureStoreOp, KeyReport, Relation
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pandas
     import pyarrow
 
@@ -49,6 +51,8 @@ class IngestReport:
 
     rows: int
     rejected: tuple[tuple, ...]  # (file, line, column, error type, csv line, message)
+    appended: bool = False  # the rows were appended (only the files asked for were read)
+    file_rows: tuple[tuple[str, int | None], ...] = field(default=(), compare=False)  # (absolute path, rows; None: not counted)
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,9 @@ class Backend(Protocol):
     def fetch(self, source: Relation | FeatureStoreOp) -> "pyarrow.Table": ...
     def frame(self, source: Relation | FeatureStoreOp) -> "pandas.DataFrame": ...
     def at_version(self, relation: Relation, version: int) -> Relation: ...
+    def appended(self, relation: Relation, since: int) -> Relation | None: ...
+    def lake_version(self, relation: Relation) -> int | None: ...
+    def time_bounds(self, source: Relation | FeatureStoreOp, column: str) -> tuple[object, object, int]: ...
 
     # --- data checks and statistics -----------------------------------------------------------
     def key_report(self, relation: Relation, key: Sequence[str]) -> KeyReport: ...
@@ -149,7 +156,7 @@ class Backend(Protocol):
     def quantiles(self, relation: Relation, column: str, quantiles: int) -> list[float]: ...
 
     # --- sources and lifecycle ----------------------------------------------------------------
-    def read_source(self, source: "Source", target: Relation) -> IngestReport: ...
+    def read_source(self, source: "Source", target: Relation, *, files: Sequence[Path] | None = None, mode: WriteMode = "replace") -> IngestReport: ...
     def transaction(self) -> AbstractContextManager[None]: ...
     def lock_down(self) -> None: ...
     def interrupt(self) -> None: ...

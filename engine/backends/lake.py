@@ -175,6 +175,39 @@ class Lake:
             )
         return [uri.removeprefix("file://") for uri in table.file_uris()]
 
+    def appended_files(self, relation: Relation, since: int, until: int | None = None) -> list[str] | None:
+        """The Parquet files (absolute paths) that the commits after ``since`` up to ``until`` (the
+        committed version when None) added, when every one of them only appended; None when any
+        replaced, removed or restored rows (an overwrite, a merge, a restore) or the log of
+        ``since`` can no longer be read (vacuumed): the caller then reads the whole version."""
+        until = self.version(relation) if until is None else until
+        if until is None or since > until:
+            return None
+        if since == until:
+            return []
+        for version in range(since + 1, until + 1):
+            if not self._only_appends(relation, version):
+                return None
+        try:
+            before = set(self.files(relation, since))
+        except StorageIOError:
+            return None
+        return [f for f in self.files(relation, until) if f not in before]
+
+    def _only_appends(self, relation: Relation, version: int) -> bool:
+        """Whether Delta commit ``version`` only added files: read from its log entry (delta-rs'
+        ``history()`` mislabels versions on a table loaded at an older version)."""
+        import json
+
+        entry = self.path(relation) / "_delta_log" / f"{version:020d}.json"
+        try:
+            lines = [json.loads(line) for line in entry.read_text().splitlines() if line.strip()]
+        except (OSError, ValueError):
+            return False
+        info = next((a["commitInfo"] for a in lines if "commitInfo" in a), {})
+        mode = str((info.get("operationParameters") or {}).get("mode", "")).lower()
+        return info.get("operation") == "WRITE" and mode == "append" and not any("remove" in a for a in lines)
+
     def schema(self, relation: Relation, version: int | None = None) -> "pyarrow.Schema":
         """The Arrow schema of a version."""
         import pyarrow
@@ -201,10 +234,7 @@ class Lake:
         self._writable()
         path = self.path(relation)
         current = self.version(relation)
-        if current is not None:
-            self._table(relation, None)  # StorageIOError for a damaged or foreign folder: never write over it
-        elif path.is_dir() and any(path.iterdir()) and not (path / "_delta_log").is_dir():
-            raise StorageIOError(f"{path} holds files that are not a Delta table the engine wrote; move them aside and apply again (nothing was changed)")
+        self._check_writable_folder(relation)
         if mode == "append" and current is not None:
             self._rewind(relation, current)
         elif mode == "append":
@@ -225,6 +255,73 @@ class Lake:
             raise StorageIOError(f"cannot write the table {relation} at {path}: {text}; {_HINT}") from None
         self._record(relation, version)
         return version
+
+    def data_dir(self, relation: Relation) -> Path:
+        """A new folder inside ``relation``'s table for an engine to write one commit's Parquet
+        files into (then ``commit_files``); files nothing commits are removed by ``vacuum``."""
+        import uuid
+
+        self._writable()
+        self._check_writable_folder(relation)
+        folder = self.path(relation) / f"part-{uuid.uuid4().hex}"
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def commit_files(self, relation: Relation, files: "list[tuple[str, int, int]]", schema: "pyarrow.Schema", *, mode: str = "overwrite") -> int:
+        """Commit Parquet files another engine wrote inside the table's folder ((path, rows, bytes)
+        each; ``overwrite`` replaces the table's rows, ``append`` adds) and return the new version:
+        the delta-rs counterpart of Iceberg's ``add_files``, how DuckDB (and Spark, without Delta
+        jars) write. Visible to readers when the transaction records it."""
+        import json
+        import time
+
+        from deltalake import CommitProperties, DeltaTable, Schema
+        from deltalake.transaction import AddAction, create_table_with_add_actions
+
+        self._writable()
+        path = self.path(relation)
+        current = self.version(relation)
+        now = int(time.time() * 1000)
+        actions = [
+            AddAction(
+                path=Path(file).resolve().relative_to(path.resolve()).as_posix(),
+                size=int(size),
+                partition_values={},
+                modification_time=now,
+                data_change=True,
+                stats=json.dumps({"numRecords": int(rows)}),
+            )
+            for file, rows, size in files
+        ]
+        properties = CommitProperties(custom_metadata={"engine.run_id": self.run_id or "", "engine.table": str(relation)})
+        delta_schema = Schema.from_arrow(schema)
+        try:
+            if not (path / "_delta_log").is_dir():
+                create_table_with_add_actions(str(path), delta_schema, actions, mode="error", commit_properties=properties)
+            else:
+                if mode == "append" and current is not None:
+                    self._rewind(relation, current)
+                table = DeltaTable(str(path))
+                table.create_write_transaction(
+                    actions, mode="append" if mode == "append" and current is not None else "overwrite", schema=delta_schema, commit_properties=properties
+                )
+            version = self._table(relation, None).version()
+        except StorageIOError:
+            raise
+        except OSError as exc:
+            raise StorageIOError(f"cannot commit to the table {relation} at {path}: {exc.strerror or exc}; free space or fix the folder's permissions, then apply again") from None
+        except Exception as exc:
+            raise StorageIOError(f"cannot commit to the table {relation} at {path}: {_first_line(exc)}; {_HINT}") from None
+        self._record(relation, version)
+        return version
+
+    def _check_writable_folder(self, relation: Relation) -> None:
+        """StorageIOError for a damaged or foreign folder: the engine never writes over one."""
+        path = self.path(relation)
+        if self.version(relation) is not None:
+            self._table(relation, None)
+        elif path.is_dir() and any(path.iterdir()) and not (path / "_delta_log").is_dir():
+            raise StorageIOError(f"{path} holds files that are not a Delta table the engine wrote; move them aside and apply again (nothing was changed)")
 
     def drop(self, relation: Relation) -> None:
         """Stop recording ``relation``: readers no longer see it; its files stay until ``vacuum``."""
@@ -317,6 +414,10 @@ class Lake:
                 hours = max(int(retention.total_seconds() // 3600), 0)
                 files = table.vacuum(retention_hours=hours, enforce_retention_duration=False, dry_run=dry_run)
                 removed.extend(table_dir / f for f in files)
+                if not dry_run:
+                    for folder in table_dir.glob("part-*"):  # a commit's folder, emptied by the vacuum
+                        if folder.is_dir() and not any(folder.iterdir()):
+                            folder.rmdir()
                 if not dry_run:
                     self._forget_commits_before(relation, cutoff, recorded[relation])
         return removed

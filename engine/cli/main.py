@@ -78,8 +78,9 @@ def validate(path: Path | None, project: Path | None, fmt: str) -> None:
 @WORKSPACE
 @SELECT
 @click.option("--force", is_flag=True, help="Plan every selected step to run.")
+@click.option("--full-refresh", is_flag=True, help="Plan the selected sources and feature groups to be rebuilt from scratch.")
 @click.option("--format", "fmt", type=FORMATS, default="text")
-def plan(path: Path | None, project: Path | None, workspace: Path | None, select: tuple[str, ...], force: bool, fmt: str) -> None:
+def plan(path: Path | None, project: Path | None, workspace: Path | None, select: tuple[str, ...], force: bool, full_refresh: bool, fmt: str) -> None:
     """Show what `apply` would run, and why."""
 
     @guard(fmt)
@@ -89,7 +90,7 @@ def plan(path: Path | None, project: Path | None, workspace: Path | None, select
         from engine.compiler.printer import render_plan
 
         where = locate(path, project, workspace)
-        the_plan = api.plan(where.path, workspace=where.workspace, select=select, force=force)
+        the_plan = api.plan(where.path, workspace=where.workspace, select=select, force=force, full_refresh=full_refresh)
         emit(json.dumps(the_plan.as_dict(), indent=2) if fmt == "json" else render_plan(the_plan))
 
     body(fmt=fmt)
@@ -101,12 +102,13 @@ def plan(path: Path | None, project: Path | None, workspace: Path | None, select
 @WORKSPACE
 @SELECT
 @click.option("--force", is_flag=True, help="Run every selected step even if unchanged.")
+@click.option("--full-refresh", is_flag=True, help="Re-ingest the selected sources and rebuild the selected feature groups from scratch (incremental ones too).")
 @click.option("--sql-timeout", type=float, default=600.0, show_default=True, help="Seconds a SQL transform may run.")
 @click.option("--memory-limit", default=None, callback=lambda ctx, param, value: _memory_limit(value), help="DuckDB memory limit, e.g. 4GB or 512MiB.")
 @click.option("--threads", type=click.IntRange(1, 1024), default=None, help="DuckDB threads (1-1024).")
 @click.option("--lock-timeout", type=float, default=0.0, show_default=True, help="Seconds to wait for another apply.")
 @click.option("--format", "fmt", type=FORMATS, default="text")
-def apply(path: Path | None, project: Path | None, workspace: Path | None, select: tuple[str, ...], force: bool, sql_timeout: float, memory_limit: str | None, threads: int | None, lock_timeout: float, fmt: str) -> None:
+def apply(path: Path | None, project: Path | None, workspace: Path | None, select: tuple[str, ...], force: bool, full_refresh: bool, sql_timeout: float, memory_limit: str | None, threads: int | None, lock_timeout: float, fmt: str) -> None:
     """Run the plan: build features, train models, score batch and stream jobs.
 
     Shows each step as it finishes (rows, seconds) and the running one live; after Ctrl-C or a
@@ -123,9 +125,9 @@ def apply(path: Path | None, project: Path | None, workspace: Path | None, selec
         display = ApplyDisplay(enabled=fmt == "text")
         options = RunOptions(sql_timeout_s=sql_timeout, memory_limit=memory_limit, threads=threads)
         try:
-            display.expect(_plan_for_display(where, select, force))
+            display.expect(_plan_for_display(where, select, force, full_refresh))
             with display:
-                result = api.apply(where.path, workspace=where.workspace, select=select, force=force, options=options, lock_timeout_s=lock_timeout, listener=display.on_event)
+                result = api.apply(where.path, workspace=where.workspace, select=select, force=force, full_refresh=full_refresh, options=options, lock_timeout_s=lock_timeout, listener=display.on_event)
         except KeyboardInterrupt:
             display.interrupted(fmt)
             raise
@@ -144,14 +146,14 @@ def apply(path: Path | None, project: Path | None, workspace: Path | None, selec
     body(fmt=fmt)
 
 
-def _plan_for_display(where, select: tuple[str, ...], force: bool):
+def _plan_for_display(where, select: tuple[str, ...], force: bool, full_refresh: bool = False):
     """The plan, read before apply plans again under the lock, so that progress reads "step N of M";
     None while another apply holds the workspace (apply then waits for it, and lines read "N/?")."""
     from engine import api
     from engine.errors import LockedError
 
     try:
-        return api.plan(where.path, workspace=where.workspace, select=select, force=force)
+        return api.plan(where.path, workspace=where.workspace, select=select, force=force, full_refresh=full_refresh)
     except LockedError:
         return None
 

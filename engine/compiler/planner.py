@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.compiler.fingerprint import definition_fingerprint, digest, files_fingerprint, python_package_fingerprint
+from engine.compiler.fingerprint import definition_fingerprint, digest, file_digest, files_fingerprint, python_package_fingerprint
 from engine.compiler.semantics import CheckedProject
 from engine.compiler.steps import Action, Plan, PlannedStep, Reason, Step, StepKind
 from engine.errors import UsageError, did_you_mean
@@ -111,14 +111,31 @@ def select_steps(steps: dict[str, Step], project: m.Project, select: tuple[str, 
     return ancestors({k: s.depends_on for k, s in steps.items()}, roots)
 
 
+def file_changes(root, source: m.Source, consumed: dict[str, str]) -> tuple[list[str], list[str]]:
+    """(new files, changed or removed files) of ``source`` against the files its lake table holds
+    (``consumed``: relative path -> content digest). Paths are relative to the project root."""
+    base = root.resolve()
+    current = {str(p.relative_to(base)): p for p in source.resolved_paths}
+    changed = sorted(f for f, d in consumed.items() if f not in current or file_digest(current[f]) != d)
+    added = sorted(f for f in current if f not in consumed)
+    return added, changed
+
+
 def make_plan(
     checked: CheckedProject,
     stored: dict[str, StoredStep],
     *,
     select: tuple[str, ...] = (),
     force: bool = False,
+    full_refresh: bool = False,
+    consumed: dict[str, dict[str, str]] | None = None,
 ) -> Plan:
-    """Diff the compiled steps against what the workspace stored; every step gets a reason."""
+    """Diff the compiled steps against what the workspace stored; every step gets a reason.
+
+    ``consumed`` (source -> {relative path: digest} of the files its lake table holds) lets an
+    ingest whose consumed files are all unchanged, with new files beside them, run as
+    ``new data (incremental)``, and so the incremental feature groups reading only such sources.
+    ``full_refresh`` rebuilds the selected sources and feature groups from scratch."""
     steps = compile_steps(checked)
     chosen = select_steps(steps, checked.project, select)
     order = topological_order({k: (*s.depends_on, *(a for a in s.after if a in chosen)) for k, s in steps.items()})
@@ -129,17 +146,45 @@ def make_plan(
         step = steps[key]
         previous = stored.get(key)
         upstream_runs = any(planned[d].action is Action.RUN for d in step.depends_on if d in planned)
-        if force:
+        if full_refresh and step.kind in (StepKind.INGEST_SOURCE, StepKind.BUILD_FEATURE_GROUP):
+            action, reason = Action.RUN, Reason.FULL_REFRESH
+        elif force:
             action, reason = Action.RUN, Reason.FORCED
         elif previous is None:
             action, reason = Action.RUN, Reason.NEW
         elif previous.definition_fingerprint != step.definition_fingerprint:
             action, reason = Action.RUN, Reason.CHANGED
         elif upstream_runs:
-            action, reason = Action.RUN, Reason.UPSTREAM_CHANGED
+            action, reason = Action.RUN, _upstream_reason(step, planned)
         elif previous.fingerprint != step.fingerprint:
-            action, reason = Action.RUN, Reason.DATA_CHANGED if step.kind is StepKind.INGEST_SOURCE else Reason.UPSTREAM_CHANGED
+            if step.kind is StepKind.INGEST_SOURCE:
+                action, reason = Action.RUN, _ingest_reason(checked.project.root, step.payload, (consumed or {}).get(step.id.name))
+            else:
+                action, reason = Action.RUN, Reason.UPSTREAM_CHANGED
         else:
             action, reason = Action.SKIP, Reason.UNCHANGED
         planned[key] = PlannedStep(step, action, reason)
     return Plan(project=checked.project.name, steps=tuple(planned.values()))
+
+
+def _ingest_reason(root, source: m.Source, consumed: dict[str, str] | None) -> Reason:
+    """New files beside unchanged consumed ones: an incremental (append) ingest; else a full one."""
+    if not consumed:
+        return Reason.DATA_CHANGED
+    added, changed = file_changes(root, source, consumed)
+    return Reason.NEW_DATA if added and not changed else Reason.DATA_CHANGED
+
+
+def _upstream_reason(step: Step, planned: dict[str, PlannedStep]) -> Reason:
+    """An incremental feature group whose running inputs are all sources ingesting only new files
+    processes just those rows; anything else downstream of a change rebuilds."""
+    running = [planned[d] for d in step.depends_on if d in planned and planned[d].action is Action.RUN]
+    if (
+        step.kind is StepKind.BUILD_FEATURE_GROUP
+        and step.payload is not None
+        and step.payload.incremental_mode is not None
+        and running
+        and all(p.step.kind is StepKind.INGEST_SOURCE and p.reason is Reason.NEW_DATA for p in running)
+    ):
+        return Reason.NEW_DATA
+    return Reason.UPSTREAM_CHANGED

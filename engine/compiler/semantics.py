@@ -126,6 +126,7 @@ class _Checker:
             order = topological_order(edges)
             for name in order:
                 self.columns[name] = self.feature_group_columns(groups[name])
+                self.check_incremental(groups[name])
         for fn in project.functions.values():
             self.check_python_module(("functions", fn.name, "python"), fn.module)
         for fv in project.feature_views.values():
@@ -218,6 +219,44 @@ class _Checker:
             if e.column is not None and e.column not in out:
                 self.missing_column(e.origin.path + ("column",), e.column, f"{fg.id}", out)
         return out
+
+    def check_incremental(self, fg: m.FeatureGroup) -> None:
+        """``incremental`` and ``on_late``: which groups may declare them, and what by_time needs."""
+        path = ("feature_groups", fg.name)
+        t = fg.transform
+        inc = fg.incremental
+        if inc is not None and not isinstance(t, m.SqlTransform):
+            if isinstance(t, m.AggregationTransform):
+                self.fail(path + ("incremental",), "built-in aggregations are incremental by themselves (lookback: the largest window)", "remove incremental")
+            else:
+                kind = "python" if isinstance(t, m.PythonTransform) else "binning" if isinstance(t, m.BinningTransform) else "pca"
+                self.fail(path + ("incremental",), f"{kind} feature groups are always rebuilt from their full inputs", "remove incremental")
+            return
+        mode = fg.incremental_mode
+        if fg.on_late is not None and (mode is None or mode.kind is not m.IncrementalKind.BY_TIME):
+            self.fail(path + ("on_late",), "on_late is for by_time feature groups (incremental: {kind: by_time}) and built-in aggregations", "remove on_late")
+        if inc is not None and inc.kind is m.IncrementalKind.APPEND:
+            for key in ("lookback", "time_column"):
+                if getattr(inc, key):
+                    self.fail(path + ("incremental", key), f"{key} is for kind: by_time; an append group processes each new input row on its own", f"remove {key}, or use kind: by_time")
+        if inc is None or inc.kind is not m.IncrementalKind.BY_TIME:
+            return
+        if not fg.event_time:
+            self.fail(path + ("incremental", "kind"), "by_time needs the group's event_time: rows are recomputed from a time on", "add event_time: <timestamp column>, or use kind: append")
+        if len(t.inputs) != 1:
+            self.fail(path + ("incremental", "kind"), f"by_time reads exactly one input; this SQL reads {len(t.inputs)} ({', '.join(t.inputs) or 'none'})", "use kind: append, or no incremental")
+            return
+        column = inc.time_column or fg.event_time
+        if not column:
+            return
+        src = self.columns.get(t.inputs[0])
+        key = path + ("incremental", "time_column") if inc.time_column else path + ("event_time",)
+        where = f"input '{t.inputs[0]}'"
+        if src is not None and column not in src:
+            hint = did_you_mean(column, list(src)) or f"declare incremental.time_column: the time column of {where}"
+            self.fail(key, f"time column '{column}' is not a column of {where} (by_time filters the input on it)", hint)
+        elif src is not None and src[column] != "UNKNOWN" and _type_family(src[column]) != "time":
+            self.fail(key, f"time column '{column}' of {where} has type {src[column]}, expected TIMESTAMP, TIMESTAMPTZ or DATE")
 
     def sql_columns(self, fg: m.FeatureGroup, t: m.SqlTransform) -> Columns | None:
         from engine.sql.columns import infer_output_columns

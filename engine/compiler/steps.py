@@ -34,6 +34,8 @@ class Reason(str, Enum):
     CHANGED = "changed"
     UPSTREAM_CHANGED = "upstream changed"
     DATA_CHANGED = "data changed"
+    NEW_DATA = "new data (incremental)"  # only new files / new input rows are processed
+    FULL_REFRESH = "full refresh"
     FORCED = "forced"
     UNCHANGED = "unchanged"
 

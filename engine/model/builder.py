@@ -127,8 +127,22 @@ class _Builder:
             expectations=tuple(self.expectation(path + ("expectations", i), e) for i, e in enumerate(d.get("expectations") or [])),
             dedupe=m.Dedupe(d.get("dedupe", "error")),
             non_finite=m.NonFinite(d.get("non_finite", "reject")),
+            incremental=self.incremental(d.get("incremental")),
+            on_late=m.OnLate(d["on_late"]) if "on_late" in d else None,
             description=d.get("description"),
             origin=m.Origin(path),
+        )
+
+    @staticmethod
+    def incremental(d: dict[str, Any] | None) -> m.Incremental | None:
+        if not d:
+            return None
+        lookback = d.get("lookback")
+        return m.Incremental(
+            kind=m.IncrementalKind(d["kind"]),
+            lookback=lookback,
+            lookback_seconds=duration_seconds(lookback) if lookback else 0,
+            time_column=d.get("time_column"),
         )
 
     def transform(self, path: tuple, d: dict[str, Any]) -> m.Transform:

@@ -257,6 +257,30 @@ class NonFinite(str, Enum):
     ALLOW = "allow"
 
 
+class IncrementalKind(StrEnum):
+    """How a feature group processes new input rows (``incremental.kind``)."""
+
+    APPEND = "append"  # row-local: each input row maps to output rows on its own
+    BY_TIME = "by_time"  # output rows at t depend on input rows in (t - lookback, t]
+
+
+class OnLate(StrEnum):
+    """What a ``by_time`` group does with a row older than its watermark minus the lookback."""
+
+    FAIL = "fail"
+    REBUILD = "rebuild"
+
+
+@dataclass(frozen=True)
+class Incremental:
+    """A feature group's incremental declaration (or, for built-in aggregations, the implied one)."""
+
+    kind: IncrementalKind
+    lookback: str | None = None  # as written (by_time)
+    lookback_seconds: int = 0
+    time_column: str | None = None  # the input's time column (default: the group's event_time)
+
+
 @dataclass(frozen=True)
 class FeatureGroup:
     name: str
@@ -268,12 +292,34 @@ class FeatureGroup:
     expectations: tuple[Expectation, ...] = ()
     dedupe: Dedupe = Dedupe.ERROR
     non_finite: NonFinite = NonFinite.REJECT
+    incremental: Incremental | None = None  # as declared (SQL groups only)
+    on_late: OnLate | None = None  # as written; see late_policy. A policy: never part of a fingerprint
     description: str | None = None
     origin: Origin = Origin(())
 
     @property
     def id(self) -> ObjectId:
         return ObjectId(Kind.FEATURE_GROUP, self.name, self.version)
+
+    @property
+    def late_policy(self) -> OnLate:
+        """What a late input row does: as written, else ``fail`` for a declared ``by_time`` group and
+        ``rebuild`` for a built-in aggregation (never declared incremental: a late row recomputes
+        the affected range, as a full rebuild did before)."""
+        if self.on_late is not None:
+            return self.on_late
+        return OnLate.REBUILD if isinstance(self.transform, AggregationTransform) else OnLate.FAIL
+
+    @property
+    def incremental_mode(self) -> Incremental | None:
+        """How this group runs incrementally: its declaration, or for built-in windowed aggregations
+        ``by_time`` with the largest window as lookback; None (always a full rebuild) otherwise."""
+        if isinstance(self.transform, SqlTransform):
+            return self.incremental
+        if isinstance(self.transform, AggregationTransform) and self.event_time:
+            widest = max(self.transform.aggregations, key=lambda a: a.window_seconds)
+            return Incremental(IncrementalKind.BY_TIME, widest.window, widest.window_seconds, self.event_time)
+        return None
 
     @property
     def inputs(self) -> tuple[str, ...]:

@@ -28,6 +28,7 @@ class StepOutcome:
     rows: int | None
     output: str | None = None
     metrics: tuple[tuple[str, float | None], ...] = ()
+    reason: str | None = None  # why it ran, when the handler found out more than the plan knew
 
 
 @dataclass

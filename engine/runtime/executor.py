@@ -61,8 +61,10 @@ def _execute(
     failure: EngineError | None = None
     resources = {"memory_limit": options.memory_limit, "threads": options.threads}
 
-    def finish(ps: PlannedStep, status: StepStatus, started: float, rows: int | None = None, message: str | None = None, **extra) -> None:
-        event = StepFinished(ps.step.key, status, ps.reason.value, time.monotonic() - started, rows, message, **extra)
+    def finish(
+        ps: PlannedStep, status: StepStatus, started: float, rows: int | None = None, message: str | None = None, *, reason: str | None = None, **extra
+    ) -> None:
+        event = StepFinished(ps.step.key, status, reason or ps.reason.value, time.monotonic() - started, rows, message, **extra)
         result.steps.append(event)
         listener(event)
 
@@ -182,7 +184,7 @@ def _run_steps(ctx: RunContext, steps: list[PlannedStep], finish, listener) -> E
         listener(StepStarted(ps.step.key, ps.reason.value))
         try:
             outcome = HANDLERS[ps.step.kind](ctx, ps)
-            finish(ps, StepStatus.RAN, started, outcome.rows, output=outcome.output, metrics=outcome.metrics)
+            finish(ps, StepStatus.RAN, started, outcome.rows, output=outcome.output, metrics=outcome.metrics, reason=outcome.reason)
         except StorageIOError as exc:  # raised by a store or the registry with its own wording
             err = exc if "previous state is intact" in exc.message else _step_storage_error(ctx, ps, exc)
             finish(ps, StepStatus.FAILED, started, message=str(err))

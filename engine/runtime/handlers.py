@@ -25,38 +25,97 @@ def _record(ctx: "RunContext", ps: PlannedStep) -> None:
 
 
 def ingest(ctx: "RunContext", ps: PlannedStep) -> StepOutcome:
-    """Read a source's files into its ``src`` table, with quarantined rows and the step record, atomically."""
+    """Read a source's files into its ``src`` table, with quarantined rows, the files read and the
+    step record, atomically. When the plan found only new files beside unchanged consumed ones
+    (``new data (incremental)``), only those are read and appended (one commit)."""
+    from engine.compiler.fingerprint import file_digest
+    from engine.compiler.planner import file_changes
+    from engine.compiler.steps import Reason
     from engine.runtime.context import source_relation
 
     source = ps.step.payload
     backend = ctx.backend
+    root = ctx.checked.project.root.resolve()
+    target = source_relation(source.name)
+    held = metadata.source_files(backend.catalog, source.name).get(source.name, {})
+    added, changed = file_changes(root, source, {f: r.digest for f, r in held.items()})
+    current = {str(p.relative_to(root)): p for p in source.resolved_paths}
     with backend.transaction():
         fault_point("before_ingest")
-        report = backend.read_source(source, source_relation(source.name))
+        if ps.reason is Reason.NEW_DATA and held and added and not changed:
+            report = backend.read_source(source, target, files=[current[f] for f in added], mode="append")
+        else:
+            report = backend.read_source(source, target)
         fault_point("mid_ingest")
+        version = backend.lake_version(target)
+        if version is not None:
+            rows = {path: n for path, n in report.file_rows}
+            read = added if report.appended else sorted(current)
+            files = [metadata.SourceFile(f, file_digest(current[f]), rows.get(str(current[f])), version) for f in read]
+            metadata.record_source_files(backend.catalog, source.name, files, ctx.run_id, replace=not report.appended)
+            if changed and not report.appended and ps.reason is not Reason.FULL_REFRESH:
+                metadata.record_source_change(backend.catalog, source.name, version, changed, ctx.run_id)
         metadata.record_rejects(backend.catalog, ctx.run_id, source.name, report.rejected)
         _record(ctx, ps)
-    return StepOutcome(report.rows)
+    fell_back = ps.reason is Reason.NEW_DATA and not report.appended  # new files read to other columns or types
+    return StepOutcome(report.rows, reason=Reason.DATA_CHANGED.value if fell_back else None)
 
 
 def build_feature_group(ctx: "RunContext", ps: PlannedStep) -> StepOutcome:
-    """Compute into staging, check (keys, non-finite, expectations), publish; nothing on failure."""
+    """Compute into staging, check (keys, non-finite, expectations), publish; nothing on failure.
+
+    An incremental group (declared, or a built-in windowed aggregation) whose inputs only got new
+    rows (``new data (incremental)``) computes just what they change and publishes its previous
+    rows combined with that (engine.runtime.incremental); any other run rebuilds it from its full
+    inputs. Either way the step records the input versions it consumed."""
+    from engine.compiler.steps import Reason
+    from engine.runtime import incremental
     from engine.runtime.compute import ComputeContext, compute
+    from engine.store.offline import offline_relation
     from engine.store.quality import check
 
     fg = ps.step.payload
-    compute_ctx = ComputeContext(ctx.backend, ctx.checked.project, ctx.relation_of, ctx.options.sql_timeout_s)
+    backend = ctx.backend
+    project = ctx.checked.project
+    inputs = {name: ctx.relation_of(name) for name in fg.inputs}
+    increment = None
+    if ps.reason in (Reason.NEW_DATA, Reason.UPSTREAM_CHANGED):
+        # An append group never rebuilds silently over a consumed file that changed (this run or
+        # an earlier one that did not run the group).
+        incremental.check_replaced_sources(backend, project, fg, ps.step.key, inputs)
+    if ps.reason in (Reason.NEW_DATA, Reason.UPSTREAM_CHANGED):
+        # Also on "upstream changed": an input's earlier apply (e.g. ``-s source``) may have only
+        # appended to it; the Delta log says, and an overwrite anywhere means a full rebuild.
+        increment = incremental.prepare(backend, project, fg, ps.step.key, inputs, offline_relation(fg.name, fg.version))
+    relation_of = increment.relation_of if increment is not None else ctx.relation_of
+    compute_ctx = ComputeContext(backend, project, relation_of, ctx.options.sql_timeout_s)
     staging = None
+    merged = None
     try:
         staging = compute(compute_ctx, fg)
         fault_point("after_staging")
-        check(ctx.backend, fg, staging)
-        version = ctx.stores.offline.publish(fg, staging, run_id=ctx.run_id, fingerprint=ps.step.fingerprint, fitted=compute_ctx.fitted, fault_point=fault_point)
-        _record(ctx, ps)
-        return StepOutcome(version.row_count)
+        written = None
+        if increment is not None:
+            merged, written = incremental.combine(backend, fg, increment, staging)
+            mark = increment.watermark
+        else:
+            mark = incremental.watermark(backend, fg, inputs)
+        result = merged or staging
+        check(backend, fg, result)
+        with backend.transaction():
+            version = ctx.stores.offline.publish(
+                fg, result, run_id=ctx.run_id, fingerprint=ps.step.fingerprint, fitted=compute_ctx.fitted, fault_point=fault_point, rows_written=written
+            )
+            if fg.incremental_mode is not None:
+                metadata.record_consumed_inputs(backend.catalog, ps.step.key, incremental.consumed_now(backend, inputs, mark))
+            _record(ctx, ps)
+        if increment is None:
+            return StepOutcome(version.row_count, reason=Reason.UPSTREAM_CHANGED.value if ps.reason is Reason.NEW_DATA else None)
+        return StepOutcome(written, reason=Reason.NEW_DATA.value)
     finally:
-        if staging:
-            ctx.backend.drop(staging)
+        for relation in (staging, merged, *(increment.scratch if increment is not None else ())):
+            if relation:
+                backend.drop(relation)
 
 
 def build_feature_view(ctx: "RunContext", ps: PlannedStep) -> StepOutcome:

@@ -91,6 +91,34 @@ _DDL = [
         row_count INTEGER NOT NULL,
         stats TEXT,
         written_at TEXT NOT NULL)""",
+    # incremental ingest: the files each source's lake table holds (path relative to the project
+    # root, content digest, rows read from it, the src commit that added it), written in the
+    # ingest's transaction; a replacing ingest rewrites the source's rows.
+    """CREATE TABLE IF NOT EXISTS _engine.source_files (
+        source TEXT NOT NULL,
+        file TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        rows INTEGER,
+        lake_version INTEGER NOT NULL,
+        run_id TEXT NOT NULL,
+        PRIMARY KEY (source, file))""",
+    # a replacing ingest because consumed files changed or disappeared: which ones (append groups
+    # downstream refuse to rebuild silently and name them).
+    """CREATE TABLE IF NOT EXISTS _engine.source_changes (
+        source TEXT NOT NULL,
+        lake_version INTEGER NOT NULL,
+        files TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        PRIMARY KEY (source, lake_version))""",
+    # incremental feature groups: the lake version of each input a step last consumed, and (by_time)
+    # the latest input event time processed, written with the step's record.
+    """CREATE TABLE IF NOT EXISTS _engine.step_inputs (
+        step_id TEXT NOT NULL,
+        input_name TEXT NOT NULL,
+        relation TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        watermark TEXT,
+        PRIMARY KEY (step_id, input_name))""",
     # inference (engine.serving): one watermark row per streaming job, written in the same
     # transaction as the rows it appends.
     """CREATE TABLE IF NOT EXISTS _engine.stream_watermarks (
@@ -300,6 +328,75 @@ def run_started_at(catalog: Catalog, run_id: str) -> datetime | None:
         return None
     rows = catalog.query("SELECT started_at FROM _engine.runs WHERE run_id = ?", [run_id])
     return utc_datetime(rows[0][0]) if rows else None
+
+
+# --- incremental ingest and feature groups ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """A file a source's lake table holds: relative path, content digest, rows, the commit that added it."""
+
+    file: str
+    digest: str
+    rows: int | None
+    lake_version: int
+
+
+@dataclass(frozen=True)
+class ConsumedInput:
+    """What an incremental step last read of one input: its lake table and version, and the
+    latest input event time it processed (by_time groups; None otherwise)."""
+
+    relation: str
+    version: int
+    watermark: datetime | None
+
+
+def source_files(catalog: Catalog, source: str | None = None) -> dict[str, dict[str, SourceFile]]:
+    """{source: {relative path: SourceFile}} of every source (or one) the workspace ingested."""
+    if not catalog.has_table("_engine", "source_files"):
+        return {}
+    where, params = ("WHERE source = ?", [source]) if source else ("", [])
+    out: dict[str, dict[str, SourceFile]] = {}
+    for src, file, dig, rows, version in catalog.query(f"SELECT source, file, digest, rows, lake_version FROM _engine.source_files {where}", params):
+        out.setdefault(src, {})[file] = SourceFile(file, dig, rows, int(version))
+    return out
+
+
+def record_source_files(catalog: Catalog, source: str, files: list[SourceFile], run_id: str, *, replace: bool) -> None:
+    """Record the files an ingest read (``replace``: they are now the source's only files)."""
+    if replace:
+        catalog.execute("DELETE FROM _engine.source_files WHERE source = ?", [source])
+    for f in files:
+        catalog.execute("INSERT OR REPLACE INTO _engine.source_files VALUES (?, ?, ?, ?, ?, ?)", [source, f.file, f.digest, f.rows, f.lake_version, run_id])
+
+
+def record_source_change(catalog: Catalog, source: str, lake_version: int, files: list[str], run_id: str) -> None:
+    catalog.execute("INSERT OR REPLACE INTO _engine.source_changes VALUES (?, ?, ?, ?)", [source, lake_version, json.dumps(sorted(files)), run_id])
+
+
+def source_changes_since(catalog: Catalog, source: str, version: int) -> list[str]:
+    """Files that changed or disappeared under ``source`` in replacing ingests after lake ``version``."""
+    if not catalog.has_table("_engine", "source_changes"):
+        return []
+    rows = catalog.query("SELECT files FROM _engine.source_changes WHERE source = ? AND lake_version > ? ORDER BY lake_version", [source, version])
+    return sorted({f for (text,) in rows for f in json.loads(text)})
+
+
+def consumed_inputs(catalog: Catalog, step_id: str) -> dict[str, ConsumedInput]:
+    if not catalog.has_table("_engine", "step_inputs"):
+        return {}
+    rows = catalog.query("SELECT input_name, relation, version, watermark FROM _engine.step_inputs WHERE step_id = ?", [step_id])
+    return {n: ConsumedInput(r, int(v), utc_datetime(w) if w else None) for n, r, v, w in rows}
+
+
+def record_consumed_inputs(catalog: Catalog, step_id: str, inputs: dict[str, ConsumedInput]) -> None:
+    catalog.execute("DELETE FROM _engine.step_inputs WHERE step_id = ?", [step_id])
+    for name, c in inputs.items():
+        catalog.execute(
+            "INSERT INTO _engine.step_inputs VALUES (?, ?, ?, ?, ?)", [step_id, name, c.relation, c.version, utc_text(c.watermark) if c.watermark else None]
+        )
 
 
 # --- stream watermarks ------------------------------------------------------------------------------

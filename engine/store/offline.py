@@ -3,8 +3,10 @@ breaking-change checks and atomic publish.
 
 Offline: history, one row per (primary key, event time). A (non-incremental) feature group's
 apply is one commit that *replaces* its rows, so the table equals what the sources yield now
-(DESIGN §3); earlier commits stay readable (``as_of``). Online: the latest row per primary key.
-Both commits and the metadata row are recorded in one transaction, so readers see the old version
+(DESIGN §3); earlier commits stay readable (``as_of``). An incremental group's apply publishes
+the same way: its staged rows are its previous rows combined with what the new input rows changed
+(``engine.runtime.incremental``), so the commit still holds exactly what a full recompute gives.
+Online: the latest row per primary key. Both commits and the metadata row are recorded in one transaction, so readers see the old version
 or the new, never a mix. The backend compiles the latest-per-key; this module owns the rules. Must
 not touch training or HTTP.
 """
@@ -88,7 +90,9 @@ class OfflineStore(Protocol):
     def version(self, name: str, version: int | None = None) -> FeatureGroupVersion | None: ...
     def versions(self) -> list[tuple[str, int, int, str]]: ...
     def all_versions(self) -> list[FeatureGroupVersion]: ...
-    def publish(self, fg: FeatureGroup, staged: Relation, *, run_id: str, fingerprint: str, fitted: dict, fault_point=...) -> FeatureGroupVersion: ...
+    def publish(
+        self, fg: FeatureGroup, staged: Relation, *, run_id: str, fingerprint: str, fitted: dict, fault_point=..., rows_written: int | None = None
+    ) -> FeatureGroupVersion: ...
     def read(self, name: str, version: int | None = None, *, online: bool = False, as_of=None) -> "pandas.DataFrame": ...
     def commits(self, name: str, version: int | None = None) -> list: ...
 
@@ -163,6 +167,7 @@ class TableOfflineStore:
         fingerprint: str,
         fitted: dict,
         fault_point=lambda name: None,
+        rows_written: int | None = None,
     ) -> FeatureGroupVersion:
         """Commit the staged rows as the offline table's new rows and their latest per key as the
         online table, with the metadata row, atomically. PlanError for a breaking change (nothing
@@ -193,7 +198,7 @@ class TableOfflineStore:
                 run_id=run_id,
                 published_at="",
             )
-            metadata.upsert_feature_group(backend.catalog, version, rows)
+            metadata.upsert_feature_group(backend.catalog, version, rows if rows_written is None else rows_written)
         return version
 
 

@@ -63,11 +63,11 @@ def test_gc_after_the_retention_removes_old_commits_and_keeps_the_current_state(
     spec.write_text(spec.read_text().replace("project: shop\n", "project: shop\nstorage: {retention: 1s}\n"))
     first, _ = _two_commits(tiny_project)
     table = tiny_project / ".engine/tables/offline/orders__v1"
-    before = sorted(p.name for p in table.glob("*.parquet"))
+    before = sorted(p.relative_to(table).as_posix() for p in table.rglob("*.parquet"))
     time.sleep(1.2)
     removed = api.gc(tiny_project)
     assert any(str(p).startswith(str(table)) for p in removed)
-    after = sorted(p.name for p in table.glob("*.parquet"))
+    after = sorted(p.relative_to(table).as_posix() for p in table.rglob("*.parquet"))
     assert len(after) < len(before)
     with pytest.raises(UsageError, match="has no commit"):
         api.read_feature_group(tiny_project, "orders", as_of=first["version"])

@@ -380,12 +380,24 @@ class DuckDBBackend:
     def _commit(self, target: Relation, select: str, params: Sequence[object] = (), *, mode: str) -> int:
         """Write ``select``'s rows to the lake table ``target`` as one commit; return its rows."""
         self.con.complete()
-        reader = self.con.sql(self._storable(select, params), params=list(params) or None).to_arrow_reader(batch_size=122_880)
+        storable = self._storable(select, params)
+        schema = self.con.sql(f"SELECT * FROM ({storable}) LIMIT 0", params=list(params) or None).to_arrow_table().schema
+        folder = self.lake.data_dir(target)
+        # DuckDB writes the files itself, one per thread, in parallel (twice as fast as streaming
+        # Arrow batches to delta-rs); the lake then commits them.
         try:
-            self._write_lake(target, reader, mode=mode)
-        finally:
-            reader.close()  # an unread result would block the connection (and the ROLLBACK after a failure)
-        return self.count(target)
+            written = self.con.execute(
+                f"COPY ({storable}) TO {_string_literal(str(folder))} (FORMAT parquet, PER_THREAD_OUTPUT true, RETURN_STATS)", list(params)
+            ).fetchall()
+        except Exception as exc:
+            if connection.is_storage_failure(exc):
+                from engine.errors import StorageIOError
+
+                raise StorageIOError(f"cannot write the table {target} at {folder.parent}: {str(exc).splitlines()[0]}; free space, then apply again") from None
+            raise
+        self.lake.commit_files(target, [(str(r[0]), int(r[1]), int(r[2])) for r in written], schema, mode=mode)
+        self._bind(target)
+        return sum(int(r[1]) for r in written)
 
     def _write_lake(self, target: Relation, data: Any, *, mode: str) -> None:
         self.lake.write(target, data, mode=mode)
@@ -434,8 +446,12 @@ class DuckDBBackend:
 
     # --- sources -----------------------------------------------------------------------------------
 
-    def read_source(self, source: "Source", target: Relation) -> IngestReport:
-        """Read a source's files into ``target`` (a lake table: one commit), with its quarantined rows."""
+    def read_source(self, source: "Source", target: Relation, *, files: Sequence[Path] | None = None, mode: str = "replace") -> IngestReport:
+        """Read a source's files into ``target`` (a lake table: one commit), with its quarantined rows.
+
+        ``mode="append"`` with ``files``: read only those files and append their rows to the
+        existing ``target`` (one commit), when they read to the stored columns and types; otherwise
+        (a drifting column, a type sniffed differently) every file is read again and replaces it."""
         if not self._in_lake(target):
             rows, rejected = sources.read_source(self.con, source, str(target), is_storage_failure=connection.is_storage_failure)
             return IngestReport(rows, tuple(rejected))
@@ -443,10 +459,71 @@ class DuckDBBackend:
         self.drop(staged)
         # On a failure the caller's transaction is aborted and rolls the staging table back; no
         # statement may run before that (not even a DROP).
+        if mode == "append" and files is not None and self.exists(target):
+            import dataclasses
+
+            batch = dataclasses.replace(source, resolved_paths=tuple(files), allow_empty=True)
+            rows, rejected = sources.read_source(self.con, batch, str(staged), is_storage_failure=connection.is_storage_failure)
+            self._bind(target)
+            stored = self.con.execute(f"DESCRIBE SELECT * FROM {target}").fetchall()
+            new = self.con.execute(f"DESCRIBE {self._storable(f'SELECT * FROM {staged}')}").fetchall()
+            if [tuple(r[:2]) for r in stored] == [tuple(r[:2]) for r in new]:
+                if rows:
+                    self._commit(target, f"SELECT * FROM {staged}", mode="append")
+                self.drop(staged)
+                return IngestReport(rows, tuple(rejected), appended=True, file_rows=self._file_rows(batch, rows))
+            self.drop(staged)
         rows, rejected = sources.read_source(self.con, source, str(staged), is_storage_failure=connection.is_storage_failure)
         self.create(target, staged, replace=True)
         self.drop(staged)
-        return IngestReport(rows, tuple(rejected))
+        return IngestReport(rows, tuple(rejected), file_rows=self._file_rows(source, rows))
+
+    def _file_rows(self, source: "Source", rows: int) -> tuple[tuple[str, int | None], ...]:
+        """Rows read from each file: the total for one file; for several, each file counted through
+        its format's reader (Parquet from its footer); not counted (None) under quarantine."""
+        import dataclasses
+
+        paths = source.resolved_paths
+        if len(paths) == 1:
+            return ((str(paths[0]), rows),)
+        out = []
+        for path in paths:
+            if source.on_bad_rows == "quarantine":
+                out.append((str(path), None))
+                continue
+            sql, params = sources.ingest_query(dataclasses.replace(source, resolved_paths=(path,)))
+            out.append((str(path), int(self.con.execute(f"SELECT count(*) FROM ({sql})", params).fetchone()[0])))
+        return tuple(out)
+
+    # --- incremental reads -------------------------------------------------------------------------
+
+    def lake_version(self, relation: Relation) -> int | None:
+        """The committed lake version of ``relation`` (None: not a lake table, or none yet)."""
+        return self.lake.version(relation) if self._in_lake(relation) else None
+
+    def appended(self, relation: Relation, since: int) -> Relation | None:
+        """A read-only relation holding the rows the lake commits after ``since`` appended to
+        ``relation`` (up to its committed version); None when one of them did more than append."""
+        if not self._in_lake(relation):
+            return None
+        files = self.lake.appended_files(relation, since)
+        if files is None:
+            return None
+        alias = Relation("staging", f"_new__{relation.schema}__{relation.name}")
+        self._bind(relation)
+        self.con.complete()
+        if files:
+            listing = ", ".join(_string_literal(f) for f in files)
+            self.con.execute(f"CREATE OR REPLACE VIEW {alias} AS SELECT * FROM read_parquet([{listing}], union_by_name = true)")
+        else:
+            self.con.execute(f"CREATE OR REPLACE VIEW {alias} AS SELECT * FROM {relation} LIMIT 0")
+        return alias
+
+    def time_bounds(self, source: Relation | ops.FeatureStoreOp, column: str) -> tuple[object, object, int]:
+        """(min, max, NULL count) of ``column`` over ``source`` (min and max None without a value)."""
+        col = quote_ident(column)
+        row = self.con.execute(f"SELECT min({col}), max({col}), count(*) - count({col}) FROM ({self.compile(source)})").fetchone()
+        return (row[0], row[1], int(row[2] or 0)) if row else (None, None, 0)
 
     # --- compiling operations ----------------------------------------------------------------------
 
