@@ -163,7 +163,8 @@ def link_files(source: Path, target: Path) -> None:
 
 
 def spec(groups: int) -> dict:
-    """The project: parquet sources (glob paths), SQL feature groups, one feature view, no ttl."""
+    """The project: parquet sources (glob paths), row-local SQL feature groups declared
+    ``incremental: {kind: append}`` (what a user writes for them), one feature view, no ttl."""
     features = {g: [f"f{g}_{c}" for c in FEATURES] for g in range(groups)}
     sources = {"spine_raw": {"format": "parquet", "path": "data/spine/*.parquet"}}
     groups_ = {
@@ -171,6 +172,7 @@ def spec(groups: int) -> dict:
             "primary_key": ["row_id"],
             "event_time": "event_time",
             "online": False,
+            "incremental": {"kind": "append"},
             "sql": "SELECT row_id, entity_id, event_time, label FROM spine_raw",
         }
     }
@@ -181,6 +183,7 @@ def spec(groups: int) -> dict:
             "primary_key": ["entity_id"],
             "event_time": "event_time",
             "online": False,
+            "incremental": {"kind": "append"},
             "sql": f"SELECT entity_id, event_time, {renamed} FROM fg{g}_raw",
         }
     joins = [{"feature_group": f"fg{g}", "on": ["entity_id"], "select": features[g]} for g in range(groups)]

@@ -41,9 +41,13 @@ def plan(
     """What ``apply`` would do, diffed against the workspace's stored state."""
     from engine.compiler.planner import make_plan
 
+    from engine.state.digests import digests
+
     checked = validate(path)
-    steps, consumed = _stored_state(workspace_of(checked, workspace))
-    return make_plan(checked, steps, select=select, force=force, full_refresh=full_refresh, consumed=consumed)
+    ws = workspace_of(checked, workspace)
+    steps, consumed = _stored_state(ws)
+    with digests(ws):
+        return make_plan(checked, steps, select=select, force=force, full_refresh=full_refresh, consumed=consumed)
 
 
 def lineage(path: str | Path, name: str | None = None):
@@ -76,14 +80,18 @@ def apply(
     ``full_refresh``: re-ingest the selected sources and rebuild the selected feature groups from
     their full inputs (incremental groups included), as on a fresh workspace."""
     from engine.compiler.planner import make_plan
+    from engine.runtime.events import PlanMade
     from engine.runtime.executor import RunOptions, execute, new_run_id
     from engine.state.workspace import ProjectLock
 
+    from engine.state.digests import digests
+
     checked = validate(path)
     ws = workspace_of(checked, workspace)
-    with ProjectLock(ws, timeout_s=lock_timeout_s):
+    with ProjectLock(ws, timeout_s=lock_timeout_s), digests(ws):
         steps, consumed = _stored_state(ws)
         the_plan = make_plan(checked, steps, select=select, force=force, full_refresh=full_refresh, consumed=consumed)
+        listener(PlanMade(the_plan))
         if not the_plan.has_changes:
             _repair_online_snapshot(checked, ws, listener)
             return ApplyResult(the_plan, None)
@@ -100,7 +108,7 @@ def _repair_online_snapshot(checked: CheckedProject, ws, listener: Listener) -> 
     from engine.session import reading
     from engine.store.online import ensure_current
 
-    with reading(ws) as stores:  # the caller holds the project lock: nothing else writes
+    with reading(ws, registry=checked.project.registry) as stores:  # the caller holds the project lock: nothing else writes
         repaired = ensure_current(stores, checked.project, ws, new_run_id())
     if repaired:
         listener(RunNotice(f"online snapshot: {repaired}"))
@@ -170,7 +178,7 @@ def recover(path: str | Path, *, workspace: str | Path | None = None) -> str:
     ws = workspace_of(checked, workspace)
     if not ws.exists():
         raise UsageError(f"no workspace at {ws.root}: nothing to recover")
-    with ProjectLock(ws), writing(ws, spill=False) as stores:
+    with ProjectLock(ws), writing(ws, spill=False, registry=checked.project.registry) as stores:
         lake = stores.backend.lake
         problems = lake.problems()
         if problems:
@@ -190,10 +198,9 @@ def _stored_state(ws) -> tuple[dict, dict[str, dict[str, str]]]:
     """The stored step fingerprints, and the files each source's lake table holds (path -> digest)."""
     if not ws.exists():
         return {}, {}
-    from engine.session import reading
+    from engine.session import catalog_reading
     from engine.state import metadata
 
-    with reading(ws) as stores:
-        catalog = stores.backend.catalog
+    with catalog_reading(ws) as catalog:
         files = metadata.source_files(catalog)
         return metadata.stored_steps(catalog), {s: {f: r.digest for f, r in fs.items()} for s, fs in files.items()}

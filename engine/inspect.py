@@ -26,7 +26,7 @@ def _open(path: str | Path, workspace: str | Path | None):
     from engine.session import reading
 
     checked = validate(path)
-    return checked, reading(workspace_of(checked, workspace))
+    return checked, reading(workspace_of(checked, workspace), registry=checked.project.registry)
 
 
 def read_feature_group(
@@ -163,16 +163,14 @@ def gc(path: str | Path, *, workspace: str | Path | None = None, lock_timeout_s:
     ws = workspace_of(checked, workspace)
     if not ws.exists():
         raise UsageError(f"no workspace at {ws.root}: run `engine apply` first")
-    with ProjectLock(ws, timeout_s=lock_timeout_s), writing(ws, spill=False) as stores:
+    with ProjectLock(ws, timeout_s=lock_timeout_s), writing(ws, spill=False, registry=checked.project.registry) as stores:
         removed = stores.registry.gc()
         removed += stores.backend.lake.vacuum(timedelta(seconds=checked.project.retention_seconds))
     return removed
 
 
 def _resolve(checked: "CheckedProject", stores, name: str, selector) -> "ModelVersion":
-    from engine.state import model_index
-
-    if not model_index.has_index(stores.backend.catalog):
+    if not stores.registry.list():
         raise UsageError(
             f"no model has been registered yet: run `engine apply` (models in the spec: {', '.join(sorted(checked.project.models)) or 'none'})"
         )

@@ -15,8 +15,9 @@ from engine.backends import DEFAULT, load
 from engine.errors import UsageError
 
 if TYPE_CHECKING:
-    from engine.backends.base import Backend
-    from engine.registry.local import LocalRegistry
+    from engine.backends.base import Backend, Catalog
+    from engine.model.objects import RegistrySettings
+    from engine.registry.base import ModelRegistry
     from engine.state.workspace import Workspace
     from engine.store.offline import TableOfflineStore
 
@@ -27,14 +28,30 @@ class Stores:
 
     backend: "Backend"
     offline: "TableOfflineStore"
-    registry: "LocalRegistry"
+    registry: "ModelRegistry"
 
 
-def stores(backend: "Backend", workspace: "Workspace") -> Stores:
-    from engine.registry.local import LocalRegistry
+def stores(backend: "Backend", workspace: "Workspace", registry: "RegistrySettings | None" = None) -> Stores:
     from engine.store.offline import TableOfflineStore
 
-    return Stores(backend, TableOfflineStore(backend), LocalRegistry(backend.catalog, workspace.models_dir))
+    return Stores(backend, TableOfflineStore(backend), open_registry(registry, backend, workspace))
+
+
+def open_registry(settings: "RegistrySettings | None", backend: "Backend", workspace: "Workspace") -> "ModelRegistry":
+    """The registry the spec names (``registry:``): the workspace's own by default, or an MLflow
+    model registry (its tracking URI from the spec or ``MLFLOW_TRACKING_URI``)."""
+    import os
+
+    from engine.registry.base import load_registry
+
+    kind = settings.kind if settings is not None else "local"
+    cls = load_registry(kind)
+    if kind == "local":
+        return cls(backend.catalog, workspace.models_dir)
+    uri = settings.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        raise UsageError("registry: {kind: mlflow} needs a tracking server: set registry.tracking_uri in the spec or MLFLOW_TRACKING_URI")
+    return cls(uri, experiment=settings.experiment, namespace=settings.namespace, cache_dir=workspace.models_dir)
 
 
 def open_backend(
@@ -65,7 +82,7 @@ def open_backend(
 
 
 @contextmanager
-def reading(workspace: "Workspace", *, backend: str = DEFAULT) -> Iterator[Stores]:
+def reading(workspace: "Workspace", *, backend: str = DEFAULT, registry: "RegistrySettings | None" = None) -> Iterator[Stores]:
     """Read-only stores over the workspace's last committed state; never blocked by an apply."""
     from engine.backends.catalog import SqliteCatalog
     from engine.backends.lake import Lake
@@ -76,19 +93,32 @@ def reading(workspace: "Workspace", *, backend: str = DEFAULT) -> Iterator[Store
     catalog = SqliteCatalog.open_read_only(workspace.catalog)
     opened = load(backend).open(catalog, Lake(workspace.tables_dir, catalog, read_only=True))
     try:
-        yield stores(opened, workspace)
+        yield stores(opened, workspace, registry)
     finally:
         opened.close()
 
 
 @contextmanager
-def writing(workspace: "Workspace", *, run_id: str | None = None, **kwargs) -> Iterator[Stores]:
+def catalog_reading(workspace: "Workspace") -> Iterator["Catalog"]:
+    """The workspace's catalog alone, read-only (no compute engine opened): what planning needs."""
+    from engine.backends.catalog import SqliteCatalog
+
+    workspace.check_format()
+    catalog = SqliteCatalog.open_read_only(workspace.catalog)
+    try:
+        yield catalog
+    finally:
+        catalog.close()
+
+
+@contextmanager
+def writing(workspace: "Workspace", *, run_id: str | None = None, registry: "RegistrySettings | None" = None, **kwargs) -> Iterator[Stores]:
     """Read-write stores over the workspace (the caller holds the project lock); the lake stamps
     its commits with ``run_id``."""
     opened = open_backend(workspace, **kwargs)
     if opened.lake is not None:
         opened.lake.run_id = run_id
     try:
-        yield stores(opened, workspace)
+        yield stores(opened, workspace, registry)
     finally:
         opened.close()

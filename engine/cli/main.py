@@ -125,8 +125,7 @@ def apply(path: Path | None, project: Path | None, workspace: Path | None, selec
         display = ApplyDisplay(enabled=fmt == "text")
         options = RunOptions(sql_timeout_s=sql_timeout, memory_limit=memory_limit, threads=threads)
         try:
-            display.expect(_plan_for_display(where, select, force, full_refresh))
-            with display:
+            with display:  # the plan arrives as a PlanMade event, made under the project lock
                 result = api.apply(where.path, workspace=where.workspace, select=select, force=force, full_refresh=full_refresh, options=options, lock_timeout_s=lock_timeout, listener=display.on_event)
         except KeyboardInterrupt:
             display.interrupted(fmt)
@@ -144,18 +143,6 @@ def apply(path: Path | None, project: Path | None, workspace: Path | None, selec
         display.finish(result, fmt)
 
     body(fmt=fmt)
-
-
-def _plan_for_display(where, select: tuple[str, ...], force: bool, full_refresh: bool = False):
-    """The plan, read before apply plans again under the lock, so that progress reads "step N of M";
-    None while another apply holds the workspace (apply then waits for it, and lines read "N/?")."""
-    from engine import api
-    from engine.errors import LockedError
-
-    try:
-        return api.plan(where.path, workspace=where.workspace, select=select, force=force, full_refresh=full_refresh)
-    except LockedError:
-        return None
 
 
 @cli.command()
@@ -199,8 +186,7 @@ def run(args: tuple[str, ...], project: Path | None, workspace: Path | None, eve
             while True:
                 started = time.monotonic()
                 display = running = ApplyDisplay(enabled=fmt == "text")
-                display.expect(_plan_for_display(where, names, False))
-                with display:
+                with display:  # the plan arrives as a PlanMade event
                     result = api.apply(where.path, workspace=where.workspace, select=names, lock_timeout_s=lock_timeout, listener=display.on_event)
                 running = None
                 count += 1

@@ -15,7 +15,7 @@ import time
 from rich.progress import ProgressColumn
 from rich.text import Text
 
-from engine.runtime.events import Event, RunNotice, RunResult, StepFinished, StepStarted, StepStatus
+from engine.runtime.events import Event, PlanMade, RunNotice, RunResult, StepFinished, StepStarted, StepStatus
 
 _MARK = {StepStatus.RAN: "[green]✓[/]", StepStatus.SKIPPED: "[yellow]-[/]", StepStatus.FAILED: "[bold red]✗[/]"}
 _ID_WIDTH = 44  # step ids longer than this are not padded
@@ -143,6 +143,10 @@ class ApplyDisplay:
 
     def on_event(self, event: Event) -> None:
         match event:
+            case PlanMade(plan=plan):
+                self.expect(plan)
+                if self._progress is not None and self._task is not None:
+                    self._progress.update(self._task, total=len(self.expected))
             case StepStarted(step_id=step_id, reason=reason):
                 if step_id not in self.expected:
                     self.expected.append(step_id)

@@ -8,6 +8,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 
@@ -77,12 +80,56 @@ def definition_fingerprint(obj: object) -> str:
     return digest(obj)
 
 
-def file_digest(path: Path) -> str:
+def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+class DigestCache:
+    """SHA-256 digests of files, reused while ``stat()`` says a file is unchanged (size, mtime,
+    ctime, inode): git's index trick, so an unchanged project does not re-read gigabytes of source
+    data on every plan. A file modified within ``RACY_NS`` of being hashed is never cached (git's
+    "racily clean" rule: a later write in the same clock tick would keep the same stat)."""
+
+    RACY_NS = 2_000_000_000
+
+    def __init__(self, entries: dict[str, list] | None = None) -> None:
+        self.entries: dict[str, list] = dict(entries or {})
+        self.changed = False
+
+    def digest(self, path: Path) -> str:
+        st = path.stat()
+        key = str(Path(path).resolve())
+        signature = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+        hit = self.entries.get(key)
+        if hit is not None and hit[0] == signature:
+            return hit[1]
+        value = _sha256(path)
+        if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > self.RACY_NS:
+            self.entries[key] = [signature, value]
+            self.changed = True
+        return value
+
+
+_ACTIVE: list[DigestCache] = []  # the cache of the innermost ``cached`` block
+
+
+@contextmanager
+def cached(cache: DigestCache) -> Iterator[DigestCache]:
+    """Within the block, ``file_digest`` consults ``cache`` (the caller loads and saves it)."""
+    _ACTIVE.append(cache)
+    try:
+        yield cache
+    finally:
+        _ACTIVE.remove(cache)
+
+
+def file_digest(path: Path) -> str:
+    """The SHA-256 of a file's content (through the active ``DigestCache``, if any)."""
+    return _ACTIVE[-1].digest(path) if _ACTIVE else _sha256(path)
 
 
 def files_fingerprint(root: Path, files: tuple[Path, ...]) -> str:

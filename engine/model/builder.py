@@ -80,6 +80,7 @@ class _Builder:
             models=models,
             inference=inference,
             retention_seconds=duration_seconds((self.data.get("storage") or {}).get("retention", "7d")),
+            registry=m.RegistrySettings(**(self.data.get("registry") or {})),
         )
 
     def source(self, name: str, d: dict[str, Any]) -> m.Source:

@@ -443,6 +443,16 @@ class InferenceJob:
 
 
 @dataclass(frozen=True)
+class RegistrySettings:
+    """``registry:`` in the spec: where model versions are registered."""
+
+    kind: str = "local"
+    tracking_uri: str | None = None  # mlflow; default: the MLFLOW_TRACKING_URI environment variable
+    experiment: str = "engine"
+    namespace: str = ""
+
+
+@dataclass(frozen=True)
 class Project:
     """The whole typed spec."""
 
@@ -456,6 +466,7 @@ class Project:
     models: dict[str, Model] = field(default_factory=dict)
     inference: dict[str, InferenceJob] = field(default_factory=dict)
     retention_seconds: int = 7 * 86_400  # storage.retention: how long replaced commits stay readable
+    registry: RegistrySettings = field(default_factory=RegistrySettings)
 
     def table_names(self) -> set[str]:
         """Names a SQL transform may read: sources and feature groups."""

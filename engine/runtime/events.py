@@ -38,7 +38,14 @@ class RunNotice:
     message: str
 
 
-Event = StepStarted | StepFinished | RunNotice
+@dataclass(frozen=True)
+class PlanMade:
+    """The plan an apply is about to run, made under the project lock (so ``N/M`` can be shown)."""
+
+    plan: object  # engine.compiler.steps.Plan
+
+
+Event = StepStarted | StepFinished | RunNotice | PlanMade
 Listener = Callable[[Event], None]
 
 

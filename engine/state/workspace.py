@@ -33,6 +33,11 @@ class Workspace:
         return self.root / "tables"
 
     @property
+    def digests(self) -> Path:
+        """The file-digest cache (``engine.state.digests``)."""
+        return self.root / "digests.json"
+
+    @property
     def legacy_database(self) -> Path:
         """Where engine 0.1 kept data and metadata in one DuckDB file."""
         return self.root / "engine.duckdb"

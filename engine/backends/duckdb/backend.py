@@ -65,18 +65,33 @@ class DuckDBBackend:
     name: ClassVar[str] = "duckdb"
     dialect: ClassVar[str] = "duckdb"
     capabilities: ClassVar[Capabilities] = _Capabilities()  # type: ignore[assignment]
+    _sandboxed = False
 
-    def __init__(self, con: "duckdb.DuckDBPyConnection", catalog: Catalog | None = None, lake: Lake | None = None) -> None:
+    def __init__(self, con: "duckdb.DuckDBPyConnection | None", catalog: Catalog | None = None, lake: Lake | None = None) -> None:
         if catalog is None:
             from engine.backends.catalog import SqliteCatalog
 
             catalog = SqliteCatalog.in_memory()
-        self.con = con
-        self.catalog = catalog
+        self._con = con
+        self._connect = None  # opens the connection on first use (``open``): reads that need only
+        self.catalog = catalog  # the catalog (plan, show, a no-op apply) never start DuckDB
         self.lake = lake
         self._depth = 0
         self._bound: dict[Relation, int] = {}  # lake tables registered in DuckDB, at this version
-        self.ensure_schemas()
+        if con is not None:
+            self.ensure_schemas()
+
+    @property
+    def con(self) -> "duckdb.DuckDBPyConnection":
+        if self._con is None:
+            if self._connect is None:
+                raise ExecutionError("the DuckDB backend is closed")
+            connect, self._connect = self._connect, None
+            self._con = connect()
+            self.ensure_schemas()
+            if self._sandboxed:
+                self.lock_down()
+        return self._con
 
     # --- opening ---------------------------------------------------------------------------------
 
@@ -92,11 +107,11 @@ class DuckDBBackend:
         temp_directory: Path | None = None,
     ) -> "DuckDBBackend":
         """DuckDB in memory, in UTC, over ``lake``'s tables (none: every table in memory) and
-        ``catalog`` (none: a catalog in memory); sandboxed (irreversibly, V3) when asked."""
-        con = connection.connect(None, sandboxed=False, memory_limit=memory_limit, threads=threads, temp_directory=temp_directory)
-        backend = cls(con, catalog, lake)
-        if sandboxed:
-            backend.lock_down()
+        ``catalog`` (none: a catalog in memory); sandboxed (irreversibly, V3) when asked. The
+        connection opens on first use, already sandboxed."""
+        backend = cls(None, catalog, lake)
+        backend._sandboxed = sandboxed
+        backend._connect = lambda: connection.connect(None, sandboxed=False, memory_limit=memory_limit, threads=threads, temp_directory=temp_directory)
         return backend
 
     @classmethod
@@ -157,11 +172,14 @@ class DuckDBBackend:
         connection.lock_down(self.con, readable=[self.lake.root] if self.lake is not None else [])
 
     def interrupt(self) -> None:
-        self.con.interrupt()
+        if self._con is not None:
+            self._con.interrupt()
 
     def close(self) -> None:
+        self._connect = None
         try:
-            self.con.close()
+            if self._con is not None:
+                self._con.close()
         except Exception:
             # A statement the SQL watchdog gave up on (Q8) still runs on a cursor of this database;
             # the instance is left to it until the process exits (it never waits for it).
