@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from engine.backends.base import Capabilities, Catalog, ExpectationResult, IngestReport, WriteMode
 from engine.backends.duckdb import connection, sources
+from engine.backends.duckdb.lake_tables import LakeTables
 from engine.backends.lake import SCHEMAS as LAKE_SCHEMAS
 from engine.backends.lake import Lake
 from engine.errors import ExecutionError
@@ -36,12 +37,6 @@ if TYPE_CHECKING:
 SPINE_ALIAS = "_engine_spine_where"  # how spine filters qualify spine columns
 _ROWS = "_engine_rows"  # name rows are registered under while they are written
 SCHEMAS = ("staging", *sorted(LAKE_SCHEMAS))
-#: DuckDB types a Delta table cannot hold, and the type each is stored as (no value changes).
-_STORED_AS = {
-    "UTINYINT": "SMALLINT", "USMALLINT": "INTEGER", "UINTEGER": "BIGINT", "UBIGINT": "DECIMAL(20,0)",
-    "HUGEINT": "DECIMAL(38,0)", "UHUGEINT": "DECIMAL(38,0)", "TIMESTAMP_NS": "TIMESTAMP", "TIMESTAMP_MS": "TIMESTAMP",
-    "TIMESTAMP_S": "TIMESTAMP", "UUID": "VARCHAR", "JSON": "VARCHAR", '"NULL"': "INTEGER", "NULL": "INTEGER",
-}
 
 
 class _Capabilities:
@@ -59,7 +54,7 @@ class _Capabilities:
         )
 
 
-class DuckDBBackend:
+class DuckDBBackend(LakeTables):
     """A DuckDB database: the workspace file (``open``) or memory (``in_memory``)."""
 
     name: ClassVar[str] = "duckdb"
@@ -322,105 +317,6 @@ class DuckDBBackend:
     def frame(self, source: Relation | ops.FeatureStoreOp) -> "pandas.DataFrame":
         return self.con.execute(self.compile(source)).df()
 
-    def at_version(self, relation: Relation, version: int) -> Relation:
-        """A read-only relation holding ``relation``'s rows at a recorded lake version (``as_of``)."""
-        if not self._in_lake(relation):
-            raise ExecutionError(f"{relation} keeps no versions")
-        alias = Relation("staging", f"_asof__{relation.schema}__{relation.name}__{version}")
-        self.con.complete()
-        self.con.execute(f"CREATE OR REPLACE VIEW {alias} AS {self._version_sql(relation, version)}")
-        return alias
-
-    # --- the lake ----------------------------------------------------------------------------------
-
-    def _in_lake(self, relation: Relation) -> bool:
-        return self.lake is not None and self.lake.holds(relation)
-
-    def _bind(self, relation: Relation) -> None:
-        """Make ``relation`` name its committed lake version in DuckDB: a view over that version's
-        Parquet files, read by DuckDB's own reader (parallel, with projection and filter pushdown)."""
-        if not self._in_lake(relation):
-            return
-        version = self.lake.version(relation)
-        if self._bound.get(relation, -1) == version:
-            return
-        if version is None:
-            self._unbind(relation)
-            return
-        self.con.complete()
-        self.con.execute(f"CREATE OR REPLACE VIEW {relation} AS {self._version_sql(relation, version)}")
-        self._bound[relation] = version
-
-    def _version_sql(self, relation: Relation, version: int) -> str:
-        """The SELECT of a lake table's rows at ``version``: its data files (a Delta version is the
-        union of its files; the lake writes no deletion vectors), or an empty table of its schema."""
-        files = self.lake.files(relation, version)
-        if files:
-            listing = ", ".join(_string_literal(f) for f in files)
-            return f"SELECT * FROM read_parquet([{listing}], union_by_name = true)"
-        # No file: an empty table of the version's schema (a table, not the registered Arrow
-        # object, so that every connection to this database sees it).
-        empty = Relation("staging", f"_empty__{relation.schema}__{relation.name}__{version}")
-        self.con.register("_engine_empty", self.lake.schema(relation, version).empty_table())
-        try:
-            self.con.execute(f"CREATE OR REPLACE TABLE {empty} AS SELECT * FROM _engine_empty")
-        finally:
-            self.con.unregister("_engine_empty")
-        return f"SELECT * FROM {empty}"
-
-    def _unbind(self, relation: Relation) -> None:
-        self.con.execute(f"DROP VIEW IF EXISTS {relation}")
-        self._bound.pop(relation, None)
-
-    def _bind_all(self, source: object) -> None:
-        for relation in _relations(source):
-            self._bind(relation)
-
-    def _storable(self, select: str, params: Sequence[object] = ()) -> str:
-        """``select`` with every column a Delta table can hold, cast to the type it is stored as."""
-        described = self.con.execute(f"DESCRIBE {select}", list(params)).fetchall()
-        casts = {}
-        for name, type_, *_ in described:
-            base = str(type_)
-            if base in ("INTERVAL", "TIME", "TIME WITH TIME ZONE", "BIT") or base.startswith("UNION"):
-                raise ExecutionError(
-                    f"column {name!r} has type {type_}, which the offline store (Delta Lake) cannot hold; "
-                    "cast it in the SQL (an interval to seconds, a time to text)"
-                )
-            stored = "VARCHAR" if base.startswith("ENUM") else _STORED_AS.get(base)
-            if stored:
-                casts[name] = stored
-        if not casts:
-            return select
-        cols = ", ".join(f"CAST({quote_ident(n)} AS {casts[n]}) AS {quote_ident(n)}" if n in casts else quote_ident(n) for n, *_ in described)
-        return f"SELECT {cols} FROM ({select})"
-
-    def _commit(self, target: Relation, select: str, params: Sequence[object] = (), *, mode: str) -> int:
-        """Write ``select``'s rows to the lake table ``target`` as one commit; return its rows."""
-        self.con.complete()
-        storable = self._storable(select, params)
-        schema = self.con.sql(f"SELECT * FROM ({storable}) LIMIT 0", params=list(params) or None).to_arrow_table().schema
-        folder = self.lake.data_dir(target)
-        # DuckDB writes the files itself, one per thread, in parallel (twice as fast as streaming
-        # Arrow batches to delta-rs); the lake then commits them.
-        try:
-            written = self.con.execute(
-                f"COPY ({storable}) TO {_string_literal(str(folder))} (FORMAT parquet, PER_THREAD_OUTPUT true, RETURN_STATS)", list(params)
-            ).fetchall()
-        except Exception as exc:
-            if connection.is_storage_failure(exc):
-                from engine.errors import StorageIOError
-
-                raise StorageIOError(f"cannot write the table {target} at {folder.parent}: {str(exc).splitlines()[0]}; free space, then apply again") from None
-            raise
-        self.lake.commit_files(target, [(str(r[0]), int(r[1]), int(r[2])) for r in written], schema, mode=mode)
-        self._bind(target)
-        return sum(int(r[1]) for r in written)
-
-    def _write_lake(self, target: Relation, data: Any, *, mode: str) -> None:
-        self.lake.write(target, data, mode=mode)
-        self._bind(target)
-
     # --- data checks and statistics --------------------------------------------------------------
 
     def key_report(self, relation: Relation, key: Sequence[str]) -> KeyReport:
@@ -513,36 +409,6 @@ class DuckDBBackend:
             out.append((str(path), int(self.con.execute(f"SELECT count(*) FROM ({sql})", params).fetchone()[0])))
         return tuple(out)
 
-    # --- incremental reads -------------------------------------------------------------------------
-
-    def lake_version(self, relation: Relation) -> int | None:
-        """The committed lake version of ``relation`` (None: not a lake table, or none yet)."""
-        return self.lake.version(relation) if self._in_lake(relation) else None
-
-    def appended(self, relation: Relation, since: int) -> Relation | None:
-        """A read-only relation holding the rows the lake commits after ``since`` appended to
-        ``relation`` (up to its committed version); None when one of them did more than append."""
-        if not self._in_lake(relation):
-            return None
-        files = self.lake.appended_files(relation, since)
-        if files is None:
-            return None
-        alias = Relation("staging", f"_new__{relation.schema}__{relation.name}")
-        self._bind(relation)
-        self.con.complete()
-        if files:
-            listing = ", ".join(_string_literal(f) for f in files)
-            self.con.execute(f"CREATE OR REPLACE VIEW {alias} AS SELECT * FROM read_parquet([{listing}], union_by_name = true)")
-        else:
-            self.con.execute(f"CREATE OR REPLACE VIEW {alias} AS SELECT * FROM {relation} LIMIT 0")
-        return alias
-
-    def time_bounds(self, source: Relation | ops.FeatureStoreOp, column: str) -> tuple[object, object, int]:
-        """(min, max, NULL count) of ``column`` over ``source`` (min and max None without a value)."""
-        col = quote_ident(column)
-        row = self.con.execute(f"SELECT min({col}), max({col}), count(*) - count({col}) FROM ({self.compile(source)})").fetchone()
-        return (row[0], row[1], int(row[2] or 0)) if row else (None, None, 0)
-
     # --- compiling operations ----------------------------------------------------------------------
 
     def compile(self, source: Relation | ops.FeatureStoreOp) -> str:
@@ -632,27 +498,9 @@ class DuckDBBackend:
         return f"SELECT {cols}{extra} FROM {source}"
 
 
-def _relations(value: object) -> Iterator[Relation]:
-    """Every ``Relation`` inside an operation (its sources, joins and filters)."""
-    import dataclasses
-
-    if isinstance(value, Relation):
-        yield value
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        for f in dataclasses.fields(value):
-            yield from _relations(getattr(value, f.name))
-    elif isinstance(value, tuple | list):
-        for item in value:
-            yield from _relations(item)
-
-
 def _column_names(rows: Any) -> list[str]:
     names = getattr(rows, "column_names", None)
     return list(names) if names is not None else [str(c) for c in rows.columns]
-
-
-def _string_literal(text: str) -> str:
-    return "'" + str(text).replace("'", "''") + "'"
 
 
 def _timestamp_literal(value) -> str:
