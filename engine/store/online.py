@@ -1,8 +1,8 @@
 """The online store: snapshots of the online tables and the registry index as files, read back into
 memory for point look-ups. Owns ``<workspace>/online/``; must not touch HTTP or training.
 
-Why files: the serving process never opens the DuckDB database, whose lock an ``apply`` holds
-(RELIABILITY V7). Each apply that changed anything publishes a new, complete snapshot directory
+Why files: a point look-up must take microseconds and never depend on the lake or the catalog
+while an apply writes them (RELIABILITY V7): the serving process reads only snapshots. Each apply that changed anything publishes a new, complete snapshot directory
 (one Arrow IPC file per online feature-group version plus ``manifest.json``), fsyncs it, then
 atomically replaces ``online/CURRENT`` (temp file + ``os.replace`` + directory fsync). A reader sees
 the old snapshot or the new one, never a mix (C2). The last :data:`KEEP_SNAPSHOTS` are kept.

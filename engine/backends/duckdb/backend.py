@@ -55,7 +55,8 @@ class _Capabilities:
 
 
 class DuckDBBackend(LakeTables):
-    """A DuckDB database: the workspace file (``open``) or memory (``in_memory``)."""
+    """DuckDB in memory as the compute engine: over a workspace's lake and catalog (``open``), or
+    holding every table itself (``in_memory``, tests and scratch use)."""
 
     name: ClassVar[str] = "duckdb"
     dialect: ClassVar[str] = "duckdb"
