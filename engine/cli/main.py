@@ -253,7 +253,7 @@ def recover(path: Path | None, project: Path | None, workspace: Path | None) -> 
 @WORKSPACE
 @click.option("--format", "fmt", type=FORMATS, default="text")
 def check_command(path: Path | None, project: Path | None, workspace: Path | None, fmt: str) -> None:
-    """Check the workspace's integrity: orphan or tampered model artifacts (exit 0, warnings listed)."""
+    """Check the workspace's integrity: unreadable tables, orphan or tampered model artifacts, a stale online snapshot (exit 0, warnings listed)."""
 
     @guard(fmt)
     def body(fmt: str) -> None:
@@ -279,7 +279,7 @@ def check_command(path: Path | None, project: Path | None, workspace: Path | Non
 @PROJECT
 @WORKSPACE
 def gc(path: Path | None, project: Path | None, workspace: Path | None) -> None:
-    """Remove what an interrupted run left behind (orphan model directories)."""
+    """Remove what an interrupted run left behind (orphan model directories) and table commits older than storage.retention."""
 
     @guard("text")
     def body(fmt: str = "text") -> None:
