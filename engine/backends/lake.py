@@ -8,7 +8,8 @@ its old version or every one at its new, and never waits for a writer. A Delta v
 never recorded (a crash between the two) is invisible, and the next write starts from the recorded
 version again (``restore``). Every recorded version stays readable (``as_of``) until ``vacuum``.
 
-DuckDB reads a version as an Arrow dataset; Spark will read it by its file list. Must not import a
+DuckDB reads a version by its file list (as Spark will) and writes Parquet that ``commit_files``
+commits. Must not import a
 compute engine.
 """
 
@@ -27,7 +28,6 @@ from engine.sql.ops import Relation
 
 if TYPE_CHECKING:
     import pyarrow
-    import pyarrow.dataset
 
     from engine.backends.base import Catalog
 
@@ -112,16 +112,6 @@ class Lake:
             return self._pending[relation]
         return self.committed().get(relation)
 
-    def tables(self) -> list[Relation]:
-        out = {r for r, v in self.committed().items() if v is not None}
-        out |= {r for r, v in self._pending.items() if v is not None}
-        out -= {r for r, v in self._pending.items() if v is None}
-        return sorted(out, key=str)
-
-    def refresh(self) -> None:
-        """Forget the cached catalog state (another process may have committed since)."""
-        self._committed = None
-
     def commits(self, relation: Relation) -> list[Commit]:
         """Every recorded version of ``relation``, oldest first."""
         if not self._has_catalog():
@@ -151,13 +141,6 @@ class Lake:
         return earlier[-1].version
 
     # --- reading ---------------------------------------------------------------------------------
-
-    def dataset(self, relation: Relation, version: int | None = None) -> "pyarrow.dataset.Dataset":
-        """The rows of ``relation`` at ``version`` (its committed version when None)."""
-        version = self.version(relation) if version is None else version
-        if version is None:
-            raise UsageError(f"table {relation} does not exist")
-        return self._table(relation, version).to_pyarrow_dataset()
 
     def files(self, relation: Relation, version: int | None = None) -> list[str]:
         """The Parquet files of a version, as absolute paths: its rows are their union (what DuckDB
@@ -241,18 +224,9 @@ class Lake:
             mode = "overwrite"  # the first write of a table (or after a drop) starts it afresh
         path.mkdir(parents=True, exist_ok=True)
         properties = CommitProperties(custom_metadata={"engine.run_id": self.run_id or "", "engine.table": str(relation)})
-        try:
+        with _storage_errors(relation, path, "write"):
             write_deltalake(str(path), data, mode=mode, schema_mode="overwrite" if mode == "overwrite" else "merge", commit_properties=properties)
             version = self._table(relation, None).version()
-        except StorageIOError:
-            raise
-        except OSError as exc:
-            raise StorageIOError(f"cannot write the table {relation} at {path}: {exc.strerror or exc}; free space or fix the folder's permissions, then apply again") from None
-        except Exception as exc:
-            text = _first_line(exc)
-            if "Invalid data type" in text or "Schema error" in text:
-                raise StorageIOError(f"cannot store {relation}: {text}; cast the column to a supported type in the feature group's SQL") from None
-            raise StorageIOError(f"cannot write the table {relation} at {path}: {text}; {_HINT}") from None
         self._record(relation, version)
         return version
 
@@ -295,7 +269,7 @@ class Lake:
         ]
         properties = CommitProperties(custom_metadata={"engine.run_id": self.run_id or "", "engine.table": str(relation)})
         delta_schema = Schema.from_arrow(schema)
-        try:
+        with _storage_errors(relation, path, "commit to"):
             if not (path / "_delta_log").is_dir():
                 create_table_with_add_actions(str(path), delta_schema, actions, mode="error", commit_properties=properties)
             else:
@@ -306,12 +280,6 @@ class Lake:
                     actions, mode="append" if mode == "append" and current is not None else "overwrite", schema=delta_schema, commit_properties=properties
                 )
             version = self._table(relation, None).version()
-        except StorageIOError:
-            raise
-        except OSError as exc:
-            raise StorageIOError(f"cannot commit to the table {relation} at {path}: {exc.strerror or exc}; free space or fix the folder's permissions, then apply again") from None
-        except Exception as exc:
-            raise StorageIOError(f"cannot commit to the table {relation} at {path}: {_first_line(exc)}; {_HINT}") from None
         self._record(relation, version)
         return version
 
@@ -461,6 +429,22 @@ class Lake:
 
     def _has_catalog(self) -> bool:
         return self.catalog.has_table("_engine", "tables")
+
+
+@contextmanager
+def _storage_errors(relation: Relation, path: Path, verb: str) -> Iterator[None]:
+    """Any failure of a Delta write as StorageIOError (exit 74) naming the table and its folder."""
+    try:
+        yield
+    except StorageIOError:
+        raise
+    except OSError as exc:
+        raise StorageIOError(f"cannot {verb} the table {relation} at {path}: {exc.strerror or exc}; free space or fix the folder's permissions, then apply again") from None
+    except Exception as exc:
+        text = _first_line(exc)
+        if "Invalid data type" in text or "Schema error" in text:
+            raise StorageIOError(f"cannot store {relation}: {text}; cast the column to a supported type in the feature group's SQL") from None
+        raise StorageIOError(f"cannot {verb} the table {relation} at {path}: {text}; {_HINT}") from None
 
 
 def _first_line(exc: BaseException) -> str:
