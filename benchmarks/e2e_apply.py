@@ -341,9 +341,20 @@ def verify(project: Path, groups: int, spine_rows: int, outputs: dict[str, Path]
     return ok, check
 
 
-def disk_bytes(path: Path) -> int:
-    """Bytes on disk (allocated blocks, as ``du``) of every file under ``path``."""
-    return sum(p.stat().st_blocks * 512 for p in path.rglob("*") if p.is_file())
+def disk_bytes(path: Path, *, beside: Path | None = None) -> int:
+    """Bytes on disk (allocated blocks, as ``du``) of the files under ``path``, each inode once.
+    ``beside``: leave out the files that are hard links to files under ``beside`` (a Parquet
+    source the engine committed in place takes no space of its own), as ``du beside path``
+    charges them to ``beside``."""
+    taken = {p.stat().st_ino for p in beside.rglob("*") if p.is_file()} if beside is not None else set()
+    total = 0
+    for p in path.rglob("*"):
+        if p.is_file():
+            st = p.stat()
+            if st.st_ino not in taken:
+                taken.add(st.st_ino)
+                total += st.st_blocks * 512
+    return total
 
 
 # ---------------------------------------------------------------- scenarios
@@ -363,7 +374,7 @@ def first_apply(args, n: int, groups: int, workdir: Path) -> dict:
         runs["pandas"] = baseline("pandas", project, groups, project / "pandas.parquet")
         outputs["pandas"] = project / "pandas.parquet"
     ok, check = verify(project, groups, n, outputs)
-    source, workspace = disk_bytes(project / "data"), disk_bytes(project / ".engine")
+    source, workspace = disk_bytes(project / "data"), disk_bytes(project / ".engine", beside=project / "data")
     for path in outputs.values():
         path.unlink()
     return {
@@ -410,7 +421,7 @@ def incremental(args, result: dict) -> dict:
         "ran": reasons,
         "check_ok": ok,
         "check": check,
-        "workspace_mb": disk_bytes(project / ".engine") / 2**20,
+        "workspace_mb": disk_bytes(project / ".engine", beside=project / "data") / 2**20,
         "source_mb": disk_bytes(project / "data") / 2**20,
     }
 

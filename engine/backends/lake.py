@@ -283,6 +283,38 @@ class Lake:
         self._record(relation, version)
         return version
 
+    def adopt(self, relation: Relation, files: "list[tuple[str, int]]", schema: "pyarrow.Schema", *, mode: str = "overwrite") -> int | None:
+        """Commit existing Parquet files ((path, rows) each, e.g. a source's own files) to
+        ``relation`` without rewriting them: each is hard-linked into a new folder of the table (no
+        copy, no extra disk; the table keeps its rows even if the original is later removed or
+        replaced by a new file). Returns the new version, or None (nothing committed) when a file
+        cannot be linked (another file system, a platform without hard links): the caller then
+        writes the rows itself. A file changed in place after its commit is caught by the source's
+        digest, which the planner compares on the next apply."""
+        import os
+
+        import pyarrow.parquet as pq
+
+        try:
+            if not all(_adoptable(pq.read_schema(file), schema) for file, _ in files):
+                return None
+        except (OSError, ValueError):
+            return None
+        folder = self.data_dir(relation)
+        folder.mkdir(parents=True, exist_ok=True)
+        linked: list[tuple[str, int, int]] = []
+        try:
+            for index, (file, rows) in enumerate(files):
+                target = folder / f"{index:05d}-{Path(file).name}"
+                os.link(file, target)
+                linked.append((str(target), int(rows), target.stat().st_size))
+        except OSError:
+            for path, _, _ in linked:
+                Path(path).unlink(missing_ok=True)
+            folder.rmdir()
+            return None
+        return self.commit_files(relation, linked, schema, mode=mode)
+
     def _check_writable_folder(self, relation: Relation) -> None:
         """StorageIOError for a damaged or foreign folder: the engine never writes over one."""
         path = self.path(relation)
@@ -429,6 +461,23 @@ class Lake:
 
     def _has_catalog(self) -> bool:
         return self.catalog.has_table("_engine", "tables")
+
+
+def _adoptable(physical: "pyarrow.Schema", schema: "pyarrow.Schema") -> bool:
+    """Whether a Parquet file with ``physical`` columns can be a data file of a table recording
+    ``schema`` as it is: the same names and types, and times in microseconds (all a Delta table
+    records; a distributed reader would refuse or misread nanoseconds)."""
+    import pyarrow
+
+    if physical.names != schema.names:
+        return False
+    for have, want in zip(physical, schema, strict=True):
+        if pyarrow.types.is_timestamp(have.type) and pyarrow.types.is_timestamp(want.type):
+            if have.type.unit != "us" or want.type.unit != "us" or (have.type.tz is None) != (want.type.tz is None):
+                return False
+        elif not have.type.equals(want.type):
+            return False
+    return True
 
 
 @contextmanager

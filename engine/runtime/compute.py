@@ -29,10 +29,23 @@ def staging_relation(fg: m.FeatureGroup) -> Relation:
     return Relation("staging", f"{fg.name}__v{fg.version}")
 
 
-def compute(ctx: ComputeContext, fg: m.FeatureGroup) -> Relation:
-    """Materialise ``fg`` into its staging table and return that relation."""
-    target = staging_relation(fg)
-    ctx.backend.drop(target)
+def writes_directly(fg: m.FeatureGroup) -> bool:
+    """Whether ``compute`` can write ``fg`` straight into its offline table (``into``): a SQL
+    group, whose one SELECT the backend writes as a commit, checked before it is recorded. Not
+    with ``dedupe: latest``, whose "last row in input order" needs the rows in the SELECT's order,
+    which a parallel write into several files does not keep."""
+    return isinstance(fg.transform, m.SqlTransform) and fg.dedupe is not m.Dedupe.LATEST
+
+
+def compute(ctx: ComputeContext, fg: m.FeatureGroup, *, into: Relation | None = None) -> Relation:
+    """Materialise ``fg`` into its staging table and return that relation; with ``into`` (a group
+    that ``writes_directly``), into that table instead: a commit the caller's transaction records
+    or, on failure, discards."""
+    if into is not None and not writes_directly(fg):
+        raise ExecutionError(f"{fg.id}: only a SQL group is written straight into its table")
+    target = into or staging_relation(fg)
+    if into is None:
+        ctx.backend.drop(target)
     match fg.transform:
         case m.SqlTransform() as t:
             _sql(ctx, fg, t, target)

@@ -70,9 +70,9 @@ def build_feature_group(ctx: "RunContext", ps: PlannedStep) -> StepOutcome:
     inputs. Either way the step records the input versions it consumed."""
     from engine.compiler.steps import Reason
     from engine.runtime import incremental
-    from engine.runtime.compute import ComputeContext, compute
+    from engine.runtime.compute import ComputeContext, compute, writes_directly
     from engine.store.offline import offline_relation
-    from engine.store.quality import check
+    from engine.store.quality import check, check_table
 
     fg = ps.step.payload
     backend = ctx.backend
@@ -91,9 +91,37 @@ def build_feature_group(ctx: "RunContext", ps: PlannedStep) -> StepOutcome:
     compute_ctx = ComputeContext(backend, project, relation_of, ctx.options.sql_timeout_s)
     staging = None
     merged = None
+    offline = offline_relation(fg.name, fg.version)
+    if increment is None and writes_directly(fg):
+        # A full build of a SQL group: its SELECT is written once, straight into the offline
+        # table as a commit that the checks then read; recorded only if they and the publication
+        # pass, otherwise discarded with the transaction (no staging copy, nothing published).
+        with backend.transaction():
+            compute(compute_ctx, fg, into=offline)
+            fault_point("after_staging")
+            mark = incremental.watermark(backend, fg, inputs)
+            check(backend, fg, offline)
+            version = ctx.stores.offline.publish(fg, offline, run_id=ctx.run_id, fingerprint=ps.step.fingerprint, fitted=compute_ctx.fitted, fault_point=fault_point)
+            if fg.incremental_mode is not None:
+                metadata.record_consumed_inputs(backend.catalog, ps.step.key, incremental.consumed_now(backend, inputs, mark))
+            _record(ctx, ps)
+        return StepOutcome(version.row_count, reason=Reason.UPSTREAM_CHANGED.value if ps.reason is Reason.NEW_DATA else None)
     try:
         staging = compute(compute_ctx, fg)
         fault_point("after_staging")
+        added = incremental.appendable(backend, fg, increment, staging, offline) if increment is not None else None
+        if added is not None:
+            # Only new rows: checked alone (keys, values, row expectations), then appended; the
+            # table-level expectations see the whole table inside the publishing transaction.
+            check(backend, fg, added, rows_only=True)
+            with backend.transaction():
+                ctx.stores.offline.publish_append(
+                    fg, added, run_id=ctx.run_id, fingerprint=ps.step.fingerprint, fitted=compute_ctx.fitted, fault_point=fault_point,
+                    check_table=lambda table: check_table(backend, fg, table),
+                )
+                metadata.record_consumed_inputs(backend.catalog, ps.step.key, incremental.consumed_now(backend, inputs, increment.watermark))
+                _record(ctx, ps)
+            return StepOutcome(backend.count(added), reason=Reason.NEW_DATA.value)
         written = None
         if increment is not None:
             merged, written = incremental.combine(backend, fg, increment, staging)
@@ -119,22 +147,46 @@ def build_feature_group(ctx: "RunContext", ps: PlannedStep) -> StepOutcome:
 
 
 def build_feature_view(ctx: "RunContext", ps: PlannedStep) -> StepOutcome:
-    """Materialise the view point-in-time and publish it with its layout, atomically."""
-    from engine.store.views import materialise, publish_view
+    """Materialise the view point-in-time and publish it with its layout, atomically.
+
+    When its inputs only got new rows and no new feature row is as early as a spine row already in
+    the view (``engine.runtime.incremental.view_spine``), only the new spine rows are joined and
+    appended; otherwise the whole view is rebuilt. A view without on-demand features is written
+    straight from the join into its table."""
+    from engine.compiler.steps import Reason
+    from engine.runtime import incremental
+    from engine.store.views import materialise, publish_view, stored_layout, view_join, view_relation
 
     fv = ps.step.payload
-    staging = None
+    backend = ctx.backend
+    project = ctx.checked.project
+    inputs = {name: ctx.relation_of(name) for name in dict.fromkeys([fv.spine, *(j.feature_group for j in fv.joins)])}
     fault_point("view_build")
+    new_spine = None
+    if ps.reason in (Reason.NEW_DATA, Reason.UPSTREAM_CHANGED):
+        new_spine = incremental.view_spine(backend, project, fv, ps.step.key, inputs, view_relation(fv))
+    join, layout, direct = view_join(backend, fv, project, ctx.relation_of, spine=new_spine)
+    if new_spine is not None:
+        stored = stored_layout(backend, fv.name, fv.version)
+        if stored is None or stored[1] != layout:  # new columns upstream: rebuilt
+            new_spine = None
+            join, layout, direct = view_join(backend, fv, project, ctx.relation_of)
+    staging = None
     try:
-        staging, layout = materialise(ctx.backend, fv, ctx.checked.project, ctx.relation_of, timeout_s=ctx.options.sql_timeout_s)
-        rows = ctx.backend.count(staging)
-        with ctx.backend.transaction():
-            publish_view(ctx.backend, fv, staging, layout, fingerprint=ps.step.fingerprint, run_id=ctx.run_id)
+        if not direct:
+            staging, layout = materialise(backend, fv, project, ctx.relation_of, timeout_s=ctx.options.sql_timeout_s, spine=new_spine)
+        with backend.transaction():
+            rows, written = publish_view(
+                backend, fv, staging or join, layout, fingerprint=ps.step.fingerprint, run_id=ctx.run_id, append=new_spine is not None
+            )
+            metadata.record_consumed_inputs(backend.catalog, ps.step.key, incremental.consumed_now(backend, inputs, None))
             _record(ctx, ps)
+        if new_spine is not None:
+            return StepOutcome(written, reason=Reason.NEW_DATA.value)
         return StepOutcome(rows)
     finally:
         if staging:
-            ctx.backend.drop(staging)
+            backend.drop(staging)
 
 
 def train_model(ctx: "RunContext", ps: PlannedStep) -> StepOutcome:

@@ -22,7 +22,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from engine.errors import DataError
 from engine.model import objects as m
-from engine.sql.ops import Relation, Scan, TimeRange, key_columns
+from engine.sql.ops import NotIn, Relation, Scan, TimeRange, key_columns
 from engine.state import metadata
 from engine.state.metadata import ConsumedInput
 
@@ -135,6 +135,41 @@ def prepare(backend, project: m.Project, fg: m.FeatureGroup, step_key: str, inpu
     return Increment(_binding(inputs, {name: window}), kept, lowest, mark, (window,))
 
 
+def appendable(backend, fg: m.FeatureGroup, increment: Increment, staging: Relation, offline: Relation) -> Relation | None:
+    """The computed rows when publishing them only adds rows to the stored table, or None (then
+    ``combine`` merges them). That holds when every stored row stays (``append``; ``by_time`` when
+    no stored row is at or after ``since``), the new rows have the stored columns and types, and
+    none of them has a stored row's primary key and event time (which it would replace): known
+    without a scan when they all come after the stored rows' latest event time, else checked by
+    an anti-join of the new keys against the stored ones. Publishing an append rewrites nothing
+    and lets the groups and views downstream read only these rows in turn."""
+    keys = key_columns(fg.primary_key, fg.event_time)
+    stored_high = None
+    if fg.event_time:
+        _, stored_high, _ = backend.time_bounds(offline, fg.event_time)
+        stored_high = as_utc(stored_high)
+    computed = staging
+    if increment.since is not None:
+        if stored_high is not None and stored_high >= increment.since:
+            return None  # stored rows at or after ``since`` are replaced
+        computed = Relation("staging", f"_range__{fg.name}")
+        backend.drop(computed)
+        backend.create(computed, Scan(staging, filters=(TimeRange(fg.event_time, increment.since, LATEST),)))
+        increment.scratch = (*increment.scratch, computed)
+    if list(backend.columns(computed).items()) != list(backend.columns(offline).items()):
+        return None
+    rows = backend.count(computed)
+    if rows == 0:
+        return computed
+    if fg.event_time and stored_high is not None:
+        low, _, nulls = backend.time_bounds(computed, fg.event_time)
+        if not nulls and as_utc(low) is not None and as_utc(low) > stored_high:
+            return computed  # every new row is later than every stored one
+    if backend.count(Scan(computed, filters=(NotIn(offline, keys),))) != rows:
+        return None  # some replace stored rows (the last write wins): merged instead
+    return computed
+
+
 def combine(backend, fg: m.FeatureGroup, increment: Increment, staging: Relation) -> tuple[Relation, int]:
     """The group's new rows: the kept previous rows merged with the computed ones (by_time: those
     at or after ``since``) by primary key and event time, the last write winning; returns that
@@ -152,6 +187,44 @@ def combine(backend, fg: m.FeatureGroup, increment: Increment, staging: Relation
     if computed != staging:
         backend.drop(computed)
     return merged, written
+
+
+def view_spine(backend, project: m.Project, fv: m.FeatureView, step_key: str, inputs: dict[str, Relation], view: Relation) -> Relation | None:
+    """The new spine rows, when joining just them and appending the result brings the view to
+    what a rebuild would give; None for a rebuild.
+
+    That holds when every input (the spine and each joined group) only got rows appended since the
+    view last consumed it, and every new feature row is later than the latest spine row already in
+    the view: a point-in-time join matches a spine row at time t only with feature rows at or
+    before t, so those rows are unchanged, and the new spine rows are joined against every feature
+    row. A group joined without an event time, or a feature row at or before a stored spine row
+    (late data), means a rebuild."""
+    if backend.lake_version(view) is None:
+        return None
+    consumed = metadata.consumed_inputs(backend.catalog, step_key)
+    if set(consumed) != set(inputs) or any(consumed[n].relation != str(r) for n, r in inputs.items()):
+        return None
+    spine_time = project.feature_groups[fv.spine].event_time
+    new_spine = backend.appended(inputs[fv.spine], consumed[fv.spine].version)
+    if new_spine is None:
+        return None
+    latest = as_utc(backend.time_bounds(view, spine_time)[1]) if spine_time else None
+    joined = {j.feature_group for j in fv.joins}
+    for name, relation in inputs.items():
+        if name not in joined or backend.lake_version(relation) == consumed[name].version:
+            continue
+        new = new_spine if name == fv.spine else backend.appended(relation, consumed[name].version)
+        if new is None:
+            return None
+        event_time = project.feature_groups[name].event_time
+        if event_time is None or spine_time is None:
+            if backend.count(new):
+                return None
+            continue
+        low, _, nulls = backend.time_bounds(new, event_time)
+        if nulls or (latest is not None and low is not None and as_utc(low) <= latest):
+            return None
+    return new_spine
 
 
 def _binding(inputs: dict[str, Relation], overrides: dict[str, Relation]) -> Callable[[str], Relation]:

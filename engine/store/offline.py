@@ -93,6 +93,9 @@ class OfflineStore(Protocol):
     def publish(
         self, fg: FeatureGroup, staged: Relation, *, run_id: str, fingerprint: str, fitted: dict, fault_point=..., rows_written: int | None = None
     ) -> FeatureGroupVersion: ...
+    def publish_append(
+        self, fg: FeatureGroup, added: Relation, *, run_id: str, fingerprint: str, fitted: dict, fault_point=..., check_table=...
+    ) -> FeatureGroupVersion: ...
     def read(self, name: str, version: int | None = None, *, online: bool = False, as_of=None) -> "pandas.DataFrame": ...
     def commits(self, name: str, version: int | None = None) -> list: ...
 
@@ -177,7 +180,8 @@ class TableOfflineStore:
         online = online_relation(fg.name, fg.version)
         rows = backend.count(staged)
         with backend.transaction():
-            backend.create(offline, staged, replace=True)
+            if staged != offline:  # else written there already, in this transaction
+                backend.create(offline, staged, replace=True)
             columns = backend.columns(offline)  # as stored (the table format may widen a type)
             check_compatible(backend, fg, columns)
             fault_point("inside_publish")
@@ -199,6 +203,63 @@ class TableOfflineStore:
                 published_at="",
             )
             metadata.upsert_feature_group(backend.catalog, version, rows if rows_written is None else rows_written)
+        return version
+
+
+    def publish_append(
+        self,
+        fg: FeatureGroup,
+        added: Relation,
+        *,
+        run_id: str,
+        fingerprint: str,
+        fitted: dict,
+        fault_point=lambda name: None,
+        check_table=lambda table: None,
+    ) -> FeatureGroupVersion:
+        """Commit ``added`` (rows whose keys the table does not hold yet: the caller checked) as an
+        append to the offline table, so that the commit only adds files; the statistics are the
+        stored ones merged with the new rows' (``engine.store.statistics``). ``check_table`` sees
+        the whole table before anything is recorded (table-level expectations). Atomic as
+        ``publish``."""
+        from engine.store import statistics
+
+        backend = self.backend
+        offline = offline_relation(fg.name, fg.version)
+        online = online_relation(fg.name, fg.version)
+        old = metadata.feature_group_version(backend.catalog, fg.name, fg.version)
+        if old is None:
+            raise PlanError(f"{fg.id}: nothing stored to append to")
+        new_rows = backend.count(added)
+        with backend.transaction():
+            if new_rows:
+                backend.append(offline, added)
+            columns = backend.columns(offline)
+            check_compatible(backend, fg, columns)
+            check_table(offline)
+            fault_point("inside_publish")
+            if fg.online and new_rows:
+                # The latest row per key over the whole table (a merge with the previous online rows
+                # would read less; the online table is small next to the offline history).
+                backend.create(online, LatestPerKey(offline, fg.primary_key, fg.event_time), replace=True)
+            rows = old.row_count + new_rows
+            stats = statistics.merge(old.stats or {}, backend.statistics(added), old.row_count, new_rows) if new_rows else old.stats
+            version = FeatureGroupVersion(
+                name=fg.name,
+                version=fg.version,
+                offline_table=str(offline),
+                online_table=str(online) if fg.online else None,
+                primary_key=fg.primary_key,
+                event_time=fg.event_time,
+                columns=columns,
+                fitted=fitted,
+                stats=stats if stats is not None else backend.statistics(offline),
+                row_count=rows,
+                fingerprint=fingerprint,
+                run_id=run_id,
+                published_at="",
+            )
+            metadata.upsert_feature_group(backend.catalog, version, new_rows)
         return version
 
 

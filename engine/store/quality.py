@@ -14,10 +14,17 @@ from engine.model.objects import Expectation, ExpectationKind
 from engine.sql.ops import DedupeLatest, Relation, key_columns
 
 
-def check(backend: Backend, fg: m.FeatureGroup, staged: Relation) -> None:
+#: Expectations about the table as a whole, not about each row: after an append they are checked
+#: over every row (``check_table``), the others over the new rows only.
+TABLE_LEVEL = frozenset({ExpectationKind.UNIQUE, ExpectationKind.ROW_COUNT})
+
+
+def check(backend: Backend, fg: m.FeatureGroup, staged: Relation, *, rows_only: bool = False) -> None:
     """Keys, non-finite values and expectations of ``staged``; DataError names what failed.
 
     ``dedupe: latest`` and ``non_finite: nullify`` repair ``staged`` in place instead of failing.
+    ``rows_only``: ``staged`` holds rows to append to the stored table, so the table-level
+    expectations wait for ``check_table`` over the result.
     """
     keys = key_columns(fg.primary_key, fg.event_time)
     report = backend.key_report(staged, keys)
@@ -34,7 +41,20 @@ def check(backend: Backend, fg: m.FeatureGroup, staged: Relation) -> None:
                 "nothing published (fix the transform, or set dedupe: latest to keep the last row)"
             )
     _check_non_finite(backend, fg, staged)
-    failed = [r for r in backend.expectations(staged, fg.expectations) if not r.passed]
+    expectations = [e for e in fg.expectations if not (rows_only and e.kind in TABLE_LEVEL)]
+    failed = [r for r in backend.expectations(staged, expectations) if not r.passed]
+    if failed:
+        raise DataError("; ".join(format_failures(str(fg.id), failed)) + "; nothing published")
+
+
+def check_table(backend: Backend, fg: m.FeatureGroup, table: Relation) -> None:
+    """The table-level expectations (unique, row_count) over every row of ``table``, the stored
+    rows plus an append not yet visible to readers; DataError (the caller's transaction then
+    publishes nothing)."""
+    expectations = [e for e in fg.expectations if e.kind in TABLE_LEVEL]
+    if not expectations:
+        return
+    failed = [r for r in backend.expectations(table, expectations) if not r.passed]
     if failed:
         raise DataError("; ".join(format_failures(str(fg.id), failed)) + "; nothing published")
 

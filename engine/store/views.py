@@ -97,6 +97,29 @@ def spine_filters(fv: m.FeatureView, extra: Sequence[SpineFilter] = ()) -> tuple
     return (*filters, *extra)
 
 
+def view_join(
+    backend: Backend,
+    fv: m.FeatureView,
+    project: m.Project,
+    relation_of: Callable[[str], Relation],
+    *,
+    spine: Relation | None = None,
+    spine_where: Sequence[SpineFilter] = (),
+) -> tuple[PointInTimeJoin, ViewLayout, bool]:
+    """The view's point-in-time join (over ``spine`` instead of the spine group's table when given),
+    its layout, and whether the join's output is exactly the published columns in order (no
+    on-demand features, no column to move), so it can be written as it is."""
+    specs, layout, spine_cols = plan_joins(backend, fv, project, relation_of)
+    needed = set(layout.columns) | {c for f in fv.on_demand for c in project.functions[f].inputs}
+    if not fv.on_demand:
+        wanted_spine = tuple(c for c in layout.columns if c in spine_cols)
+    else:
+        wanted_spine = tuple(c for c in spine_cols if c in needed)
+    join = PointInTimeJoin(spine or relation_of(fv.spine), layout.event_time, wanted_spine, tuple(specs), spine_filters(fv, spine_where), prune=spine is not None)
+    output = (*wanted_spine, *(out for spec in specs for _, out in spec.columns))
+    return join, layout, not fv.on_demand and output == layout.columns
+
+
 def materialise(
     backend: Backend,
     fv: m.FeatureView,
@@ -105,18 +128,17 @@ def materialise(
     *,
     timeout_s: float | None,
     spine_where: Sequence[SpineFilter] = (),
+    spine: Relation | None = None,
 ) -> tuple[Relation, ViewLayout]:
     """Build the view into a staging table; return (staging relation, layout). The staging table
     may hold extra spine columns (on-demand inputs): read it as ``Scan(staging, layout.columns)``.
 
-    ``spine_where`` (inference only) restricts the spine before the join.
+    ``spine_where`` (inference only) restricts the spine before the join; ``spine`` (new spine rows
+    to append to the view) replaces the spine group's table, and may give no row.
     """
     from engine.transforms.on_demand import apply_functions
 
-    specs, layout, spine_cols = plan_joins(backend, fv, project, relation_of)
-    needed = set(layout.columns) | {c for f in fv.on_demand for c in project.functions[f].inputs}
-    wanted_spine = tuple(c for c in spine_cols if c in needed)
-    join = PointInTimeJoin(relation_of(fv.spine), layout.event_time, wanted_spine, tuple(specs), spine_filters(fv, spine_where))
+    join, layout, _ = view_join(backend, fv, project, relation_of, spine=spine, spine_where=spine_where)
     staging = Relation("staging", f"view__{fv.name}__v{fv.version}")
     backend.drop(staging)
     backend.create(staging, join, timeout_s=timeout_s)
@@ -126,19 +148,32 @@ def materialise(
         frame = apply_functions(frame, functions, project.root)
         backend.write(staging, frame, mode="replace")
     rows = backend.count(staging)
-    if rows == 0:
+    if rows == 0 and spine is None:
         raise DataError(f"{fv.id}: the feature view has no rows (empty spine{' after the filter' if fv.filter else ''})")
     return staging, layout
 
 
-def publish_view(backend: Backend, fv: m.FeatureView, staging: Relation, layout: ViewLayout, *, fingerprint: str, run_id: str) -> Relation:
-    """Replace the view's table and its metadata row; the caller holds the transaction."""
+def publish_view(
+    backend: Backend, fv: m.FeatureView, staging: Relation | PointInTimeJoin, layout: ViewLayout, *, fingerprint: str, run_id: str, append: bool = False
+) -> tuple[int, int]:
+    """Replace the view's table (``append``: add to it) and its metadata row; returns the table's
+    rows and the rows written. ``staging`` is a built view (read as ``layout.columns``) or a join whose output is exactly
+    those columns (``view_join``), written straight into the table: one write, no staging copy.
+    DataError for a view with no rows; the caller holds the transaction, so nothing is published."""
     from engine.state import metadata
 
     target = view_relation(fv)
-    rows = backend.create(target, Scan(staging, columns=layout.columns), replace=True)
+    source = Scan(staging, columns=layout.columns) if isinstance(staging, Relation) else staging
+    if append:
+        previous = metadata.feature_view_row(backend.catalog, fv.name, fv.version)
+        written = backend.append(target, source)
+        rows = int(previous["row_count"]) + written
+    else:
+        rows = written = backend.create(target, source, replace=True)
+    if rows == 0:
+        raise DataError(f"{fv.id}: the feature view has no rows (empty spine{' after the filter' if fv.filter else ''})")
     metadata.upsert_feature_view(backend.catalog, fv.name, fv.version, str(target), layout.as_dict(), rows, fingerprint, run_id)
-    return target
+    return rows, written
 
 
 def stored_layout(backend: Backend, name: str, version: int | None = None) -> tuple[Relation, ViewLayout, str] | None:

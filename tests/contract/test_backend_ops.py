@@ -67,6 +67,8 @@ def test_F3_point_in_time_join_equals_brute_force_oracle_in_spine_order(backend,
     got = _micros(backend, op)
     assert got == brute_force_point_in_time(spine, "t", spine.columns, bound)
     assert backend.count(op) == len(spine.rows)
+    # Pruning the groups to the spine's keys (an incremental view's new rows) changes nothing.
+    assert _micros(backend, dataclasses.replace(op, prune=True)) == got
 
 
 def test_F3_keys_only_join_without_a_spine_time(backend) -> None:
@@ -77,6 +79,7 @@ def test_F3_keys_only_join_without_a_spine_time(backend) -> None:
     op, bound = _pit(backend, spine, None, [(step, fg)])
     assert _micros(backend, op) == brute_force_point_in_time(spine, None, spine.columns, bound)
     assert [r[2] for r in _micros(backend, op)] == [5, None, None, 5]
+    assert _micros(backend, dataclasses.replace(op, prune=True)) == _micros(backend, op)
 
 
 def test_F3_ttl_keeps_a_row_exactly_ttl_old_and_nulls_one_microsecond_older(backend) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import shutil
 import textwrap
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -70,15 +70,35 @@ COLUMNS = "event_id,user_id,ts,amount,label"
 GROUPS = ("scored", "rolling", "user_amounts")
 
 
-def project(root: Path, *, on_late: str | None = None) -> Path:
+def project(root: Path, *, on_late: str | None = None, fmt: str = "csv") -> Path:
     line = f"\n    on_late: {on_late}" if on_late else ""
-    write(root, "specs/inc.yaml", SPEC.format(on_late=line))
+    spec = SPEC.format(on_late=line)
+    if fmt == "parquet":  # the files' own UTC times and types: committed in place (hard links)
+        spec = spec.replace("format: csv\n    path: data/*.csv\n    columns: {event_id: BIGINT, user_id: BIGINT, ts: TIMESTAMP, amount: DOUBLE, label: BIGINT}", "format: parquet\n    path: data/*.parquet")
+        assert "parquet" in spec
+    write(root, "specs/inc.yaml", spec)
     (root / "data").mkdir(parents=True, exist_ok=True)
     return root
 
 
 def add_file(root: Path, name: str, rows: list[tuple]) -> Path:
     path = root / "data" / name
+    if path.suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        columns = list(zip(*rows, strict=True))
+        pq.write_table(
+            pa.table({
+                "event_id": pa.array(columns[0], pa.int64()),
+                "user_id": pa.array(columns[1], pa.int64()),
+                "ts": pa.array([BASE.replace(tzinfo=UTC) + timedelta(minutes=m) for m in columns[2]], pa.timestamp("us", "UTC")),
+                "amount": pa.array(columns[3], pa.float64()),
+                "label": pa.array(columns[4], pa.int64()),
+            }),
+            path,
+        )
+        return path
     lines = [COLUMNS] + [f"{e},{u},{(BASE + timedelta(minutes=m)).isoformat(sep=' ')},{a},{lab}" for e, u, m, a, lab in rows]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
@@ -149,11 +169,11 @@ def batches(draw, *, late_minutes: int = 110):
     return out
 
 
-def _run_property(tmp_path: Path, arrival: list[list[tuple]], *, on_late: str | None = None) -> None:
-    root = project(tmp_path / "inc", on_late=on_late)
+def _run_property(tmp_path: Path, arrival: list[list[tuple]], *, on_late: str | None = None, fmt: str = "csv") -> None:
+    root = project(tmp_path / "inc", on_late=on_late, fmt=fmt)
     workspace = tmp_path / "ws"
     for i, rows in enumerate(arrival):
-        add_file(root, f"batch_{i:02d}.csv", rows)
+        add_file(root, f"batch_{i:02d}.{fmt}", rows)
         result = api.apply(root, workspace=workspace)
         if i:
             ran = reasons(result)
@@ -167,6 +187,12 @@ def _run_property(tmp_path: Path, arrival: list[list[tuple]], *, on_late: str | 
 @given(arrival=batches())
 def test_incremental_applies_equal_a_full_recompute(tmp_path_factory, arrival):
     _run_property(tmp_path_factory.mktemp("prop"), arrival)
+
+
+@settings(max_examples=4)
+@given(arrival=batches())
+def test_incremental_applies_over_parquet_files_committed_in_place_equal_a_full_recompute(tmp_path_factory, arrival):
+    _run_property(tmp_path_factory.mktemp("prop"), arrival, fmt="parquet")
 
 
 @pytest.mark.slow

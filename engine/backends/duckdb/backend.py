@@ -222,6 +222,14 @@ class DuckDBBackend(LakeTables):
         connection.run_sql(self.con, f"{verb} {target} AS {self.compile(source)}", timeout_s=timeout_s)
         return self.count(target)
 
+    def append(self, target: Relation, source: Relation | ops.FeatureStoreOp) -> int:
+        """Add ``source``'s rows to the existing ``target`` (a lake table: one commit that only adds
+        files, so incremental readers downstream see just these rows); returns the rows added."""
+        if self._in_lake(target):
+            return self._commit(target, self.compile(source), mode="append")
+        self.con.execute(f"INSERT INTO {target} BY NAME {self.compile(source)}")
+        return self.count(source)
+
     def run_select(self, target: Relation, sql: str, tables: Mapping[str, Relation], *, timeout_s: float | None) -> int:
         """Create ``target`` from gated user SQL whose table names map to ``tables``.
 
@@ -237,8 +245,8 @@ class DuckDBBackend(LakeTables):
             self._bind(relation)
         text = rewrite_tables(gated.expression, {name: str(rel) for name, rel in tables.items() if name in gated.tables}, self.dialect)
         connection.check_single_select(self.con, text)
-        if self._in_lake(target):
-            raise ExecutionError(f"user SQL writes to staging, not to {target}")
+        if self._in_lake(target):  # straight into a commit, visible when the transaction records it
+            return self._commit(target, text, mode="overwrite", timeout_s=timeout_s)
         connection.run_sql(self.con, f"CREATE TABLE {target} AS {text}", timeout_s=timeout_s)
         return self.count(target)
 
@@ -336,8 +344,11 @@ class DuckDBBackend(LakeTables):
     def nullify_non_finite(self, relation: Relation, columns: Sequence[str]) -> None:
         from engine.backends.duckdb.quality import nullify_non_finite
 
-        if self._in_lake(relation):
-            raise ExecutionError(f"{relation} is a committed table; non-finite values are nullified in staging")
+        if self._in_lake(relation):  # a new commit of the same rows with the values nulled
+            self._bind(relation)
+            sets = ", ".join(f"CASE WHEN isfinite({quote_ident(c)}) THEN {quote_ident(c)} END AS {quote_ident(c)}" for c in columns)
+            self._commit(relation, f"SELECT * REPLACE ({sets}) FROM {relation}", mode="overwrite")
+            return
         nullify_non_finite(self.con, str(relation), columns)
 
     def expectations(self, relation: Relation, expectations: Sequence["Expectation"]) -> list[ExpectationResult]:
@@ -370,6 +381,9 @@ class DuckDBBackend(LakeTables):
         if not self._in_lake(target):
             rows, rejected = sources.read_source(self.con, source, str(target), is_storage_failure=connection.is_storage_failure)
             return IngestReport(rows, tuple(rejected))
+        adopted = self._adopt_parquet(source, target, files if mode == "append" else None)
+        if adopted is not None:
+            return adopted
         staged = Relation("staging", f"_source__{target.name}")
         self.drop(staged)
         # On a failure the caller's transaction is aborted and rolls the staging table back; no
@@ -392,6 +406,46 @@ class DuckDBBackend(LakeTables):
         self.create(target, staged, replace=True)
         self.drop(staged)
         return IngestReport(rows, tuple(rejected), file_rows=self._file_rows(source, rows))
+
+    def _adopt_parquet(self, source: "Source", target: Relation, files: Sequence[Path] | None) -> IngestReport | None:
+        """A Parquet source whose files already hold what the table stores (the same columns and
+        types in every file, times as UTC instants, types a Delta table holds) is committed as its
+        own files, hard-linked (``Lake.adopt``): no rows are read or written, and the feature
+        group's query scans those very files. ``files``: append only these to the stored table.
+        None: the source needs converting (or cannot be linked), and is read and written instead."""
+        from engine.backends.duckdb.sources import TimeKind, _time_type
+
+        if source.format != "parquet" or not source.resolved_paths:
+            return None
+        paths = [str(p) for p in (files if files is not None else source.resolved_paths)]
+        if files is not None and not self.exists(target):
+            return None
+        self.con.complete()
+        try:
+            described = [self.con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [[p]]).fetchall() for p in paths]
+            counts = dict(self.con.execute("SELECT file_name, num_rows FROM parquet_file_metadata(?)", [paths]).fetchall())
+        except Exception:  # unreadable: the general path names the file (F6, F7)
+            return None
+        columns = [tuple(r[:2]) for r in described[0]]
+        if any([tuple(r[:2]) for r in d] != columns for d in described[1:]):
+            return None  # drifting columns: read by name and unified
+        if any(_time_type(t) is TimeKind.NAIVE for _, t in columns):
+            return None  # naive times are read in the source's timezone
+        select = "SELECT * FROM read_parquet(?)"
+        if self._storable(select, [paths]) != select:
+            return None  # a type the table stores widened
+        if files is not None:
+            self._bind(target)
+            if [tuple(r[:2]) for r in self.con.execute(f"DESCRIBE SELECT * FROM {target}").fetchall()] != columns:
+                return None
+        rows = [int(counts.get(p, 0)) for p in paths]
+        if sum(rows) == 0 and not source.allow_empty and files is None:
+            return None  # the general path says the source is empty
+        schema = self.con.sql("SELECT * FROM read_parquet(?) LIMIT 0", params=[paths[:1]]).to_arrow_table().schema
+        if self.lake.adopt(target, list(zip(paths, rows, strict=True)), schema, mode="append" if files is not None else "overwrite") is None:
+            return None
+        self._bind(target)
+        return IngestReport(sum(rows), (), appended=files is not None, file_rows=tuple(zip(paths, rows, strict=True)))
 
     def _file_rows(self, source: "Source", rows: int) -> tuple[tuple[str, int | None], ...]:
         """Rows read from each file: the total for one file; for several, each file counted through
@@ -426,7 +480,7 @@ class DuckDBBackend(LakeTables):
                 from engine.backends.duckdb.point_in_time import point_in_time_sql
 
                 spine = self._filtered(str(source.spine), source.filters)
-                return point_in_time_sql(spine, source.spine_event_time, source.spine_columns, source.joins)
+                return point_in_time_sql(spine, source.spine_event_time, source.spine_columns, source.joins, prune=source.prune)
             case ops.WindowAggregation():
                 from engine.backends.duckdb.aggregations import window_aggregation_sql
 
@@ -512,3 +566,4 @@ def _timestamp_literal(value) -> str:
     if value.tzinfo is None or not all(c.isdigit() or c in "-:.T+" for c in text):
         raise DataError(f"invalid timestamp {text!r}")
     return f"TIMESTAMPTZ '{text}'"
+

@@ -112,8 +112,9 @@ class LakeTables:
         cols = ", ".join(f"CAST({quote_ident(n)} AS {casts[n]}) AS {quote_ident(n)}" if n in casts else quote_ident(n) for n, *_ in described)
         return f"SELECT {cols} FROM ({select})"
 
-    def _commit(self, target: Relation, select: str, params: Sequence[object] = (), *, mode: str) -> int:
-        """Write ``select``'s rows to the lake table ``target`` as one commit; return its rows."""
+    def _commit(self, target: Relation, select: str, params: Sequence[object] = (), *, mode: str, timeout_s: float | None = None) -> int:
+        """Write ``select``'s rows to the lake table ``target`` as one commit; return its rows.
+        ``timeout_s``: user SQL, stopped after that long (``connection.run_sql``)."""
         self.con.complete()
         storable = self._storable(select, params)
         schema = self.con.sql(f"SELECT * FROM ({storable}) LIMIT 0", params=list(params) or None).to_arrow_table().schema
@@ -121,9 +122,11 @@ class LakeTables:
         # DuckDB writes the files itself, one per thread, in parallel (twice as fast as streaming
         # Arrow batches to delta-rs); the lake then commits them.
         try:
-            written = self.con.execute(
-                f"COPY ({storable}) TO {_string_literal(str(folder))} (FORMAT parquet, PER_THREAD_OUTPUT true, RETURN_STATS)", list(params)
-            ).fetchall()
+            copy = f"COPY ({storable}) TO {_string_literal(str(folder))} (FORMAT parquet, PER_THREAD_OUTPUT true, RETURN_STATS)"
+            if timeout_s is not None:
+                written = connection.run_sql(self.con, copy, timeout_s=timeout_s, params=list(params) or None).fetchall()
+            else:
+                written = self.con.execute(copy, list(params)).fetchall()
         except Exception as exc:
             if connection.is_storage_failure(exc):
                 from engine.errors import StorageIOError

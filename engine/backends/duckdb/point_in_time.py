@@ -41,6 +41,8 @@ def point_in_time_sql(
     spine_event_time: str | None,
     spine_columns: Sequence[str],
     joins: Sequence[JoinSpec],
+    *,
+    prune: bool = False,
 ) -> str:
     """One DuckDB SELECT joining ``spine`` point-in-time with each feature group in ``joins``.
 
@@ -97,7 +99,13 @@ def point_in_time_sql(
             if spine_time is not None:
                 conditions.append(f"{spine_time} IS NOT NULL")
             kind = "LEFT JOIN"
-        from_lines.append(f"{kind} {join.relation} AS {j} ON {' AND '.join(conditions)}")
+        relation = str(join.relation)
+        if prune:  # only the group's rows whose keys some spine row has (a semi-join, no sort of the rest)
+            r, k = quote_ident("r"), quote_ident("k")
+            on = " AND ".join(f"{r}.{quote_ident(right)} = {k}.{quote_ident(left)}" for left, right in zip(join.left_on, join.right_on))
+            keys = ", ".join(quote_ident(left) for left in join.left_on)
+            relation = f"(SELECT {r}.* FROM {join.relation} AS {r} SEMI JOIN (SELECT DISTINCT {keys} FROM {quote_ident(_SPINE)}) AS {k} ON {on})"
+        from_lines.append(f"{kind} {relation} AS {j} ON {' AND '.join(conditions)}")
         for column, out in join.columns:
             value = f"{j}.{quote_ident(column)}"
             if join.ttl_seconds is not None:

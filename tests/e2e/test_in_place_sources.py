@@ -1,0 +1,155 @@
+"""Parquet sources committed in place (issue 8, "no needless copies"): files that already hold what
+the table stores are hard-linked into the source's lake table, never read and rewritten; files that
+need converting (naive times, types a Delta table cannot hold, drifting columns) are read as before.
+
+Each test checks the observable contract: the rows the groups hold, and where the source's rows
+live on disk (the same inode as the user's file, or a file the engine wrote).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from engine import api
+from tests.conftest import write
+
+BASE = datetime(2026, 1, 1, tzinfo=UTC)
+
+SPEC = """
+spec_version: 1
+project: pq
+sources:
+  events: {{format: parquet, path: data/*.parquet{extra}}}
+feature_groups:
+  doubled:
+    primary_key: [event_id]
+    event_time: ts
+    incremental: {{kind: append}}
+    sql: SELECT event_id, ts, amount * 2 AS amount2 FROM events
+"""
+
+
+def project(root: Path, extra: str = "") -> Path:
+    write(root, "specs/p.yaml", SPEC.format(extra=extra))
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def part(root: Path, name: str, ids: list[int], *, naive: bool = False, ts_type=None) -> Path:
+    times = [BASE + timedelta(minutes=i) for i in ids]
+    if naive:
+        times = [t.replace(tzinfo=None) for t in times]
+    kind = ts_type or pa.timestamp("us", None if naive else "UTC")
+    path = root / "data" / name
+    pq.write_table(pa.table({"event_id": pa.array(ids, pa.int64()), "ts": pa.array(times, kind), "amount": [float(i) for i in ids]}), path)
+    return path
+
+
+def source_files(ws: Path) -> list[Path]:
+    return sorted(p for p in (ws / "tables" / "src" / "events").rglob("*.parquet"))
+
+
+def inodes(paths) -> set[int]:
+    return {os.stat(p).st_ino for p in paths}
+
+
+def test_utc_parquet_files_are_committed_as_hard_links_not_copies(tmp_path):
+    root = project(tmp_path / "p")
+    ws = tmp_path / "ws"
+    users = [part(root, "a.parquet", [1, 2, 3]), part(root, "b.parquet", [4, 5])]
+    api.apply(root, workspace=ws)
+    stored = source_files(ws)
+    assert inodes(stored) == inodes(users)  # the very files: no bytes written for the source
+    got = api.read_feature_group(root, "doubled", workspace=ws)
+    assert sorted(got["event_id"]) == [1, 2, 3, 4, 5]
+    assert sorted(got["amount2"]) == [2.0, 4.0, 6.0, 8.0, 10.0]
+
+    # A new file is linked in its own commit; the old links stay.
+    users.append(part(root, "c.parquet", [6]))
+    api.apply(root, workspace=ws)
+    assert inodes(source_files(ws)) == inodes(users)
+    assert sorted(api.read_feature_group(root, "doubled", workspace=ws)["event_id"]) == [1, 2, 3, 4, 5, 6]
+
+
+def test_the_stored_rows_survive_the_user_deleting_or_replacing_a_file(tmp_path):
+    """Hard links: the table keeps its rows whatever happens to the user's path; the next apply
+    sees the change through the source's digest and rebuilds from what the files hold then."""
+    root = project(tmp_path / "p")
+    ws = tmp_path / "ws"
+    part(root, "a.parquet", [1, 2])
+    part(root, "b.parquet", [3])
+    api.apply(root, workspace=ws)
+    (root / "data" / "b.parquet").unlink()
+    # Readers still see the committed rows: the link holds the data.
+    assert sorted(api.read_feature_group(root, "doubled", workspace=ws)["event_id"]) == [1, 2, 3]
+    # Rewritten in place (same path, new content): detected, and the append group refuses (Q: no silent history rewrite).
+    part(root, "a.parquet", [1, 2, 7])
+    import pytest
+
+    from engine.errors import DataError
+
+    with pytest.raises(DataError, match="changed or disappeared"):
+        api.apply(root, workspace=ws)
+    api.apply(root, workspace=ws, full_refresh=True)
+    assert sorted(api.read_feature_group(root, "doubled", workspace=ws)["event_id"]) == [1, 2, 7]
+
+
+def test_naive_times_are_converted_in_the_source_timezone_not_linked(tmp_path):
+    root = project(tmp_path / "p", extra=", timezone: America/New_York")
+    ws = tmp_path / "ws"
+    user = part(root, "a.parquet", [0, 60], naive=True)
+    api.apply(root, workspace=ws)
+    assert not inodes(source_files(ws)) & inodes([user])  # rewritten, as UTC instants
+    got = api.read_feature_group(root, "doubled", workspace=ws).sort_values("event_id")
+    assert [t.isoformat() for t in got["ts"]] == ["2026-01-01T05:00:00+00:00", "2026-01-01T06:00:00+00:00"]
+
+
+def test_nanosecond_times_are_rewritten_to_what_the_table_stores(tmp_path):
+    root = project(tmp_path / "p")
+    ws = tmp_path / "ws"
+    user = part(root, "a.parquet", [1, 2], ts_type=pa.timestamp("ns", "UTC"))
+    api.apply(root, workspace=ws)
+    assert not inodes(source_files(ws)) & inodes([user])
+    assert sorted(api.read_feature_group(root, "doubled", workspace=ws)["event_id"]) == [1, 2]
+
+
+def test_files_with_different_columns_are_refused_as_before_f7(tmp_path):
+    """F7: a file whose columns drift is an error naming both files, linked or not."""
+    import pytest
+
+    from engine.errors import DataError
+
+    root = project(tmp_path / "p")
+    ws = tmp_path / "ws"
+    part(root, "a.parquet", [1])
+    pq.write_table(pa.table({"event_id": [2], "ts": pa.array([BASE], pa.timestamp("us", "UTC")), "amount": [2.0], "note": ["x"]}), root / "data" / "b.parquet")
+    with pytest.raises(DataError, match="'b.parquet' does not match 'a.parquet': extra columns"):
+        api.apply(root, workspace=ws)
+    assert source_files(ws) == []  # nothing published
+
+
+def test_gc_never_touches_the_users_files(tmp_path):
+    root = project(tmp_path / "p")
+    with (root / "specs" / "p.yaml").open("a") as spec:
+        spec.write("storage: {retention: 1s}\n")
+    ws = tmp_path / "ws"
+    user = part(root, "a.parquet", [1, 2])
+    api.apply(root, workspace=ws)
+    part(root, "b.parquet", [3])
+    api.apply(root, workspace=ws, full_refresh=True)  # replaces the src commit: the old links become garbage
+    from tests.conftest import run_engine
+
+    old_links = source_files(ws)
+    import time
+
+    time.sleep(1.5)  # past the retention
+    code, out, err = run_engine("gc", str(root), "--workspace", str(ws))
+    assert code == 0, (out, err)
+    assert len(source_files(ws)) < len(old_links)  # the replaced commit's links are gone
+    assert user.exists() and pq.read_table(user).num_rows == 2  # the user's file is not
+    assert sorted(api.read_feature_group(root, "doubled", workspace=ws)["event_id"]) == [1, 2, 3]
