@@ -145,6 +145,9 @@ class PointInTimeJoin:
     #: The spine is small next to the groups (new spine rows only): read of each group just the
     #: rows whose keys occur in the spine. Same result; a semi-join instead of sorting every row.
     prune: bool = False
+    #: False: the rows in any order (written to storage that keeps no order): no row number and
+    #: no final sort.
+    ordered: bool = True
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ join itself is an operation (``engine.sql.ops.PointInTimeJoin``) that the backen
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -115,9 +116,15 @@ def view_join(
         wanted_spine = tuple(c for c in layout.columns if c in spine_cols)
     else:
         wanted_spine = tuple(c for c in spine_cols if c in needed)
-    join = PointInTimeJoin(spine or relation_of(fv.spine), layout.event_time, wanted_spine, tuple(specs), spine_filters(fv, spine_where), prune=spine is not None)
     output = (*wanted_spine, *(out for spec in specs for _, out in spec.columns))
-    return join, layout, not fv.on_demand and output == layout.columns
+    direct = not fv.on_demand and output == layout.columns
+    # Written straight to its table, the view keeps no row order (readers sort by key), so the
+    # join skips the spine-order sort; a staging table built for on-demand features keeps it.
+    join = PointInTimeJoin(
+        spine or relation_of(fv.spine), layout.event_time, wanted_spine, tuple(specs), spine_filters(fv, spine_where),
+        prune=spine is not None, ordered=not direct,
+    )
+    return join, layout, direct
 
 
 def materialise(
@@ -139,6 +146,7 @@ def materialise(
     from engine.transforms.on_demand import apply_functions
 
     join, layout, _ = view_join(backend, fv, project, relation_of, spine=spine, spine_where=spine_where)
+    join = dataclasses.replace(join, ordered=True)  # a staging table keeps spine order
     staging = Relation("staging", f"view__{fv.name}__v{fv.version}")
     backend.drop(staging)
     backend.create(staging, join, timeout_s=timeout_s)

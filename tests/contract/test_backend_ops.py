@@ -69,6 +69,8 @@ def test_F3_point_in_time_join_equals_brute_force_oracle_in_spine_order(backend,
     assert backend.count(op) == len(spine.rows)
     # Pruning the groups to the spine's keys (an incremental view's new rows) changes nothing.
     assert _micros(backend, dataclasses.replace(op, prune=True)) == got
+    # Unordered (a write to storage that keeps no order): the same rows as a multiset.
+    assert sorted(_micros(backend, dataclasses.replace(op, ordered=False)), key=repr) == sorted(got, key=repr)
 
 
 def test_F3_keys_only_join_without_a_spine_time(backend) -> None:

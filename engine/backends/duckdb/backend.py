@@ -480,7 +480,7 @@ class DuckDBBackend(LakeTables):
                 from engine.backends.duckdb.point_in_time import point_in_time_sql
 
                 spine = self._filtered(str(source.spine), source.filters)
-                return point_in_time_sql(spine, source.spine_event_time, source.spine_columns, source.joins, prune=source.prune)
+                return point_in_time_sql(spine, source.spine_event_time, source.spine_columns, source.joins, prune=source.prune, ordered=source.ordered)
             case ops.WindowAggregation():
                 from engine.backends.duckdb.aggregations import window_aggregation_sql
 

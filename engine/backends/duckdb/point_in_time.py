@@ -43,6 +43,7 @@ def point_in_time_sql(
     joins: Sequence[JoinSpec],
     *,
     prune: bool = False,
+    ordered: bool = True,
 ) -> str:
     """One DuckDB SELECT joining ``spine`` point-in-time with each feature group in ``joins``.
 
@@ -112,14 +113,15 @@ def point_in_time_sql(
                 # The only inlined value: an integer checked in _check.
                 value = f"CASE WHEN {join_time} >= {spine_time} - INTERVAL ({int(join.ttl_seconds)}) SECOND THEN {value} END"
             select.append(f"{value} AS {quote_ident(out)}")
+    numbered = f", row_number() OVER () AS {quote_ident(_ROW)}" if ordered else ""
     return "\n".join(
         [
             f"WITH {quote_ident(_SPINE)} AS (",
-            f"    SELECT *, row_number() OVER () AS {quote_ident(_ROW)} FROM {spine}",
+            f"    SELECT *{numbered} FROM {spine}",
             ")",
             "SELECT",
             ",\n".join(f"    {item}" for item in select),
             *from_lines,
-            f"ORDER BY {s}.{quote_ident(_ROW)}",
+            *([f"ORDER BY {s}.{quote_ident(_ROW)}"] if ordered else []),
         ]
     )
