@@ -167,6 +167,21 @@ def _online_call(fn):
         raise error(f"{exc.message}{': ' + details if details else ''}") from None
 
 
+def docs(path: str | Path, out: str | Path | None = None, *, workspace: str | Path | None = None):
+    """Write the project's static documentation site (``engine docs``); returns the ``Site``."""
+    from engine.docs_site.site import write_site
+
+    return write_site(path, out, workspace=workspace)
+
+
+def monitor(path: str | Path, name: str, *, since: str | None = None, workspace: str | Path | None = None, lock_timeout_s: float = 10.0):
+    """Ingest a monitored job's request log and compare serving with training (``engine monitor``);
+    returns the ``Report`` (``report.alerts`` name the thresholds crossed)."""
+    from engine.monitor.report import run
+
+    return run(path, name, since=since, workspace=workspace, lock_timeout_s=lock_timeout_s)
+
+
 def recover(path: str | Path, *, workspace: str | Path | None = None) -> str:
     """Check the workspace opens and bring its tables back to the catalog's last commit: a table
     whose Delta log holds commits the catalog never recorded (a crash between the two, G1/G2) is

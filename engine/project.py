@@ -37,18 +37,18 @@ def validate(path: str | Path, *, backend: str | None = None) -> CheckedProject:
     if path_problems:
         raise SpecError(problems=path_problems)
     checked = check_project(project, spec.source_map)
-    from engine.backends import DEFAULT
+    from engine.backends import selected
 
-    missing = capability_problems(project, _capabilities(backend), spec.source_map, backend or DEFAULT)
+    missing = capability_problems(project, _capabilities(backend), spec.source_map, selected(backend))
     if missing:
         raise SpecError(problems=missing)
     return checked
 
 
 def _capabilities(backend: str | None) -> "Capabilities":
-    from engine.backends import DEFAULT, capabilities
+    from engine.backends import capabilities, selected
 
-    return capabilities(backend or DEFAULT)
+    return capabilities(selected(backend))
 
 
 def capability_problems(project: m.Project, caps: "Capabilities", smap: "SourceMap", name: str) -> list[Problem]:

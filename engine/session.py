@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from engine.backends import DEFAULT, load
+from engine.backends import load, selected
 from engine.errors import UsageError
 
 if TYPE_CHECKING:
@@ -61,14 +61,15 @@ def open_backend(
     memory_limit: str | None = None,
     threads: int | None = None,
     spill: bool = True,
-    backend: str = DEFAULT,
+    backend: str | None = None,
 ) -> "Backend":
     """The workspace's backend, read-write (the caller holds the project lock): compute over the
-    workspace's lake, with its catalog."""
+    workspace's lake, with its catalog. ``backend`` None: ``$ENGINE_BACKEND`` (set by ``--backend``),
+    else DuckDB."""
     from engine.backends.catalog import SqliteCatalog
     from engine.backends.lake import Lake
 
-    cls = load(backend)
+    cls = load(selected(backend))
     workspace.check_format()
     catalog = SqliteCatalog.open(workspace.catalog)
     return cls.open(
@@ -82,7 +83,7 @@ def open_backend(
 
 
 @contextmanager
-def reading(workspace: "Workspace", *, backend: str = DEFAULT, registry: "RegistrySettings | None" = None) -> Iterator[Stores]:
+def reading(workspace: "Workspace", *, backend: str | None = None, registry: "RegistrySettings | None" = None) -> Iterator[Stores]:
     """Read-only stores over the workspace's last committed state; never blocked by an apply."""
     from engine.backends.catalog import SqliteCatalog
     from engine.backends.lake import Lake
@@ -91,7 +92,7 @@ def reading(workspace: "Workspace", *, backend: str = DEFAULT, registry: "Regist
     if not workspace.exists():
         raise UsageError(f"no workspace at {workspace.root}: run `engine apply` first")
     catalog = SqliteCatalog.open_read_only(workspace.catalog)
-    opened = load(backend).open(catalog, Lake(workspace.tables_dir, catalog, read_only=True))
+    opened = load(selected(backend)).open(catalog, Lake(workspace.tables_dir, catalog, read_only=True))
     try:
         yield stores(opened, workspace, registry)
     finally:

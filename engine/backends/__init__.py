@@ -15,7 +15,20 @@ if TYPE_CHECKING:
     from engine.backends.base import Backend, Capabilities
 
 DEFAULT = "duckdb"
-BACKENDS: dict[str, str] = {"duckdb": "engine.backends.duckdb.backend:DuckDBBackend"}
+BACKENDS: dict[str, str] = {
+    "duckdb": "engine.backends.duckdb.backend:DuckDBBackend",
+    "spark": "engine.backends.spark.backend:SparkBackend",  # pip install 'engine[spark]' and Java 17+
+}
+
+
+ENVIRONMENT = "ENGINE_BACKEND"  # names the backend when neither the CLI nor the caller does
+
+
+def selected(name: str | None = None) -> str:
+    """The backend to use: ``name`` (``--backend``), else ``$ENGINE_BACKEND``, else DuckDB."""
+    import os
+
+    return name or os.environ.get(ENVIRONMENT) or DEFAULT
 
 
 def load(name: str = DEFAULT) -> "type[Backend]":

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import click
 
-from engine.cli.options import FORMATS, PATH, PROJECT, SELECT, WORKSPACE, Context, guard, locate, split_project
+from engine.cli.completion import complete_object
+from engine.cli.observe_commands import docs, monitor
+from engine.cli.options import BACKEND, FORMATS, PATH, PROJECT, SELECT, WORKSPACE, Context, guard, locate, split_project
 from engine.cli.serve_commands import predict, serve
 from engine.cli.show import show
 from engine.errors import EngineError, ExitCode
@@ -52,7 +54,8 @@ def _memory_limit(value: str | None) -> str | None:
 @PATH
 @PROJECT
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text", help="Output format; github prints workflow annotations.")
-def validate(path: Path | None, project: Path | None, fmt: str) -> None:
+@BACKEND
+def validate(path: Path | None, project: Path | None, fmt: str, backend: str | None) -> None:
     """Check a spec (file or folder): YAML, schema, references, SQL, columns. Pure and fast."""
 
     @guard(fmt)
@@ -60,7 +63,9 @@ def validate(path: Path | None, project: Path | None, fmt: str) -> None:
         from engine import api
         from engine.cli.render import emit
 
-        checked = api.validate(locate(path, project).path)
+        from engine.backends import selected
+
+        checked = api.validate(locate(path, project).path, backend=selected(backend))
         p = checked.project
         counts = {"sources": len(p.sources), "feature_groups": len(p.feature_groups), "functions": len(p.functions), "feature_views": len(p.feature_views), "models": len(p.models), "inference": len(p.inference)}
         if fmt == "json":
@@ -80,7 +85,8 @@ def validate(path: Path | None, project: Path | None, fmt: str) -> None:
 @click.option("--force", is_flag=True, help="Plan every selected step to run.")
 @click.option("--full-refresh", is_flag=True, help="Plan the selected sources and feature groups to be rebuilt from scratch.")
 @click.option("--format", "fmt", type=FORMATS, default="text")
-def plan(path: Path | None, project: Path | None, workspace: Path | None, select: tuple[str, ...], force: bool, full_refresh: bool, fmt: str) -> None:
+@BACKEND
+def plan(path: Path | None, project: Path | None, workspace: Path | None, select: tuple[str, ...], force: bool, full_refresh: bool, fmt: str, backend: str | None) -> None:
     """Show what `apply` would run, and why."""
 
     @guard(fmt)
@@ -108,7 +114,9 @@ def plan(path: Path | None, project: Path | None, workspace: Path | None, select
 @click.option("--threads", type=click.IntRange(1, 1024), default=None, help="DuckDB threads (1-1024).")
 @click.option("--lock-timeout", type=float, default=0.0, show_default=True, help="Seconds to wait for another apply.")
 @click.option("--format", "fmt", type=FORMATS, default="text")
-def apply(path: Path | None, project: Path | None, workspace: Path | None, select: tuple[str, ...], force: bool, full_refresh: bool, sql_timeout: float, memory_limit: str | None, threads: int | None, lock_timeout: float, fmt: str) -> None:
+@click.option("--log-format", "log_format", type=click.Choice(["text", "json"]), default="text", help="json: progress as one JSON object per line on stderr (no live display).")
+@BACKEND
+def apply(path: Path | None, project: Path | None, workspace: Path | None, select: tuple[str, ...], force: bool, full_refresh: bool, sql_timeout: float, memory_limit: str | None, threads: int | None, lock_timeout: float, fmt: str, log_format: str, backend: str | None) -> None:
     """Run the plan: build features, train models, score batch and stream jobs.
 
     Shows each step as it finishes (rows, seconds) and the running one live; after Ctrl-C or a
@@ -122,11 +130,19 @@ def apply(path: Path | None, project: Path | None, workspace: Path | None, selec
         from engine.runtime.executor import RunOptions
 
         where = locate(path, project, workspace)
-        display = ApplyDisplay(enabled=fmt == "text")
+        display = ApplyDisplay(enabled=fmt == "text" and log_format == "text")
+        listener = display.on_event
+        if log_format == "json":
+            from engine.cli.logs import apply_listener
+
+            def listener(event, _display=display.on_event):
+                apply_listener(event)
+                _display(event)
+
         options = RunOptions(sql_timeout_s=sql_timeout, memory_limit=memory_limit, threads=threads)
         try:
             with display:  # the plan arrives as a PlanMade event, made under the project lock
-                result = api.apply(where.path, workspace=where.workspace, select=select, force=force, full_refresh=full_refresh, options=options, lock_timeout_s=lock_timeout, listener=display.on_event)
+                result = api.apply(where.path, workspace=where.workspace, select=select, force=force, full_refresh=full_refresh, options=options, lock_timeout_s=lock_timeout, listener=listener)
         except KeyboardInterrupt:
             display.interrupted(fmt)
             raise
@@ -137,6 +153,10 @@ def apply(path: Path | None, project: Path | None, workspace: Path | None, selec
 
                 emit(json.dumps({**run.as_dict(), "status": "failed", "exit_code": int(exc.exit_code), "error": str(exc)}, indent=2))
                 sys.exit(int(exc.exit_code))
+            if log_format == "json":  # stderr stays JSON lines: the failed steps were logged as events
+                from engine.cli.logs import fail_json
+
+                fail_json(exc)
             if run is not None:
                 display.failed(run)
             raise
@@ -146,7 +166,7 @@ def apply(path: Path | None, project: Path | None, workspace: Path | None, selec
 
 
 @cli.command()
-@click.argument("args", nargs=-1, metavar="[PATH] NAME...")
+@click.argument("args", nargs=-1, metavar="[PATH] NAME...", shell_complete=complete_object())
 @PROJECT
 @WORKSPACE
 @click.option("--every", default=None, help="Repeat every interval (e.g. 30s, 5m) until Ctrl-C; without it, run once.")
@@ -207,7 +227,7 @@ def run(args: tuple[str, ...], project: Path | None, workspace: Path | None, eve
 
 
 @cli.command()
-@click.argument("args", nargs=-1, metavar="[PATH] [NAME]")
+@click.argument("args", nargs=-1, metavar="[PATH] [NAME]", shell_complete=complete_object())
 @PROJECT
 @click.option("--format", "fmt", type=FORMATS, default="text")
 def lineage(args: tuple[str, ...], project: Path | None, fmt: str) -> None:
@@ -334,6 +354,8 @@ def schema() -> None:
 cli.add_command(show)
 cli.add_command(serve)
 cli.add_command(predict)
+cli.add_command(docs)
+cli.add_command(monitor)
 
 
 def _terminate_as_interrupt(signum, frame) -> None:

@@ -24,6 +24,23 @@ FORMATS = click.Choice(["text", "json"])
 PATH = click.argument("path", type=click.Path(path_type=Path), required=False, default=None)
 PROJECT = click.option("--project", "project", type=click.Path(path_type=Path), default=None, help="The project (spec file or folder); the same as PATH. Default: the nearest engine.yaml.")
 WORKSPACE = click.option("--workspace", type=click.Path(path_type=Path), default=None, help="Workspace folder (default: engine.yaml's workspace, else .engine/ in the project root).")
+
+
+def _backend(ctx, param, value: str | None) -> str | None:
+    """``--backend``: also exported as ENGINE_BACKEND, so every stage of this process uses it."""
+    if value is not None:
+        os.environ["ENGINE_BACKEND"] = value
+    return value
+
+
+BACKEND = click.option(
+    "--backend",
+    type=click.Choice(["duckdb", "spark"]),
+    default=None,
+    callback=_backend,
+    expose_value=True,
+    help="Compute backend (default: $ENGINE_BACKEND, else duckdb). spark needs `pip install 'engine[spark]'` and Java 17+.",
+)
 SELECT = click.option("--select", "-s", multiple=True, help="Only this object and what it needs (repeatable).")
 
 _OBJECT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")

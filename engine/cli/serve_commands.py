@@ -13,8 +13,9 @@ from pathlib import Path
 
 import click
 
+from engine.cli.completion import complete_object
 from engine.cli.options import PATH, PROJECT, WORKSPACE, guard, locate, split_project
-from engine.errors import RequestError, UsageError
+from engine.errors import ExitCode, RequestError, UsageError
 
 
 def _read_rows(text: str) -> tuple[list, bool]:
@@ -64,8 +65,11 @@ def _csv_text(rows: list, results: list[dict], classes: list[str]) -> str:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Bind address (loopback unless --allow-remote).")
 @click.option("--port", type=int, default=8000, show_default=True)
 @click.option("--allow-remote", is_flag=True, help="Allow a non-loopback --host (the endpoint has no authentication).")
-def serve(path: Path | None, project: Path | None, workspace: Path | None, host: str, port: int, allow_remote: bool) -> None:
-    """Serve online predictions over HTTP (docs at /docs); follows each new apply."""
+@click.option("--log-format", "log_format", type=click.Choice(["text", "json"]), default="text", help="json: server logs as one JSON object per line on stderr (the access log is JSON either way).")
+def serve(path: Path | None, project: Path | None, workspace: Path | None, host: str, port: int, allow_remote: bool, log_format: str) -> None:
+    """Serve online predictions over HTTP (docs at /docs); follows each new apply.
+
+    Jobs with `monitoring:` log a sample of their requests for `engine monitor`."""
 
     @guard("text")
     def body(fmt: str) -> None:
@@ -75,13 +79,28 @@ def serve(path: Path | None, project: Path | None, workspace: Path | None, host:
         check_host(host, allow_remote)  # before the spec is read, as a usage error
         where = locate(path, project, workspace)
         checked = validate(where.path)
-        run(checked, workspace_of(checked, where.workspace).root, host=host, port=port, allow_remote=allow_remote)
+        if log_format == "json":
+            from engine.cli.logs import json_logging
+
+            json_logging()
+        from engine.monitor.spool import for_project
+
+        root = workspace_of(checked, where.workspace).root
+        try:
+            run(checked, root, host=host, port=port, allow_remote=allow_remote, prediction_log=for_project(checked, root), own_logging=log_format == "text")
+        except KeyboardInterrupt:
+            if log_format != "json":
+                raise
+            from engine.cli.logs import log_event
+
+            log_event("json", "serve.stopped", reason="interrupted")
+            sys.exit(int(ExitCode.INTERRUPTED))
 
     body(fmt="text")
 
 
 @click.command()
-@click.argument("args", nargs=-1, metavar="[PATH] JOB")
+@click.argument("args", nargs=-1, metavar="[PATH] JOB", shell_complete=complete_object("inference", online_only=True))
 @PROJECT
 @WORKSPACE
 @click.option("--input", "input_file", default="-", show_default=True, help="Rows: JSON list, JSON lines or CSV; - for stdin.")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from engine.cli.completion import complete_show
 from engine.cli.options import FORMATS, PROJECT, WORKSPACE, deprecated, guard, is_project_path, locate
 from engine.errors import UsageError
 
@@ -28,7 +29,7 @@ _ALL = sorted({*KINDS, *KINDS.values()})
 
 
 @click.command()
-@click.argument("args", nargs=-1, metavar="[PATH] [KIND [NAME]]")
+@click.argument("args", nargs=-1, metavar="[PATH] [KIND [NAME]]", shell_complete=complete_show)
 @PROJECT
 @click.option("--path", "old_path", type=click.Path(path_type=Path), default=None, hidden=True)
 @click.option("--version", "version", default=None, help="Version: a number; for models also latest, best:<metric> or an alias.")

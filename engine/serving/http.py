@@ -58,7 +58,7 @@ from engine.serving import docs
 from engine.serving import inference_protocol as oip
 from engine.serving import mlflow_scoring as mlflow
 from engine.serving.job_schemas import add_job_schemas, request_body
-from engine.serving.online import MAX_ROWS, StateHolder, body_rows, parse_json
+from engine.serving.online import MAX_ROWS, StateHolder, body_rows, jsonable, parse_json
 from engine.serving.telemetry import AccessLog, Metrics, TelemetryMiddleware, note
 
 if TYPE_CHECKING:
@@ -139,13 +139,19 @@ async def read_body(request, limit: int = MAX_BODY_BYTES, timeout_s: float = BOD
     return b"".join(chunks)
 
 
-def create_app(checked: "CheckedProject", workspace_root: Path, *, poll_s: float = 0.5, access_log: "logging.Logger | IO[str] | None" = None):
+def create_app(checked: "CheckedProject", workspace_root: Path, *, poll_s: float = 0.5, access_log: "logging.Logger | IO[str] | None" = None,
+               prediction_log=None):
     """The ASGI app of a checked project: loads the workspace's CURRENT snapshot and the online
     jobs' models, and follows each new snapshot (polled every ``poll_s`` seconds while serving).
 
     ``access_log``: where the JSON access-log lines go, a logger (at INFO) or a text stream;
     by default the ``engine.serving.access`` logger. Metrics are on ``app.state.metrics``, a
-    registry of this app's own."""
+    registry of this app's own.
+
+    ``prediction_log``: the request log of monitored jobs (``engine.monitor.spool.PredictionSpool``:
+    ``wants(job)``, ``record(...)``, ``close()``), given by the caller; None logs nothing. A
+    sampled request's rows, feature vectors and predictions are queued after it is answered
+    without error; logging never fails or delays a request."""
     from fastapi import FastAPI, Request
     from fastapi.exception_handlers import http_exception_handler
     from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -161,6 +167,8 @@ def create_app(checked: "CheckedProject", workspace_root: Path, *, poll_s: float
             yield
         finally:
             holder.stop()
+            if prediction_log is not None:
+                prediction_log.close()
 
     app = FastAPI(title=f"engine: {checked.project.name}", description=_DESCRIPTION, version=_engine_version(),
                   lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -177,6 +185,17 @@ def create_app(checked: "CheckedProject", workspace_root: Path, *, poll_s: float
     async def rows_of(request: Request) -> list:
         return body_rows(parse_json(await read_body(request)))
 
+    def log_predictions(job: str, state, ep, rows: list, body: dict, from_text: bool = False) -> None:
+        """Queue a sampled request of a monitored job: the vectors it was scored on and the answer."""
+        if prediction_log is None or not prediction_log.wants(job):
+            return
+        try:
+            vectors = state._vectors(ep.service, ep.fields, rows, from_text)
+            features = [{k: jsonable(v) for k, v in vr.values.items()} for vr in vectors]
+            prediction_log.record(job, body["model"], state.snapshot_id, features, body["predictions"])
+        except Exception:  # noqa: BLE001 — the request was answered; its log entry is dropped
+            logging.getLogger("engine.serving").exception("request log failed for job %s", job)
+
     # --- the engine's own routes ------------------------------------------------------------------
 
     async def predict_job(job: str, request: Request):
@@ -187,6 +206,7 @@ def create_app(checked: "CheckedProject", workspace_root: Path, *, poll_s: float
             note(request.scope, job=job, rows=len(rows))
             body = state.predict(ep, rows)
             note(request.scope, predictions=body["predictions"])
+            log_predictions(job, state, ep, rows, body)
             body["job"] = job
         except RequestError as exc:
             return _error(exc, state.snapshot_id)
@@ -258,6 +278,7 @@ def create_app(checked: "CheckedProject", workspace_root: Path, *, poll_s: float
             note(request.scope, job=name, rows=len(rows))
             body = state.predict(ep, rows)
             note(request.scope, predictions=body["predictions"])
+            log_predictions(name, state, ep, rows, body)
         except RequestError as exc:
             return v2_error(exc, state)
         return answer(oip.infer_response(name, ep, request_id or uuid.uuid4().hex, body, requested), state, body["model"])
@@ -342,6 +363,7 @@ def create_app(checked: "CheckedProject", workspace_root: Path, *, poll_s: float
             note(request.scope, job=name, rows=len(rows))
             body = state.predict(ep, rows, from_text=media == "text/csv")
             note(request.scope, predictions=body["predictions"])
+            log_predictions(name, state, ep, rows, body, from_text=media == "text/csv")
         except RequestError as exc:
             status, err = mlflow.error_body(exc)
             return _refusal(status, err, state.snapshot_id)
@@ -470,16 +492,18 @@ def _protocol_class():
     return GuardedH11Protocol
 
 
-def uvicorn_server(app, *, host: str = "127.0.0.1", port: int = 8000, log_level: str = "warning"):
+def uvicorn_server(app, *, host: str = "127.0.0.1", port: int = 8000, log_level: str = "warning", own_logging: bool = True):
     """A uvicorn server with the endpoint limits (H6, V20): request-head deadline, short
-    keep-alive, bounded connections and headers (the body deadline is in :func:`read_body`)."""
+    keep-alive, bounded connections and headers (the body deadline is in :func:`read_body`).
+    ``own_logging=False``: leave the ``uvicorn`` loggers as the caller configured them (JSON logs)."""
     import uvicorn
 
+    extra = {} if own_logging else {"log_config": None}
     config = uvicorn.Config(
         app, host=host, port=port, http=_protocol_class(), loop="asyncio", lifespan="on",
         timeout_keep_alive=KEEP_ALIVE_S, limit_concurrency=MAX_CONNECTIONS,
         h11_max_incomplete_event_size=MAX_HEADER_BYTES, server_header=False,
-        log_level=log_level, access_log=False,
+        log_level=log_level, access_log=False, **extra,
     )
     return uvicorn.Server(config)
 
@@ -493,9 +517,12 @@ def _engine_version() -> str:
         return "0+unknown"
 
 
-def serve(checked: "CheckedProject", workspace_root: Path, *, host: str = "127.0.0.1", port: int = 8000, allow_remote: bool = False) -> None:
-    """Run the HTTP endpoint of a checked project until interrupted (access log: JSON lines on stderr)."""
+def serve(checked: "CheckedProject", workspace_root: Path, *, host: str = "127.0.0.1", port: int = 8000, allow_remote: bool = False,
+          prediction_log=None, own_logging: bool = True) -> None:
+    """Run the HTTP endpoint of a checked project until interrupted (access log: JSON lines on
+    stderr); ``prediction_log``: as for :func:`create_app`; ``own_logging``: as for :func:`uvicorn_server`."""
     check_host(host, allow_remote)
     log_level = os.environ.get("ENGINE_LOG_LEVEL", "info")
-    app = create_app(checked, workspace_root, access_log=sys.stderr)
-    uvicorn_server(app, host=host, port=port, log_level=log_level).run()
+    access = sys.stderr if own_logging else logging.getLogger(ACCESS_LOGGER)  # JSON logs: through the caller's handlers
+    app = create_app(checked, workspace_root, access_log=access, prediction_log=prediction_log)
+    uvicorn_server(app, host=host, port=port, log_level=log_level, own_logging=own_logging).run()

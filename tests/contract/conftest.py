@@ -47,6 +47,7 @@ class Impl:
     persistent: bool = False
     reopen: Callable[..., Any] | None = None
     tamper: Callable[..., None] | None = None
+    marks: tuple[str, ...] = ()  # pytest markers of its tests (``spark``: selectable with -m)
 
 
 def _require(impl: Impl) -> None:
@@ -78,11 +79,35 @@ BACKENDS = [
         persistent=True,
         reopen=lambda tmp: _duckdb_open(tmp / "ws"),
     ),
-    # A Spark backend joins here, e.g. Impl("spark-local", _spark_open, requires=("pyspark",)).
+    Impl(
+        "spark-cluster",
+        lambda tmp: _spark_open(tmp / "ws"),
+        requires=("pyspark",),
+        persistent=True,
+        reopen=lambda tmp: _spark_open(tmp / "ws"),
+        marks=("spark",),
+    ),
 ]
 
 
-@pytest.fixture(params=BACKENDS, ids=[i.id for i in BACKENDS])
+def _spark_open(path: Path):
+    """A Spark backend over a workspace folder, on the session's real standalone cluster (a master
+    and two workers on 127.0.0.1, tests/support_spark.py), whose SparkSession every test reuses."""
+    from engine.backends import load
+    from engine.backends.catalog import SqliteCatalog
+    from engine.backends.lake import Lake
+    from tests.support_spark import cluster_settings
+
+    path.mkdir(parents=True, exist_ok=True)
+    catalog = SqliteCatalog.open(path / "catalog.sqlite")
+    return load("spark").open(catalog, Lake(path / "tables", catalog), temp_directory=path / "tmp", settings=cluster_settings())
+
+
+def _params(impls: list[Impl]) -> list:
+    return [pytest.param(i, id=i.id, marks=[getattr(pytest.mark, m) for m in i.marks]) for i in impls]
+
+
+@pytest.fixture(params=_params(BACKENDS))
 def backend_impl(request) -> Impl:
     _require(request.param)
     return request.param

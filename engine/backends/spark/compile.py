@@ -1,0 +1,283 @@
+"""The feature-store operations of ``engine.sql.ops`` as Spark DataFrames.
+
+Spark has no ASOF join and no QUALIFY: the point-in-time join is a union of spine and feature rows
+per key with a window taking the last feature row at or before each spine row ("last value,
+ignoring nulls"), then a ttl check; latest-per-key and dedupe are ``row_number`` windows; windowed
+aggregations are ``RANGE`` frames over the event time in microseconds. Owns the DataFrame plans
+only; reading and writing tables is ``backend.py``'s. Every frame keeps the hidden ``ROW`` column
+where row order means something (spine order, the order rows were written).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from engine.model.objects import AggFunction
+from engine.sql import ops
+from engine.sql.ops import Relation
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+
+ROW = "_engine_row"  # row order: spine order, or the order rows were written (reserved prefix)
+_TIME = "_engine_pit_time"
+_KIND = "_engine_pit_kind"
+_FEATURES = "_engine_pit_row"
+_LAST = "_engine_pit_last"
+
+Table = Callable[[Relation], "DataFrame"]  # a relation's rows, with ROW
+
+
+def compile_op(source: Relation | ops.FeatureStoreOp, table: Table) -> "DataFrame":
+    """The DataFrame of a relation or an operation (with ``ROW`` when its rows have an order)."""
+    match source:
+        case Relation():
+            return table(source)
+        case ops.Scan():
+            df = filtered(table(source.source), source.filters, table)
+            if source.columns is not None:
+                df = df.select(*source.columns, ROW)
+            if source.order_by:
+                df = _renumbered(df.orderBy(*source.order_by, ROW))
+            return df
+        case ops.PointInTimeJoin():
+            return point_in_time(source, table)
+        case ops.WindowAggregation():
+            return window_aggregation(table(source.source), source)
+        case ops.Bin():
+            return binned(table(source.source), source)
+        case ops.LatestPerKey():
+            df = table(source.source)
+            if not source.event_time:
+                return df
+            return _first_per(df, source.primary_key, [_desc(source.event_time), _desc(ROW)])
+        case ops.DedupeLatest():
+            return _first_per(table(source.source), source.key, [_desc(ROW)])
+    raise TypeError(f"not an operation the Spark backend compiles: {type(source).__name__}")
+
+
+def filtered(df: "DataFrame", filters: Sequence[ops.SpineFilter], table: Table) -> "DataFrame":
+    """``df`` restricted by each spine filter in turn."""
+    from pyspark.sql import functions as F
+
+    for f in filters:
+        match f:
+            case ops.UserFilter(condition=condition):
+                from engine.sql.gate import filter_sql
+
+                df = df.where(F.expr(filter_sql(condition, "spark")))
+            case ops.TimeRange():
+                from engine.errors import DataError
+
+                for bound in (f.start, f.end):
+                    if bound.tzinfo is None:
+                        raise DataError(f"invalid timestamp {bound.isoformat()!r}: a time range needs aware (UTC) bounds")
+                col = F.col(f.column)
+                df = df.where((col >= F.lit(f.start)) & (col < F.lit(f.end)))
+            case ops.NotIn():
+                other = table(f.relation).select(*f.keys).distinct()
+                df = df.join(other, on=[df[k] == other[k] for k in f.keys], how="left_anti")
+            case _:
+                raise TypeError(f"not a spine filter: {type(f).__name__}")
+    return df
+
+
+# --- the point-in-time join --------------------------------------------------------------------------
+
+
+def point_in_time(op: ops.PointInTimeJoin, table: Table) -> "DataFrame":
+    """One row per spine row, in spine order: the spine columns, then per join the columns of the
+    feature row with equal keys and the largest event time at or before the spine's (DESIGN §3).
+
+    Per event-time join: spine rows and feature rows are unioned per key; ordered by time with a
+    feature row before a spine row at the same time (so "at or before"), and by write order among
+    feature rows, ``last(struct, ignorenulls)`` over the rows so far is the matching feature row,
+    packed as one struct so that a feature row whose values are NULL still matches. A ttl nulls a
+    match older than the spine time minus the ttl. A spine row with a NULL key or time matches
+    nothing. A group without an event time is a left join on its keys (one row per key).
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    _check(op)
+    spine = filtered(table(op.spine), op.filters, table)
+    spine_time = op.spine_event_time
+    # Working columns are spine columns renamed positionally, so feature names cannot collide.
+    names = {c: f"_engine_s{i}" for i, c in enumerate(dict.fromkeys((*op.spine_columns, *(k for j in op.joins for k in j.left_on), *((spine_time,) if spine_time else ()))))}
+    acc = spine.select(*(F.col(c).alias(n) for c, n in names.items()), ROW)
+    outputs: list[tuple[str, str]] = []  # (working column, output name)
+    for number, join in enumerate(op.joins, start=1):
+        feats = table(join.relation)
+        fields = [(col, f"_engine_j{number}_{i}") for i, (col, _out) in enumerate(join.columns)]
+        valid_spine = F.lit(True)
+        for left in join.left_on:
+            valid_spine = valid_spine & F.col(names[left]).isNotNull()
+        if spine_time is not None:
+            valid_spine = valid_spine & F.col(names[spine_time]).isNotNull()
+        if join.event_time is None:
+            right = feats.select(*(F.col(r).alias(f"_engine_k{i}") for i, r in enumerate(join.right_on)), *(F.col(c).alias(w) for c, w in fields))
+            cond = valid_spine
+            for i, left in enumerate(join.left_on):
+                cond = cond & (acc[names[left]] == right[f"_engine_k{i}"])
+            acc = acc.join(right, on=cond, how="left").drop(*(f"_engine_k{i}" for i in range(len(join.right_on))))
+        else:
+            if getattr(op, "prune", False):
+                # Only the group's rows whose keys some spine row has (a semi-join): same result.
+                wanted = acc.where(valid_spine).select(*(F.col(names[left]).alias(right) for left, right in zip(join.left_on, join.right_on))).distinct()
+                feats = feats.join(wanted, on=list(join.right_on), how="left_semi")
+            acc = _as_of(acc, feats, join, fields, names, spine_time, valid_spine)
+        outputs += [(w, out) for (col, w), (_c, out) in zip(fields, join.columns)]
+    return acc.select(*(F.col(names[c]).alias(c) for c in op.spine_columns), *(F.col(w).alias(out) for w, out in outputs), ROW).orderBy(ROW)
+
+
+def _as_of(acc, feats, join: ops.JoinSpec, fields, names, spine_time, valid_spine):
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    keys = [f"_engine_k{i}" for i in range(len(join.left_on))]
+    key_types = {names[left]: acc.schema[names[left]].dataType for left in join.left_on}
+    time_type = acc.schema[names[spine_time]].dataType
+    packed = F.struct(F.col(join.event_time).cast(time_type).alias("t"), *(F.col(c).alias(w) for c, w in fields))
+    right = feats.where(F.col(join.event_time).isNotNull())
+    for r in join.right_on:
+        right = right.where(F.col(r).isNotNull())
+    right = right.select(
+        *(F.col(r).cast(key_types[names[left]]).alias(k) for r, left, k in zip(join.right_on, join.left_on, keys)),
+        F.col(join.event_time).cast(time_type).alias(_TIME),
+        F.lit(0).alias(_KIND),
+        F.col(ROW).alias("_engine_order"),
+        packed.alias(_FEATURES),
+        F.lit(None).cast("long").alias("_engine_spine_id"),
+    )
+    left = acc.where(valid_spine).select(
+        *(F.col(names[lft]).alias(k) for lft, k in zip(join.left_on, keys)),
+        F.col(names[spine_time]).alias(_TIME),
+        F.lit(1).alias(_KIND),
+        F.lit(None).cast("long").alias("_engine_order"),
+        F.lit(None).cast(packed_type(right)).alias(_FEATURES),
+        F.col(ROW).alias("_engine_spine_id"),
+    )
+    window = Window.partitionBy(*keys).orderBy(_TIME, _KIND, "_engine_order").rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    matched = (
+        left.unionByName(right)
+        .withColumn(_LAST, F.last(_FEATURES, ignorenulls=True).over(window))
+        .where(F.col(_KIND) == 1)
+        .select("_engine_spine_id", _TIME, _LAST)
+    )
+    if join.ttl_seconds is not None:
+        fresh = F.col(f"{_LAST}.t") >= F.col(_TIME) - F.expr(f"INTERVAL {int(join.ttl_seconds)} SECONDS")
+        matched = matched.withColumn(_LAST, F.when(fresh, F.col(_LAST)))
+    matched = matched.select("_engine_spine_id", *(F.col(f"{_LAST}.{w}").alias(w) for _c, w in fields))
+    return acc.join(matched, acc[ROW] == matched["_engine_spine_id"], "left").drop("_engine_spine_id")
+
+
+def packed_type(df) -> str:
+    return df.schema[_FEATURES].dataType.simpleString()
+
+
+def _check(op: ops.PointInTimeJoin) -> None:
+    """The same programming-error checks as the DuckDB compiler (the semantic check runs first)."""
+    if not op.spine_columns and not any(j.columns for j in op.joins):
+        raise ValueError("a point-in-time join needs at least one output column")
+    seen: set[str] = set()
+    for name in (*op.spine_columns, *(out for j in op.joins for _, out in j.columns)):
+        if name in seen:
+            raise ValueError(f"output column {name!r} appears twice")
+        seen.add(name)
+    for join in op.joins:
+        if not join.left_on or len(join.left_on) != len(join.right_on):
+            raise ValueError(f"join with {join.relation}: left_on {join.left_on!r} and right_on {join.right_on!r} must pair up")
+        if join.event_time is not None and op.spine_event_time is None:
+            raise ValueError(f"join with {join.relation} is point-in-time but the spine has no event time")
+        if join.ttl_seconds is not None:
+            if isinstance(join.ttl_seconds, bool) or not isinstance(join.ttl_seconds, int) or join.ttl_seconds < 0:
+                raise ValueError(f"ttl_seconds must be a non-negative integer, got {join.ttl_seconds!r}")
+            if join.event_time is None:
+                raise ValueError(f"join with {join.relation} has a ttl but the feature group has no event time")
+
+
+# --- windowed aggregations, binning, latest-per-key -------------------------------------------------------
+
+_FUNCTIONS: dict[AggFunction, str] = {
+    AggFunction.COUNT: "count",
+    AggFunction.SUM: "sum",
+    AggFunction.MEAN: "avg",
+    AggFunction.MIN: "min",
+    AggFunction.MAX: "max",
+    AggFunction.STD: "stddev_samp",
+}
+
+
+def window_aggregation(df: "DataFrame", op: ops.WindowAggregation) -> "DataFrame":
+    """Per key and event time t, each aggregation over the rows with time in (t - window, t]: a
+    RANGE frame over the time in microseconds from ``window - 1µs`` preceding to the current row
+    (peers included), one row per (key, t), ordered by key and time (as on DuckDB)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    if not op.aggregations:
+        raise ValueError("at least one aggregation is required")
+    micros = "_engine_micros"
+    keys = list(op.primary_key)
+    base = df.withColumn(micros, F.unix_micros(F.col(op.event_time).cast("timestamp")))
+    measures = []
+    for agg in op.aggregations:
+        seconds = agg.window_seconds
+        if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 1:
+            raise ValueError(f"window_seconds must be a positive integer, got {seconds!r}")
+        window = Window.partitionBy(*keys).orderBy(micros).rangeBetween(-(seconds * 1_000_000 - 1), 0)
+        function = getattr(F, _FUNCTIONS[AggFunction(agg.function)])
+        measures.append(function(F.col(agg.column)).over(window).alias(agg.name))
+    peers = Window.partitionBy(*keys, op.event_time).orderBy(micros)
+    out = base.select(*keys, op.event_time, *measures, F.row_number().over(peers).alias("_engine_peer"))
+    out = out.where(F.col("_engine_peer") == 1).drop("_engine_peer").orderBy(*keys, op.event_time)
+    return _renumbered(out)
+
+
+def binned(df: "DataFrame", op: ops.Bin) -> "DataFrame":
+    """Every input column, plus one bin column per (binning, edges): ``v < e1`` → 0,
+    ``e_i <= v < e_{i+1}`` → i, ``v >= en`` → n; NULL and NaN → NULL; labels replace indices."""
+    from pyspark.sql import functions as F
+
+    if not op.columns:
+        raise ValueError("binning needs at least one input column")
+    out = [F.col(c) for c in op.columns]
+    for binning, edges in op.bins:
+        edges = tuple(float(e) for e in edges)
+        if any(b <= a for a, b in zip(edges, edges[1:])):
+            raise ValueError(f"bin edges must be strictly ascending, got {list(edges)}")
+        labels = binning.labels
+        if labels is not None and len(labels) != len(edges) + 1:
+            raise ValueError(f"binning of {binning.column!r} needs {len(edges) + 1} labels for {len(edges)} edges, got {len(labels)}")
+
+        def value(i: int):
+            return F.lit(labels[i]) if labels is not None else F.lit(i)
+
+        v = F.col(binning.column).cast("double")
+        expr = F.when(v.isNull() | F.isnan(v), F.lit(None))
+        for i, edge in enumerate(edges):
+            expr = expr.when(v < F.lit(edge), value(i))
+        out.append(expr.otherwise(value(len(edges))).alias(binning.name))
+    return df.select(*out, ROW)
+
+
+def _first_per(df: "DataFrame", keys: Sequence[str], order: list["Column"]) -> "DataFrame":
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    window = Window.partitionBy(*keys).orderBy(*order)
+    return df.withColumn("_engine_rank", F.row_number().over(window)).where(F.col("_engine_rank") == 1).drop("_engine_rank")
+
+
+def _desc(column: str) -> "Column":
+    from pyspark.sql import functions as F
+
+    return F.col(column).desc_nulls_last()
+
+
+def _renumbered(df: "DataFrame") -> "DataFrame":
+    """``df`` (ordered) with ROW numbering its rows in that order."""
+    from pyspark.sql import functions as F
+
+    return df.drop(ROW).withColumn(ROW, F.monotonically_increasing_id()) if ROW in df.columns else df.withColumn(ROW, F.monotonically_increasing_id())

@@ -1,0 +1,136 @@
+"""The Spark backend from the command line: choosing it, what `engine validate` says about what it
+cannot do (exit 3, positioned), and its failures as documented exit codes without a traceback
+(Spark or Java missing: 2; a master that does not answer: 74; a failing feature function: 5).
+Every apply here is a real `engine` process on a local Spark (``local[1]``: one JVM each).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ORDERS_CSV, TINY_SPEC, USERS_CSV, USERS_PY, run_engine, write
+from tests.support_spark import free_port
+
+LOCAL = {"ENGINE_SPARK_MASTER": "local[1]", "ENGINE_BACKEND": "spark"}
+
+
+def _project(root: Path, spec: str = TINY_SPEC, users_py: str = USERS_PY) -> Path:
+    write(root, "specs/shop.yaml", spec)
+    write(root, "data/orders.csv", ORDERS_CSV)
+    write(root, "data/users.csv", USERS_CSV)
+    write(root, "shop_features/__init__.py", "")
+    write(root, "shop_features/users.py", users_py)
+    return root
+
+
+def _no_traceback(out: str, err: str) -> None:
+    assert "Traceback" not in out + err and "Py4J" not in out + err and "at org.apache" not in out + err
+
+
+# --- choosing the backend, and what validate says about it (issue 9, items 1 and 4) --------------------
+
+
+def test_validate_names_a_capability_spark_lacks_positioned_and_exits_3(tmp_path) -> None:
+    spec = TINY_SPEC.replace(
+        "orders_raw: {format: csv, path: data/orders.csv, timezone: America/New_York}",
+        "orders_raw: {format: csv, path: data/orders.csv, timezone: America/New_York, on_bad_rows: quarantine}",
+    )
+    root = _project(tmp_path / "shop", spec)
+    code, out, err = run_engine("validate", str(root))
+    assert code == 0, err  # DuckDB quarantines bad rows
+    code, out, err = run_engine("validate", str(root), "--backend", "spark")
+    assert code == 3, out + err
+    assert "specs/shop.yaml:4:93: sources.orders_raw.on_bad_rows" in err and "sources.orders_raw.on_bad_rows" in err and "the spark backend cannot quarantine bad rows" in err, err
+    code, _, err_env = run_engine("validate", str(root), env={"ENGINE_BACKEND": "spark"})
+    assert code == 3 and "spark backend" in err_env
+    _no_traceback(out, err)
+
+
+def test_validate_refuses_an_unknown_backend_with_usage_exit_2(tmp_path) -> None:
+    root = _project(tmp_path / "shop")
+    code, out, err = run_engine("validate", str(root), "--backend", "sparky")
+    assert code == 2 and "spark" in err
+
+
+# --- failures (issue 9, bad input) ---------------------------------------------------------------------
+
+_BLOCK_PYSPARK = """
+import sys
+class _Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == "pyspark" or name.startswith("pyspark."):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return None
+sys.meta_path.insert(0, _Block())
+sys.argv = ["engine", *sys.argv[1:]]
+from engine.cli.main import main
+main()
+"""
+
+
+def test_without_pyspark_apply_names_the_extra_and_java_and_exits_2(tmp_path) -> None:
+    import subprocess
+
+    root = _project(tmp_path / "shop")
+    proc = subprocess.run(
+        [sys.executable, "-c", _BLOCK_PYSPARK, "apply", str(root), "--backend", "spark"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, **LOCAL},
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "pip install 'engine[spark]'" in proc.stderr and "Java 17" in proc.stderr
+    _no_traceback(proc.stdout, proc.stderr)
+
+
+def test_without_java_apply_says_so_and_exits_2(tmp_path) -> None:
+    root = _project(tmp_path / "shop")
+    env = {**LOCAL, "PATH": str(Path(sys.executable).parent), "JAVA_HOME": ""}
+    code, out, err = run_engine("apply", str(root), "--backend", "spark", env=env)
+    assert code == 2, out + err
+    assert "Java 17" in err and "openjdk-17-jre-headless" in err
+    _no_traceback(out, err)
+
+
+def test_an_unreachable_master_exits_74_naming_it_within_a_bounded_time(tmp_path) -> None:
+    root = _project(tmp_path / "shop")
+    url = f"spark://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    code, out, err = run_engine("apply", str(root), "--backend", "spark", env={"ENGINE_SPARK_MASTER": url}, timeout=90)
+    assert code == 74, out + err
+    assert url in err and time.monotonic() - started < 60
+    _no_traceback(out, err)
+
+
+FAILING_PY = """
+import pandas as pd
+
+
+def user_features(users: pd.DataFrame) -> pd.DataFrame:
+    out = users[["user_id", "signup_year"]].copy()
+    if (out["signup_year"] > 2021).any():
+        raise ValueError("signup_year in the future")
+    out["tenure_years"] = 2024 - out["signup_year"]
+    return out
+"""
+
+
+def test_a_failing_feature_function_exits_5_naming_the_function_and_the_group(tmp_path) -> None:
+    root = _project(tmp_path / "shop", users_py=FAILING_PY)
+    code, out, err = run_engine("apply", str(root), "--backend", "spark", env=LOCAL, timeout=300)
+    assert code == 5, out + err
+    assert "feature_group:users@1" in err and "user_features" in err and "signup_year in the future" in err
+    _no_traceback(out, err)
+
+
+def test_validate_for_spark_imports_no_pyspark(tmp_path) -> None:
+    """`engine validate --backend spark` stays pure and fast: capabilities are class flags."""
+    import subprocess
+
+    root = _project(tmp_path / "shop")
+    code = f"import sys; from engine import api; api.validate({str(root)!r}, backend='spark'); print('pyspark' in sys.modules, 'py4j' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.split() == ["False", "False"], proc.stdout + proc.stderr

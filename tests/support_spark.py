@@ -1,0 +1,241 @@
+"""A real Spark standalone cluster for the Spark tests: one master and two workers (1 core, 1 GiB
+each) on 127.0.0.1, started from pyspark's own ``bin/spark-class`` (the PyPI wheel has no
+``sbin/start-master.sh``, V25), once per test process and only when a test asks for it; stopped at
+the end of the session.
+
+``shared_cluster()`` starts it on first use (the contract suite's ``Impl.make`` has no access to
+fixtures); the ``spark_cluster`` fixture (tests/spark/conftest.py) hands the same cluster to tests.
+The process's SparkSession (``engine.backends.spark.connect``) is shared by every test that uses
+the cluster, so the JVM starts once.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+START_TIMEOUT = 90.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spark_class() -> Path:
+    import pyspark
+
+    return Path(pyspark.__file__).parent / "bin" / "spark-class"
+
+
+@dataclass
+class SparkCluster:
+    """A running standalone master with its workers."""
+
+    master_url: str
+    web_url: str
+    root: Path
+    processes: list[subprocess.Popen] = field(default_factory=list)
+
+    def workers_alive(self) -> int:
+        import json
+
+        try:
+            with urllib.request.urlopen(f"{self.web_url}/json/", timeout=2) as response:
+                state = json.load(response)
+        except OSError:
+            return 0
+        return sum(1 for w in state.get("workers", []) if w.get("state") == "ALIVE")
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                try:
+                    os.killpg(os.getpgid(process.pid), signal.SIGTERM)
+                except ProcessLookupError:
+                    continue
+        for process in self.processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(os.getpgid(process.pid), signal.SIGKILL)
+                process.wait(timeout=10)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def log_tail(self, lines: int = 20) -> str:
+        out = []
+        for log in sorted(self.root.glob("*.log")):
+            out.append(f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:]))
+        return "\n".join(out)
+
+
+def start_cluster(workers: int = 2) -> SparkCluster:
+    """Start a master and ``workers`` workers; wait until every worker has registered."""
+    root = Path(tempfile.mkdtemp(prefix="engine-spark-cluster-"))
+    port, web = free_port(), free_port()
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOG_DIR": str(root), "SPARK_WORKER_DIR": str(root / "work")}
+    env.pop("PYSPARK_SUBMIT_ARGS", None)
+    cluster = SparkCluster(f"spark://127.0.0.1:{port}", f"http://127.0.0.1:{web}", root)
+
+    def launch(name: str, *args: str) -> None:
+        log = open(root / f"{name}.log", "wb")  # noqa: SIM115 (closed with the process)
+        cluster.processes.append(
+            subprocess.Popen([str(spark_class()), *args], stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, preexec_fn=_die_with_parent)
+        )
+
+    launch("master", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port), "--webui-port", str(web))
+    for n in range(workers):
+        launch(
+            f"worker{n}", "org.apache.spark.deploy.worker.Worker", cluster.master_url,
+            "--host", "127.0.0.1", "--cores", "1", "--memory", "1g", "--webui-port", str(free_port()),
+            "--work-dir", str(root / f"work{n}"),
+        )  # fmt: skip
+    deadline = time.monotonic() + START_TIMEOUT
+    while cluster.workers_alive() < workers:
+        if time.monotonic() > deadline or any(p.poll() is not None for p in cluster.processes):
+            tail = cluster.log_tail()
+            cluster.stop()
+            raise RuntimeError(f"the Spark cluster did not start ({workers} workers wanted):\n{tail}")
+        time.sleep(0.5)
+    return cluster
+
+
+def _die_with_parent() -> None:
+    """SIGTERM this child when the test process dies, even by a signal that skips ``atexit``
+    (spark-class ends in ``exec java``, which keeps the setting)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+_cluster: SparkCluster | None = None
+
+
+def shared_cluster() -> SparkCluster:
+    """The test process's cluster, started on first use and stopped at exit."""
+    global _cluster
+    if _cluster is None:
+        _cluster = start_cluster()
+        atexit.register(stop_shared)
+    return _cluster
+
+
+def stop_shared() -> None:
+    global _cluster
+    if _cluster is not None:
+        try:
+            from engine.backends.spark import connect
+
+            connect.stop()
+        finally:
+            _cluster.stop()
+            _cluster = None
+
+
+def cluster_settings():
+    """SparkSettings for the shared cluster (the session every cluster test reuses)."""
+    from engine.backends.spark.connect import SparkSettings
+
+    conf = {
+        "spark.executor.memory": "768m",
+        "spark.cores.max": "2",
+        "spark.sql.shuffle.partitions": "2",
+        "spark.driver.host": "127.0.0.1",  # the workers connect back to the driver on loopback
+        "spark.driver.bindAddress": "127.0.0.1",
+    }
+    return SparkSettings(shared_cluster().master_url, tuple(sorted(conf.items())))
+
+
+# --- comparing what two workspaces hold ------------------------------------------------------------
+
+
+def lake_tables(workspace_root: Path, schemas: tuple[str, ...] = ("offline", "training")) -> dict[str, list[dict]]:
+    """Every committed table of a workspace in ``schemas``, read through the lake's file lists with
+    pyarrow (neither backend): ``schema.name`` -> rows."""
+    import pyarrow.dataset as ds
+
+    from engine.backends.catalog import SqliteCatalog
+    from engine.backends.lake import Lake
+    from engine.state.workspace import Workspace
+
+    ws = Workspace(Path(workspace_root))
+    catalog = SqliteCatalog.open_read_only(ws.catalog)
+    try:
+        lake = Lake(ws.tables_dir, catalog, read_only=True)
+        out = {}
+        for relation in sorted(lake.committed()):
+            if relation.schema not in schemas:
+                continue
+            files = lake.files(relation)
+            schema = lake.schema(relation)
+            out[f"{relation.schema}.{relation.name}"] = ds.dataset(files, schema=schema, format="parquet").to_table().to_pylist() if files else []
+        return out
+    finally:
+        catalog.close()
+
+
+def _plain(value):
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+def _sort_key(row: dict) -> tuple:
+    import math
+
+    out = []
+    for name in sorted(row):
+        v = _plain(row[name])
+        if isinstance(v, float):
+            v = round(v, 6) if math.isfinite(v) else repr(v)
+        out.append((name, v is None, repr(v) if not isinstance(v, int | float) else v))
+    return tuple(out)
+
+
+def assert_same_rows(left: list[dict], right: list[dict], what: str, tolerance: float = 1e-9) -> None:
+    """The two row lists are equal as multisets: same columns, same values, floats within
+    ``tolerance`` (relative or absolute); integers and integral decimals compare as numbers."""
+    import math
+
+    assert len(left) == len(right), f"{what}: {len(left)} rows vs {len(right)}"
+    if not left:
+        return
+    assert set(left[0]) == set(right[0]), f"{what}: columns {sorted(left[0])} vs {sorted(right[0])}"
+    for a, b in zip(sorted(left, key=_sort_key), sorted(right, key=_sort_key)):
+        for name in a:
+            x, y = _plain(a[name]), _plain(b[name])
+            if isinstance(x, float) or isinstance(y, float):
+                if x is None or y is None:
+                    assert x is None and y is None, f"{what}.{name}: {x!r} vs {y!r}"
+                elif math.isnan(x) or math.isnan(y):
+                    assert math.isnan(x) and math.isnan(y), f"{what}.{name}: {x!r} vs {y!r}"
+                else:
+                    assert math.isclose(x, y, rel_tol=tolerance, abs_tol=tolerance), f"{what}.{name}: {x!r} vs {y!r} in {a}"
+            else:
+                assert x == y, f"{what}.{name}: {x!r} vs {y!r} in {a}"
+
+
+def model_metrics(workspace_root: Path) -> dict[str, dict]:
+    """model name -> metrics of its latest version, from the registry's manifests."""
+    import json
+
+    out = {}
+    for manifest in sorted(Path(workspace_root).glob("models/*/*/manifest.json")):
+        data = json.loads(manifest.read_text())
+        out[manifest.parent.parent.name] = data.get("metrics")
+    return out
