@@ -207,10 +207,15 @@ def _sort_key(row: dict) -> tuple:
     return tuple(out)
 
 
-def assert_same_rows(left: list[dict], right: list[dict], what: str, tolerance: float = 1e-9) -> None:
+def assert_same_rows(left: list[dict], right: list[dict], what: str, tolerance: float = 1e-9, *, nan_is_null: bool = False) -> None:
     """The two row lists are equal as multisets: same columns, same values, floats within
-    ``tolerance`` (relative or absolute); integers and integral decimals compare as numbers."""
+    ``tolerance`` (relative or absolute); integers and integral decimals compare as numbers.
+    ``nan_is_null``: a float NaN and a NULL count as the same missing value."""
     import math
+
+    if nan_is_null:
+        left = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()} for row in left]
+        right = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()} for row in right]
 
     assert len(left) == len(right), f"{what}: {len(left)} rows vs {len(right)}"
     if not left:

@@ -22,12 +22,20 @@ def _apply(root: Path, workspace: Path, backend: str, timeout: float = 600) -> N
     assert code == 0, f"{backend}: {out}\n{err}"
 
 
+def _by_model(tables: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """Training tables are named by model and training-data fingerprint (``training.<model>__<fp>``);
+    the fingerprint hashes the rows as stored, NaN or NULL, so they are compared by model."""
+    return {name.rsplit("__", 1)[0] if name.startswith("training.") else name: rows for name, rows in tables.items()}
+
+
 def _compare(duck: Path, spark: Path) -> None:
-    left, right = lake_tables(duck), lake_tables(spark)
+    left, right = _by_model(lake_tables(duck)), _by_model(lake_tables(spark))
     assert sorted(left) == sorted(right)
     assert left, "nothing was stored"
     for name in left:
-        assert_same_rows(left[name], right[name], name)
+        # Known difference (issue 9): training data hold NaN from DuckDB where Spark stores NULL;
+        # both are a missing value to every estimator.
+        assert_same_rows(left[name], right[name], name, nan_is_null=name.startswith("training."))
 
 
 @pytest.fixture(scope="module")
