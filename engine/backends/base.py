@@ -69,6 +69,24 @@ class ExpectationResult:
         return self.failed_rows == 0
 
 
+def stat_number(value: Any) -> int | float | None:
+    """A statistic as a JSON number: bools and Decimals converted, NaN and ±inf as None, anything
+    else (text, times) None. Shared by every backend's statistics."""
+    import math
+    from decimal import Decimal
+
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, Decimal | float):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    return None
+
+
 def json_safe(value: Any) -> Any:
     """A value as str/int/float/bool/None: times as ISO text, non-finite floats as 'NaN'/'Infinity'.
 

@@ -187,21 +187,7 @@ class TableOfflineStore:
             fault_point("inside_publish")
             if fg.online:
                 backend.create(online, LatestPerKey(staged, fg.primary_key, fg.event_time), replace=True)
-            version = FeatureGroupVersion(
-                name=fg.name,
-                version=fg.version,
-                offline_table=str(offline),
-                online_table=str(online) if fg.online else None,
-                primary_key=fg.primary_key,
-                event_time=fg.event_time,
-                columns=columns,
-                fitted=fitted,
-                stats=backend.statistics(staged),
-                row_count=rows,
-                fingerprint=fingerprint,
-                run_id=run_id,
-                published_at="",
-            )
+            version = _version_row(fg, columns, fitted, backend.statistics(staged), rows, fingerprint, run_id)
             metadata.upsert_feature_group(backend.catalog, version, rows if rows_written is None else rows_written)
         return version
 
@@ -244,23 +230,29 @@ class TableOfflineStore:
                 backend.create(online, LatestPerKey(offline, fg.primary_key, fg.event_time), replace=True)
             rows = old.row_count + new_rows
             stats = statistics.merge(old.stats or {}, backend.statistics(added), old.row_count, new_rows) if new_rows else old.stats
-            version = FeatureGroupVersion(
-                name=fg.name,
-                version=fg.version,
-                offline_table=str(offline),
-                online_table=str(online) if fg.online else None,
-                primary_key=fg.primary_key,
-                event_time=fg.event_time,
-                columns=columns,
-                fitted=fitted,
-                stats=stats if stats is not None else backend.statistics(offline),
-                row_count=rows,
-                fingerprint=fingerprint,
-                run_id=run_id,
-                published_at="",
-            )
+            version = _version_row(fg, columns, fitted, stats if stats is not None else backend.statistics(offline), rows, fingerprint, run_id)
             metadata.upsert_feature_group(backend.catalog, version, new_rows)
         return version
+
+
+def _version_row(fg: FeatureGroup, columns: dict[str, str], fitted: dict, stats: dict, rows: int, fingerprint: str, run_id: str) -> FeatureGroupVersion:
+    """The metadata row of a publication of ``fg`` (its tables named by ``offline_relation`` and
+    ``online_relation``)."""
+    return FeatureGroupVersion(
+        name=fg.name,
+        version=fg.version,
+        offline_table=str(offline_relation(fg.name, fg.version)),
+        online_table=str(online_relation(fg.name, fg.version)) if fg.online else None,
+        primary_key=fg.primary_key,
+        event_time=fg.event_time,
+        columns=columns,
+        fitted=fitted,
+        stats=stats,
+        row_count=rows,
+        fingerprint=fingerprint,
+        run_id=run_id,
+        published_at="",
+    )
 
 
 def check_compatible(backend: Backend, fg: FeatureGroup, new_columns: dict[str, str]) -> FeatureGroupVersion | None:

@@ -5,13 +5,12 @@ Identifiers go through ``quote_ident``; the result is JSON-safe (NaN and ±inf b
 
 from __future__ import annotations
 
-import math
 from datetime import date, datetime, time
-from decimal import Decimal
 from typing import Any
 
 from engine.sql.quote import quote_ident
 from engine.backends.duckdb.quality import column_types
+from engine.backends.base import stat_number
 
 _INTEGER = {
     "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
@@ -34,17 +33,7 @@ def _kind(sql_type: str) -> str:
     return "other"
 
 
-def _number(value: Any) -> int | float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int):
-        return value
-    if isinstance(value, Decimal | float):
-        value = float(value)
-        return value if math.isfinite(value) else None
-    return None
+_number = stat_number
 
 
 def _iso(value: Any) -> str | None:

@@ -5,13 +5,11 @@ as literals (never pasted into SQL text). Turning failures into errors is the ca
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from datetime import date, datetime, time
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from engine.backends.base import ExpectationResult, json_safe
+from engine.backends.base import ExpectationResult, json_safe, stat_number
 from engine.backends.spark.types import engine_type, is_float
 from engine.model.objects import Expectation, ExpectationKind
 from engine.sql.ops import KeyReport
@@ -179,17 +177,7 @@ def _kind(type_name: str) -> str:
     return "other"
 
 
-def _number(value: Any) -> int | float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int):
-        return value
-    if isinstance(value, Decimal | float):
-        value = float(value)
-        return value if math.isfinite(value) else None
-    return None
+_number = stat_number
 
 
 def statistics(df: "DataFrame") -> dict[str, dict[str, object]]:
