@@ -9,7 +9,7 @@ import dataclasses
 import hashlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
@@ -100,14 +100,16 @@ class DigestCache:
         self.entries: dict[str, list] = dict(entries or {})
         self.changed = False
 
-    def digest(self, path: Path) -> str:
+    def digest(self, path: Path, compute: "Callable[[Path], str] | None" = None, kind: str = "") -> str:
+        """``compute(path)`` (default: the SHA-256 of the bytes), cached per ``kind`` of digest."""
+        compute = compute or _sha256
         st = path.stat()
-        key = str(Path(path).resolve())
+        key = f"{kind}{Path(path).resolve()}"
         signature = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
         hit = self.entries.get(key)
         if hit is not None and hit[0] == signature:
             return hit[1]
-        value = _sha256(path)
+        value = compute(path)
         if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > self.RACY_NS:
             self.entries[key] = [signature, value]
             self.changed = True
@@ -132,22 +134,45 @@ def file_digest(path: Path) -> str:
     return _ACTIVE[-1].digest(path) if _ACTIVE else _sha256(path)
 
 
+def code_digest(path: Path) -> str:
+    """The digest of a Python file's code: its syntax tree without comments, formatting,
+    docstrings or line numbers, so only a change of what the code does changes it. A file that
+    does not parse is hashed byte for byte (importing it will report the error)."""
+    return _ACTIVE[-1].digest(path, _code_sha256, kind="code:") if _ACTIVE else _code_sha256(path)
+
+
+def _code_sha256(path: Path) -> str:
+    import ast
+
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except (SyntaxError, ValueError):
+        return _sha256(path)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and body:
+            first = body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return hashlib.sha256(ast.dump(tree, annotate_fields=False, include_attributes=False).encode()).hexdigest()
+
+
 def files_fingerprint(root: Path, files: tuple[Path, ...]) -> str:
     """Content hash of data files, keyed by their path relative to the project root."""
     return digest([(str(p.relative_to(root.resolve())), file_digest(p)) for p in sorted(files)])
 
 
 def python_package_fingerprint(root: Path, module: str) -> str:
-    """Hash of every ``.py`` file of the top-level package a Python reference lives in.
-
-    Editing a feature function re-runs the feature groups that use it.
+    """Hash of the code (``code_digest``) of every ``.py`` file of the top-level package a Python
+    reference lives in. Editing what a feature function does re-runs the feature groups and views
+    that use it; a comment, a docstring or reformatting does not.
     """
     top = module.split(".")[0]
     parts: list[tuple[str, str]] = []
     for base in (root, root / "src"):
         pkg, single = base / top, base / f"{top}.py"
         if pkg.is_dir():
-            parts += [(str(p.relative_to(base)), file_digest(p)) for p in sorted(pkg.rglob("*.py")) if "__pycache__" not in p.parts]
+            parts += [(str(p.relative_to(base)), code_digest(p)) for p in sorted(pkg.rglob("*.py")) if "__pycache__" not in p.parts]
         elif single.is_file():
-            parts.append((single.name, file_digest(single)))
+            parts.append((single.name, code_digest(single)))
     return digest(parts)
