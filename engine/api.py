@@ -108,7 +108,7 @@ def _repair_online_snapshot(checked: CheckedProject, ws, listener: Listener) -> 
     from engine.session import reading
     from engine.store.online import ensure_current
 
-    with reading(ws, registry=checked.project.registry) as stores:  # the caller holds the project lock: nothing else writes
+    with reading(ws, project=checked.project) as stores:  # the caller holds the project lock: nothing else writes
         repaired = ensure_current(stores, checked.project, ws, new_run_id())
     if repaired:
         listener(RunNotice(f"online snapshot: {repaired}"))
@@ -193,7 +193,7 @@ def recover(path: str | Path, *, workspace: str | Path | None = None) -> str:
     ws = workspace_of(checked, workspace)
     if not ws.exists():
         raise UsageError(f"no workspace at {ws.root}: nothing to recover")
-    with ProjectLock(ws), writing(ws, spill=False, registry=checked.project.registry) as stores:
+    with ProjectLock(ws), writing(ws, spill=False, project=checked.project) as stores:
         lake = stores.backend.lake
         problems = lake.problems()
         if problems:

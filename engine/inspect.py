@@ -26,7 +26,7 @@ def _open(path: str | Path, workspace: str | Path | None):
     from engine.session import reading
 
     checked = validate(path)
-    return checked, reading(workspace_of(checked, workspace), registry=checked.project.registry)
+    return checked, reading(workspace_of(checked, workspace), project=checked.project)
 
 
 def read_feature_group(
@@ -163,7 +163,7 @@ def gc(path: str | Path, *, workspace: str | Path | None = None, lock_timeout_s:
     ws = workspace_of(checked, workspace)
     if not ws.exists():
         raise UsageError(f"no workspace at {ws.root}: run `engine apply` first")
-    with ProjectLock(ws, timeout_s=lock_timeout_s), writing(ws, spill=False, registry=checked.project.registry) as stores:
+    with ProjectLock(ws, timeout_s=lock_timeout_s), writing(ws, spill=False, project=checked.project) as stores:
         removed = stores.registry.gc()
         removed += stores.backend.lake.vacuum(timedelta(seconds=checked.project.retention_seconds))
     return removed

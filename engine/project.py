@@ -39,16 +39,17 @@ def validate(path: str | Path, *, backend: str | None = None) -> CheckedProject:
     checked = check_project(project, spec.source_map)
     from engine.backends import selected
 
-    missing = capability_problems(project, _capabilities(backend), spec.source_map, selected(backend))
+    name = selected(backend, project.backend.kind)
+    missing = capability_problems(project, _capabilities(name), spec.source_map, name)
     if missing:
         raise SpecError(problems=missing)
     return checked
 
 
-def _capabilities(backend: str | None) -> "Capabilities":
-    from engine.backends import capabilities, selected
+def _capabilities(name: str) -> "Capabilities":
+    from engine.backends import capabilities
 
-    return capabilities(selected(backend))
+    return capabilities(name)
 
 
 def capability_problems(project: m.Project, caps: "Capabilities", smap: "SourceMap", name: str) -> list[Problem]:

@@ -16,7 +16,7 @@ from engine.errors import UsageError
 
 if TYPE_CHECKING:
     from engine.backends.base import Backend, Catalog
-    from engine.model.objects import RegistrySettings
+    from engine.model.objects import Project, RegistrySettings
     from engine.registry.base import ModelRegistry
     from engine.state.workspace import Workspace
     from engine.store.offline import TableOfflineStore
@@ -62,14 +62,15 @@ def open_backend(
     threads: int | None = None,
     spill: bool = True,
     backend: str | None = None,
+    project: "Project | None" = None,
 ) -> "Backend":
     """The workspace's backend, read-write (the caller holds the project lock): compute over the
     workspace's lake, with its catalog. ``backend`` None: ``$ENGINE_BACKEND`` (set by ``--backend``),
-    else DuckDB."""
+    else the spec's ``backend.kind``, else DuckDB; the spec's settings go to the backend it names."""
     from engine.backends.catalog import SqliteCatalog
     from engine.backends.lake import Lake
 
-    cls = load(selected(backend))
+    cls = load(_chosen(backend, project))
     workspace.check_format()
     catalog = SqliteCatalog.open(workspace.catalog)
     return cls.open(
@@ -79,12 +80,28 @@ def open_backend(
         memory_limit=memory_limit,
         threads=threads,
         temp_directory=workspace.tmp_dir if spill else None,
+        **_spec_options(cls.name, project),
     )
 
 
+def _chosen(backend: str | None, project: "Project | None") -> str:
+    return selected(backend, project.backend.kind if project is not None else None)
+
+
+def _spec_options(name: str, project: "Project | None") -> dict[str, object]:
+    """The spec's ``backend:`` settings, for the backend they were written for only."""
+    if project is None or project.backend.kind != name:
+        return {}
+    options = project.backend.options()
+    return {"spec_options": options} if options else {}
+
+
 @contextmanager
-def reading(workspace: "Workspace", *, backend: str | None = None, registry: "RegistrySettings | None" = None) -> Iterator[Stores]:
-    """Read-only stores over the workspace's last committed state; never blocked by an apply."""
+def reading(
+    workspace: "Workspace", *, backend: str | None = None, registry: "RegistrySettings | None" = None, project: "Project | None" = None
+) -> Iterator[Stores]:
+    """Read-only stores over the workspace's last committed state; never blocked by an apply.
+    ``project``: its ``registry:`` and ``backend:`` settings apply."""
     from engine.backends.catalog import SqliteCatalog
     from engine.backends.lake import Lake
 
@@ -92,9 +109,10 @@ def reading(workspace: "Workspace", *, backend: str | None = None, registry: "Re
     if not workspace.exists():
         raise UsageError(f"no workspace at {workspace.root}: run `engine apply` first")
     catalog = SqliteCatalog.open_read_only(workspace.catalog)
-    opened = load(selected(backend)).open(catalog, Lake(workspace.tables_dir, catalog, read_only=True))
+    cls = load(_chosen(backend, project))
+    opened = cls.open(catalog, Lake(workspace.tables_dir, catalog, read_only=True), **_spec_options(cls.name, project))
     try:
-        yield stores(opened, workspace, registry)
+        yield stores(opened, workspace, registry or (project.registry if project is not None else None))
     finally:
         opened.close()
 
@@ -113,10 +131,13 @@ def catalog_reading(workspace: "Workspace") -> Iterator["Catalog"]:
 
 
 @contextmanager
-def writing(workspace: "Workspace", *, run_id: str | None = None, registry: "RegistrySettings | None" = None, **kwargs) -> Iterator[Stores]:
+def writing(
+    workspace: "Workspace", *, run_id: str | None = None, registry: "RegistrySettings | None" = None, project: "Project | None" = None, **kwargs
+) -> Iterator[Stores]:
     """Read-write stores over the workspace (the caller holds the project lock); the lake stamps
-    its commits with ``run_id``."""
-    opened = open_backend(workspace, **kwargs)
+    its commits with ``run_id``. ``project``: its ``registry:`` and ``backend:`` settings apply."""
+    opened = open_backend(workspace, project=project, **kwargs)
+    registry = registry or (project.registry if project is not None else None)
     if opened.lake is not None:
         opened.lake.run_id = run_id
     try:

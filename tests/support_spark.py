@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -83,7 +84,7 @@ def start_cluster(workers: int = 2) -> SparkCluster:
     """Start a master and ``workers`` workers; wait until every worker has registered."""
     root = Path(tempfile.mkdtemp(prefix="engine-spark-cluster-"))
     port, web = free_port(), free_port()
-    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOG_DIR": str(root), "SPARK_WORKER_DIR": str(root / "work")}
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOG_DIR": str(root), "SPARK_WORKER_DIR": str(root / "work"), "PYSPARK_PYTHON": sys.executable}
     env.pop("PYSPARK_SUBMIT_ARGS", None)
     cluster = SparkCluster(f"spark://127.0.0.1:{port}", f"http://127.0.0.1:{web}", root)
 
@@ -165,6 +166,12 @@ def cluster_settings():
 def lake_tables(workspace_root: Path, schemas: tuple[str, ...] = ("offline", "training")) -> dict[str, list[dict]]:
     """Every committed table of a workspace in ``schemas``, read through the lake's file lists with
     pyarrow (neither backend): ``schema.name`` -> rows."""
+    return {name: table.to_pylist() for name, table in lake_arrow(workspace_root, schemas).items()}
+
+
+def lake_arrow(workspace_root: Path, schemas: tuple[str, ...] = ("offline", "training")) -> dict[str, "pyarrow.Table"]:
+    """``lake_tables`` as Arrow tables (for large tables: ``assert_same_tables``)."""
+    import pyarrow as pa
     import pyarrow.dataset as ds
 
     from engine.backends.catalog import SqliteCatalog
@@ -181,8 +188,36 @@ def lake_tables(workspace_root: Path, schemas: tuple[str, ...] = ("offline", "tr
                 continue
             files = lake.files(relation)
             schema = lake.schema(relation)
-            out[f"{relation.schema}.{relation.name}"] = ds.dataset(files, schema=schema, format="parquet").to_table().to_pylist() if files else []
+            out[f"{relation.schema}.{relation.name}"] = ds.dataset(files, schema=schema, format="parquet").to_table() if files else schema.empty_table()
         return out
+    finally:
+        catalog.close()
+
+
+def lake_types(workspace_root: Path, schemas: tuple[str, ...] = ("offline", "views")) -> dict[str, dict[str, str]]:
+    """The column types of every committed table in ``schemas``, as the lake records them (Arrow),
+    with representation-only differences folded (large_string is string; any UTC zone name is UTC)."""
+    import pyarrow as pa
+
+    from engine.backends.catalog import SqliteCatalog
+    from engine.backends.lake import Lake
+    from engine.state.workspace import Workspace
+
+    def name(t) -> str:
+        if pa.types.is_large_string(t):
+            return "string"
+        if pa.types.is_timestamp(t):
+            return f"timestamp[{t.unit}, {'UTC' if t.tz in ('UTC', 'Etc/UTC', '+00:00') else t.tz}]"
+        return str(t)
+
+    ws = Workspace(Path(workspace_root))
+    catalog = SqliteCatalog.open_read_only(ws.catalog)
+    try:
+        lake = Lake(ws.tables_dir, catalog, read_only=True)
+        return {
+            f"{r.schema}.{r.name}": {f.name: name(f.type) for f in lake.schema(r)}
+            for r in sorted(lake.committed()) if r.schema in schemas
+        }  # fmt: skip
     finally:
         catalog.close()
 
@@ -233,6 +268,44 @@ def assert_same_rows(left: list[dict], right: list[dict], what: str, tolerance: 
                     assert math.isclose(x, y, rel_tol=tolerance, abs_tol=tolerance), f"{what}.{name}: {x!r} vs {y!r} in {a}"
             else:
                 assert x == y, f"{what}.{name}: {x!r} vs {y!r} in {a}"
+
+
+def assert_same_tables(left: "pyarrow.Table", right: "pyarrow.Table", what: str, tolerance: float = 1e-9) -> None:
+    """``assert_same_rows`` for large tables, vectorised: equal as multisets, floats within
+    ``tolerance`` (relative or absolute), NaN equal to NaN, NULL to NULL; decimals compare as floats.
+    Rows are aligned by sorting on every column (floats rounded to 6 decimals)."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    assert left.num_rows == right.num_rows, f"{what}: {left.num_rows} rows vs {right.num_rows}"
+    assert sorted(left.column_names) == sorted(right.column_names), f"{what}: columns {sorted(left.column_names)} vs {sorted(right.column_names)}"
+
+    def frame(table: pa.Table) -> pd.DataFrame:
+        out = {}
+        for name in sorted(table.column_names):
+            column = table.column(name)
+            if pa.types.is_decimal(column.type) or pa.types.is_floating(column.type) or pa.types.is_integer(column.type):
+                out[name] = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+            else:
+                out[name] = column.to_pandas().astype(object).where(lambda c: c.notna(), None)
+        return pd.DataFrame(out)
+
+    a, b = frame(left), frame(right)
+    floats = [c for c in a.columns if a[c].dtype.kind == "f"]
+    keys = {c: (a[c].round(6), b[c].round(6)) if c in floats else (a[c].astype(str), b[c].astype(str)) for c in a.columns}
+    order_a = pd.DataFrame({c: k[0] for c, k in keys.items()}).sort_values(list(a.columns), na_position="first", kind="stable").index
+    order_b = pd.DataFrame({c: k[1] for c, k in keys.items()}).sort_values(list(a.columns), na_position="first", kind="stable").index
+    a, b = a.loc[order_a].reset_index(drop=True), b.loc[order_b].reset_index(drop=True)
+    for c in a.columns:
+        if c in floats:
+            x, y = a[c].to_numpy(dtype=float), b[c].to_numpy(dtype=float)
+            same = np.isclose(x, y, rtol=tolerance, atol=tolerance) | (np.isnan(x) & np.isnan(y))
+        else:
+            same = ((a[c] == b[c]) | (a[c].isna() & b[c].isna())).to_numpy()
+        if not same.all():
+            i = int(np.argmin(same))
+            raise AssertionError(f"{what}.{c}: {a[c].iloc[i]!r} vs {b[c].iloc[i]!r} in row {a.iloc[i].to_dict()}")
 
 
 def model_metrics(workspace_root: Path) -> dict[str, dict]:

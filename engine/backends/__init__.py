@@ -24,11 +24,12 @@ BACKENDS: dict[str, str] = {
 ENVIRONMENT = "ENGINE_BACKEND"  # names the backend when neither the CLI nor the caller does
 
 
-def selected(name: str | None = None) -> str:
-    """The backend to use: ``name`` (``--backend``), else ``$ENGINE_BACKEND``, else DuckDB."""
+def selected(name: str | None = None, spec: str | None = None) -> str:
+    """The backend to use: ``name`` (``--backend``), else ``$ENGINE_BACKEND``, else ``spec`` (the
+    project's ``backend.kind``), else DuckDB."""
     import os
 
-    return name or os.environ.get(ENVIRONMENT) or DEFAULT
+    return name or os.environ.get(ENVIRONMENT) or spec or DEFAULT
 
 
 def load(name: str = DEFAULT) -> "type[Backend]":

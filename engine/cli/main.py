@@ -63,9 +63,7 @@ def validate(path: Path | None, project: Path | None, fmt: str, backend: str | N
         from engine import api
         from engine.cli.render import emit
 
-        from engine.backends import selected
-
-        checked = api.validate(locate(path, project).path, backend=selected(backend))
+        checked = api.validate(locate(path, project).path, backend=backend)
         p = checked.project
         counts = {"sources": len(p.sources), "feature_groups": len(p.feature_groups), "functions": len(p.functions), "feature_views": len(p.feature_views), "models": len(p.models), "inference": len(p.inference)}
         if fmt == "json":

@@ -39,7 +39,7 @@ BACKEND = click.option(
     default=None,
     callback=_backend,
     expose_value=True,
-    help="Compute backend (default: $ENGINE_BACKEND, else duckdb). spark needs `pip install 'engine[spark]'` and Java 17+.",
+    help="Compute backend (default: $ENGINE_BACKEND, else the spec's backend.kind, else duckdb). spark needs `pip install 'engine[spark]'` and Java 17+.",
 )
 SELECT = click.option("--select", "-s", multiple=True, help="Only this object and what it needs (repeatable).")
 

@@ -82,7 +82,7 @@ def build(checked: "CheckedProject", workspace, out: Path, *, monitoring_reports
         return "<h2>Lineage</h2><div class=\"dagbox\">" + dagmod.render(near, lambda n: _rel(page_of(n), depth), highlight=[node]) + "</div>"
 
     if workspace.exists():
-        with reading(workspace, registry=project.registry) as stores:
+        with reading(workspace, project=project) as stores:
             _write_objects(checked, stores, write, lineage_block)
     else:
         _write_objects(checked, None, write, lineage_block)

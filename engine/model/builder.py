@@ -68,6 +68,7 @@ class _Builder:
         views = {n: self.feature_view(n, d) for n, d in self.section("feature_views").items()}
         models = {n: self.model(n, d) for n, d in self.section("models").items()}
         inference = {n: self.inference(n, d) for n, d in self.section("inference").items()}
+        backend = self.backend_settings()
         self.problems.raise_if_any(SpecError)
         return m.Project(
             name=str(self.data.get("project", self.root.name)),
@@ -81,7 +82,18 @@ class _Builder:
             inference=inference,
             retention_seconds=duration_seconds((self.data.get("storage") or {}).get("retention", "7d")),
             registry=m.RegistrySettings(**(self.data.get("registry") or {})),
+            backend=backend,
         )
+
+    def backend_settings(self) -> m.BackendSettings:
+        d = self.data.get("backend") or {}
+        kind = d.get("kind")
+        if kind != "spark":
+            for key in ("master", "conf"):
+                if key in d:
+                    self.fail(("backend", key), f"backend.{key} is a Spark setting, but backend.kind is {kind}", "remove it, or set kind: spark")
+        conf = tuple(sorted((str(k), _conf_text(v)) for k, v in (d.get("conf") or {}).items()))
+        return m.BackendSettings(kind=kind, master=d.get("master"), conf=conf)
 
     def source(self, name: str, d: dict[str, Any]) -> m.Source:
         path = ("sources", name)
@@ -295,3 +307,8 @@ def build_project(data: dict[str, Any], source_map: SourceMap, root: Path, spec_
     """Typed project from a schema-valid document and the files it names (``engine.spec.resources``);
     raises SpecError with every problem found. Reads nothing itself."""
     return _Builder(data, source_map, root, spec_files, files or ProjectFiles()).build()
+
+
+def _conf_text(value: object) -> str:
+    """A Spark setting as Spark reads it: YAML ``true`` is ``"true"``, not Python's ``"True"``."""
+    return str(value).lower() if isinstance(value, bool) else str(value)

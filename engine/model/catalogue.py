@@ -127,6 +127,23 @@ def estimator_task(estimator: str) -> str | None:
     return entry["task"] if entry else None
 
 
+_TREE_LEARNERS = ("sklearn.ensemble.", "sklearn.tree.", "xgboost.")
+
+
+def input_dtype(estimator: str) -> str:
+    """The float type a model's input matrix has, in training and in every scoring path.
+
+    Tree learners split on float32 values: scikit-learn's trees and forests and XGBoost convert to
+    float32 themselves, and HistGradientBoosting is given float32 too, so that float features whose
+    last bits depend on the order a backend summed in (a windowed mean on DuckDB or on Spark) fall
+    in the same bins and give the same model. Other estimators see float64.
+
+    >>> input_dtype("sklearn.ensemble.HistGradientBoostingClassifier"), input_dtype("sklearn.linear_model.Ridge")
+    ('float32', 'float64')
+    """
+    return "float32" if estimator.startswith(_TREE_LEARNERS) else "float64"
+
+
 def supports_proba(estimator: str, params: Mapping[str, object] | None = None) -> bool:
     """Whether the estimator, built with ``params``, offers ``predict_proba``.
 

@@ -453,6 +453,20 @@ class RegistrySettings:
 
 
 @dataclass(frozen=True)
+class BackendSettings:
+    """``backend:`` in the spec: the compute backend, when neither ``--backend`` nor
+    ``$ENGINE_BACKEND`` names one; ``master`` and ``conf`` are Spark's (its environment overrides them)."""
+
+    kind: str | None = None  # None: not declared (DuckDB unless the command line or environment says otherwise)
+    master: str | None = None
+    conf: tuple[tuple[str, str], ...] = ()
+
+    def options(self) -> dict[str, object]:
+        """What the chosen backend's ``open`` takes from the spec (``spec_options``)."""
+        return {"master": self.master, "conf": dict(self.conf)} if self.kind == "spark" else {}
+
+
+@dataclass(frozen=True)
 class Project:
     """The whole typed spec."""
 
@@ -467,6 +481,7 @@ class Project:
     inference: dict[str, InferenceJob] = field(default_factory=dict)
     retention_seconds: int = 7 * 86_400  # storage.retention: how long replaced commits stay readable
     registry: RegistrySettings = field(default_factory=RegistrySettings)
+    backend: BackendSettings = field(default_factory=BackendSettings)
 
     def table_names(self) -> set[str]:
         """Names a SQL transform may read: sources and feature groups."""

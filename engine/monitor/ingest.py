@@ -69,7 +69,7 @@ def ingest(checked: "CheckedProject", ws, job: str, *, lock_timeout_s: float = 1
     name = log_group(job)
     fg = m.FeatureGroup(name=name, version=1, primary_key=KEY, transform=m.SqlTransform(sql="-- the serving log of inference:" + job), event_time="logged_at", online=False)
     run_id = run_id or _run_id()
-    with ProjectLock(ws, timeout_s=lock_timeout_s), writing(ws, run_id=run_id, spill=False, registry=checked.project.registry) as stores:
+    with ProjectLock(ws, timeout_s=lock_timeout_s), writing(ws, run_id=run_id, spill=False, project=checked.project) as stores:
         new = _frame(rows) if rows else None
         old = stores.offline.read(name, 1) if stores.offline.version(name, 1) is not None else None
         parts = [f for f in (old, new) if f is not None and len(f)]
@@ -96,7 +96,7 @@ def read_log(checked: "CheckedProject", ws, job: str, since=None) -> "pandas.Dat
     from engine.session import reading
 
     name = log_group(job)
-    with reading(ws, registry=checked.project.registry) as stores:
+    with reading(ws, project=checked.project) as stores:
         if stores.offline.version(name, 1) is None:
             return None
         frame = stores.offline.read(name, 1)

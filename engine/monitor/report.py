@@ -129,7 +129,7 @@ def _compare(checked: "CheckedProject", ws, served: str, log, t: Thresholds) -> 
     from engine.sql.ops import Relation
 
     ref = ModelRef.parse(served.split(":", 1)[1])
-    with reading(ws, registry=checked.project.registry) as stores:
+    with reading(ws, project=checked.project) as stores:
         mv = stores.registry.get(ref.name, ref.selector)
         train = stores.backend.frame(Relation.parse(mv.info.training_data.table))
     train = train[train["_split"] == "train"]

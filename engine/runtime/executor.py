@@ -70,7 +70,7 @@ def _execute(
 
     # Phase 1, unsandboxed: the engine's own queries read the source files (V3: the sandbox cannot
     # be lifted later, so this connection is closed before any user code runs).
-    with writing(workspace, run_id=run_id, registry=checked.project.registry, **resources) as stores:
+    with writing(workspace, run_id=run_id, project=checked.project, **resources) as stores:
         stores.backend.ensure_schemas()
         metadata.ensure_schema(stores.backend.catalog)
         interrupted = metadata.interrupted_runs(stores.backend.catalog)
@@ -87,7 +87,7 @@ def _execute(
     # Phase 2, sandboxed: user SQL and Python, publication, then the online snapshot.
     published = False
     if builds and not failure:
-        with writing(workspace, run_id=run_id, registry=checked.project.registry, sandboxed=True, **resources) as stores:
+        with writing(workspace, run_id=run_id, project=checked.project, sandboxed=True, **resources) as stores:
             ctx = RunContext(stores, checked, run_id, options, workspace)
             failure = _run_steps(ctx, builds, finish, listener)
             if not failure:
@@ -120,7 +120,7 @@ def _execute(
     result.steps.sort(key=lambda s: order.get(s.step_id, 0))
 
     try:
-        with writing(workspace, run_id=run_id, registry=checked.project.registry, spill=False, **resources) as stores:
+        with writing(workspace, run_id=run_id, project=checked.project, spill=False, **resources) as stores:
             if not published:
                 _repair_online(stores, checked, workspace, run_id, result, listener, failure)
             metadata.finish_run(stores.backend.catalog, run_id, "failed" if failure else "succeeded", result.as_dict())

@@ -54,10 +54,13 @@ class LoadedModel:
         return self.task == "classifier" and hasattr(self.estimator, "predict_proba")
 
     def predict_matrix(self, X) -> tuple[list, "Any | None"]:
-        """(predicted labels, class probabilities or None) for a float64 model matrix."""
+        """(predicted labels, class probabilities or None) for a model matrix, in the float type
+        the model was trained on (``input_dtype``: float32 for tree learners)."""
         import numpy as np
 
-        X = np.asarray(X, dtype=np.float64)
+        from engine.model.catalogue import input_dtype
+
+        X = np.asarray(X, dtype=np.float64).astype(input_dtype(self.info.estimator), copy=False)
         proba = None
         if self.has_proba:
             # One pass through the model: labels are the most probable class (for binary models

@@ -143,7 +143,7 @@ def materialise(
     ``spine_where`` (inference only) restricts the spine before the join; ``spine`` (new spine rows
     to append to the view) replaces the spine group's table, and may give no row.
     """
-    from engine.transforms.on_demand import apply_functions
+    from engine.transforms.on_demand import OnDemandFrames
 
     join, layout, _ = view_join(backend, fv, project, relation_of, spine=spine, spine_where=spine_where)
     join = dataclasses.replace(join, ordered=True)  # a staging table keeps spine order
@@ -151,10 +151,9 @@ def materialise(
     backend.drop(staging)
     backend.create(staging, join, timeout_s=timeout_s)
     if fv.on_demand:
-        frame = backend.frame(staging)
-        functions = [project.functions[name] for name in fv.on_demand]
-        frame = apply_functions(frame, functions, project.root)
-        backend.write(staging, frame, mode="replace")
+        # Row-wise: the backend runs them where the rows are (Spark: on the executors).
+        functions = OnDemandFrames([project.functions[name] for name in fv.on_demand], project.root, str(fv.id))
+        backend.map_frames(staging, staging, functions, functions.added())
     rows = backend.count(staging)
     if rows == 0 and spine is None:
         raise DataError(f"{fv.id}: the feature view has no rows (empty spine{' after the filter' if fv.filter else ''})")

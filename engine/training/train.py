@@ -81,7 +81,7 @@ def train_model(stores, model: m.Model, project: m.Project, *, run_id: str) -> T
     import numpy as np
 
     from engine.store.views import stored_layout
-    from engine.model.catalogue import estimator_task, supports_proba
+    from engine.model.catalogue import estimator_task, input_dtype, supports_proba
     from engine.training.estimators import build_estimator, fit, fit_label_mapping, resolve_class_weight
     from engine.training.metrics import compute_metrics, default_metrics
     from engine.transforms.model_dependent import fit_transforms
@@ -135,7 +135,8 @@ def train_model(stores, model: m.Model, project: m.Project, *, run_id: str) -> T
     params = dict(model.params)
     seed = model.split.seed
     estimator = build_estimator(model.estimator, params, seed=seed, class_weight=class_weight, model_name=model.name)
-    X = {split: transforms.transform(part).to_numpy(dtype=np.float64) for split, part in parts.items()}
+    dtype = input_dtype(model.estimator)  # the same in every scoring path (LoadedModel.predict_matrix)
+    X = {split: transforms.transform(part).to_numpy(dtype=np.float64).astype(dtype) for split, part in parts.items()}
     y = {split: encode(part, "training" if split == "train" else split) for split, part in parts.items()}
     eval_set = [(X["validation"], y["validation"])] if "validation" in X and model.estimator.startswith("xgboost.") else None
     warnings: list[str] = []

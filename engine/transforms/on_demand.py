@@ -59,6 +59,8 @@ def _purge_stale(top: str, base: Path) -> None:
 def import_function(root: Path, module: str, function: str, owner: str):
     """Import ``module:function`` from the project folder (and ``src/``), never from elsewhere first."""
     base = Path(root).resolve()
+    if not base.is_dir():  # a Spark executor on another machine: the package came with the job (pyFiles)
+        return _import_shipped(module, function, owner)
     for path in (str(base / "src"), str(base)):
         if path in sys.path:
             sys.path.remove(path)
@@ -78,6 +80,20 @@ def import_function(root: Path, module: str, function: str, owner: str):
     return fn
 
 
+def _import_shipped(module: str, function: str, owner: str):
+    try:
+        mod = importlib.import_module(module)
+    except Exception as exc:
+        raise ExecutionError(
+            f"{owner}: importing '{module}' failed on this worker: {type(exc).__name__}: {exc} "
+            "(ship the feature package with the job: spark.submit.pyFiles, see docs/spark.md)"
+        ) from exc
+    fn = getattr(mod, function, None)
+    if not callable(fn):
+        raise ExecutionError(f"{owner}: '{module}' has no function '{function}'")
+    return fn
+
+
 def user_frame(exc: BaseException, root: Path) -> str:
     """The innermost traceback frame inside the project, as `` (file:line)`` for messages."""
     root_s = str(Path(root).resolve())
@@ -87,28 +103,87 @@ def user_frame(exc: BaseException, root: Path) -> str:
     return ""
 
 
-def apply_functions(frame, functions: list[m.Function], root: Path):
+#: The engine type of each declared ``returns`` (what a backend stores the column as).
+RETURN_TYPES = {"int64": "BIGINT", "float64": "DOUBLE", "string": "VARCHAR", "bool": "BOOLEAN", "timestamp": "TIMESTAMPTZ"}
+
+
+def apply_functions(frame, functions: list[m.Function], root: Path, owner: str | None = None):
     """Add one column per function (named after it) to a pandas frame, vectorised.
 
     Each function is called with one pandas Series per declared input; it must return a Series
-    (or array) of the same length. The result is cast to the declared ``returns`` type.
+    (or array) of the same length. The result is cast to the declared ``returns`` type. A failure
+    is an ExecutionError naming ``owner`` (the feature view), the function and the first input row
+    that fails alone (found by bisection: the functions are row-wise, as online).
     """
     import pandas as pd
 
+    where = f"{owner}: " if owner else ""
     for fn_spec in functions:
         fn = import_function(root, fn_spec.module, fn_spec.function, str(fn_spec.id))
         missing = [c for c in fn_spec.inputs if c not in frame.columns]
         if missing:
-            raise ExecutionError(f"{fn_spec.id}: inputs {missing} are not columns of the feature view")
+            raise ExecutionError(f"{where}{fn_spec.id}: inputs {missing} are not columns of the feature view")
         try:
             result = fn(*[frame[c] for c in fn_spec.inputs])
         except Exception as exc:
-            raise ExecutionError(f"{fn_spec.id}: {fn_spec.module}:{fn_spec.function} raised {type(exc).__name__}: {exc}{user_frame(exc, root)}") from exc
+            row = first_failing_row(fn, frame[list(fn_spec.inputs)])
+            shown = f"; first failing input row: {_row_text(row)}" if row is not None else ""
+            raise ExecutionError(
+                f"{where}{fn_spec.id}: {fn_spec.module}:{fn_spec.function} raised {type(exc).__name__}: {exc}{user_frame(exc, root)}{shown}"
+            ) from exc
         values = pd.Series(result, index=frame.index) if not isinstance(result, pd.Series) else result.set_axis(frame.index)
         if len(values) != len(frame):
-            raise ExecutionError(f"{fn_spec.id}: returned {len(values)} values for {len(frame)} rows")
+            raise ExecutionError(f"{where}{fn_spec.id}: returned {len(values)} values for {len(frame)} rows")
         try:
             frame[fn_spec.name] = values.astype(_PANDAS_TYPES[fn_spec.returns])
         except (TypeError, ValueError) as exc:
-            raise ExecutionError(f"{fn_spec.id}: result is not {fn_spec.returns}: {exc}") from exc
+            raise ExecutionError(f"{where}{fn_spec.id}: result is not {fn_spec.returns}: {exc}") from exc
     return frame
+
+
+def first_failing_row(fn, inputs) -> dict | None:
+    """The first row of ``inputs`` (a pandas frame, one column per argument) on which ``fn`` raises
+    by itself; None when no single row does (the failure needs several rows). Bisection: a slice
+    holding a failing row fails, so about 2·log2(rows) calls."""
+
+    def fails(part) -> bool:
+        try:
+            fn(*[part[c] for c in part.columns])
+        except Exception:
+            return True
+        return False
+
+    lo, hi = 0, len(inputs)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if fails(inputs.iloc[lo:mid]):
+            hi = mid
+        else:
+            lo = mid
+    if hi - lo == 1 and fails(inputs.iloc[lo:hi]):
+        return {str(k): v for k, v in inputs.iloc[lo].items()}
+    return None
+
+
+def _row_text(row: dict) -> str:
+    text = "{" + ", ".join(f"{k}: {v!r}" if isinstance(v, str) else f"{k}: {v}" for k, v in row.items()) + "}"
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
+class OnDemandFrames:
+    """The view's on-demand functions as one row-wise frame function (``Backend.map_frames``): a
+    backend may call it on any slice of the rows, in any process that can import the project's
+    feature package. Holds names only, never function objects, so it travels to Spark executors."""
+
+    def __init__(self, functions: list[m.Function], root: Path, owner: str) -> None:
+        self.functions = [(f.name, f.module, f.function, tuple(f.inputs), f.returns) for f in functions]
+        self.root = str(root)
+        self.owner = owner
+
+    def added(self) -> dict[str, str]:
+        """The columns this adds, with their engine types."""
+        return {name: RETURN_TYPES[returns] for name, _, _, _, returns in self.functions}
+
+    def __call__(self, frame):
+        functions = [m.Function(name, module, function, inputs, returns) for name, module, function, inputs, returns in self.functions]
+        return apply_functions(frame, functions, Path(self.root), self.owner)

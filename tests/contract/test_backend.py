@@ -81,6 +81,16 @@ def test_pandas_round_trip_keeps_dtypes_and_converts_times_to_utc(backend) -> No
     assert rows(backend, staging("from_pandas"))[0]["t"] == ts(14 * 3600)
 
 
+def test_frame_gives_integers_and_booleans_with_nulls_as_pandas_nullable_types(backend) -> None:
+    """What a Python feature function receives is the same on every backend (no skew between
+    DuckDB and Spark): a NULL in an integer or boolean column is ``pd.NA`` in Int64/boolean, never a
+    float NaN or an object column; a column without NULLs stays numpy."""
+    put(backend, staging("nullable"), arrow({"i": [1, None], "b": [True, None], "j": [1, 2], "f": [0.5, None]}, {"i": "int", "b": "bool", "j": "int", "f": "float"}))
+    got = backend.frame(staging("nullable"))
+    assert [str(got[c].dtype) for c in ("i", "b", "j", "f")] == ["Int64", "boolean", "int64", "float64"]
+    assert got["i"].iloc[0] == 1 and got["i"].iloc[1] is pd.NA and got["b"].iloc[1] is pd.NA and math.isnan(got["f"].iloc[1])
+
+
 def test_pandas_frame_with_a_non_default_index_writes_its_rows_only(backend) -> None:
     frame = pd.DataFrame({"k": [1, 2, 3]}, index=[10, 20, 30]).iloc[[2, 0]]
     put(backend, staging("indexed"), frame)
@@ -111,6 +121,77 @@ def test_write_right_after_a_write_a_count_or_an_exists(backend) -> None:
     assert backend.exists(staging("second"))
     assert backend.append_new(staging("second"), arrow({"k": [3]}, {"k": "int"}), ["k"]) == 1
     assert backend.count(staging("second")) == 5
+
+
+# --- row-wise Python (on-demand features) ----------------------------------------------------------
+
+FRAME_FUNCTIONS = """
+import pandas as pd
+
+
+def doubled(x: pd.Series) -> pd.Series:
+    return x * 2
+
+
+def local_hour(t: pd.Series) -> pd.Series:
+    return t.dt.tz_convert("America/New_York").dt.hour  # needs UTC-aware times, as DuckDB gives them
+
+
+def label(x: pd.Series) -> pd.Series:
+    return x.map(lambda v: "big" if v >= 50 else "small")
+
+
+def fragile(x: pd.Series) -> pd.Series:
+    if (x == 73).any():
+        raise ValueError("73 is not allowed")
+    return x + 1
+"""
+
+
+def _frame_functions(tmp_path: Path, names: list[tuple[str, str, str]]):
+    """An ``OnDemandFrames`` over a package written in ``tmp_path`` (a package name unique to the
+    test): as a feature view's on-demand functions reach ``map_frames``."""
+    from engine.model.objects import Function
+    from engine.transforms.on_demand import OnDemandFrames
+
+    package = f"frames_{abs(hash(str(tmp_path))) % 10**8}"
+    (tmp_path / package).mkdir()
+    (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / package / "fns.py").write_text(FRAME_FUNCTIONS)
+    functions = [Function(name, f"{package}.fns", fn, (column,), returns) for name, fn, column, returns in names]
+    return OnDemandFrames(functions, tmp_path, "feature_view:v@1")
+
+
+def test_map_frames_adds_typed_columns_row_wise_keeping_rows_and_order(backend, tmp_path) -> None:
+    """The functions see pandas Series typed as offline (UTC-aware times) on every backend, and
+    their results come back as declared; a backend may slice the rows (Spark: per partition)."""
+    n = 400
+    source = staging("mapped_in")
+    put(backend, source, arrow({"k": list(range(n)), "x": [i % 100 for i in range(n)], "t": [ts(3600 * i) for i in range(n)]}, {"k": "int", "x": "int", "t": "time"}))
+    fn = _frame_functions(tmp_path, [("x2", "doubled", "x", "int64"), ("hour_ny", "local_hour", "t", "int64"), ("size", "label", "x", "string")])
+    assert backend.map_frames(source, source, fn, fn.added()) == n
+    types = backend.columns(source)
+    assert [types[c] for c in ("x2", "hour_ny", "size")] == ["BIGINT", "BIGINT", "VARCHAR"]
+    got = rows(backend, source)
+    assert [r["k"] for r in got] == list(range(n))
+    for r in got:
+        assert r["x2"] == 2 * r["x"] and r["size"] == ("big" if r["x"] >= 50 else "small")
+        assert r["hour_ny"] == pd.Timestamp(r["t"]).tz_convert("America/New_York").hour
+
+
+def test_map_frames_failure_names_the_view_the_function_and_the_first_failing_row(backend, tmp_path) -> None:
+    """Spark: the function fails on an executor; the driver gets the engine's message, not a trace."""
+    from engine.errors import ExecutionError
+
+    source = staging("mapped_bad")
+    put(backend, source, arrow({"k": list(range(200)), "x": list(range(200))}, {"k": "int", "x": "int"}))
+    fn = _frame_functions(tmp_path, [("x1", "fragile", "x", "int64")])
+    with pytest.raises(ExecutionError) as caught:
+        backend.map_frames(staging("mapped_out"), source, fn, fn.added())
+    message = str(caught.value)
+    assert message.startswith("feature_view:v@1: function:x1: ") and "fragile raised ValueError: 73 is not allowed" in message, message
+    assert "first failing input row: {x: 73}" in message, message
+    assert "Traceback" not in message and "PythonException" not in message
 
 
 # --- table management -----------------------------------------------------------------------------

@@ -11,8 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import ORDERS_CSV, TINY_SPEC, USERS_CSV, USERS_PY, run_engine, write
 from tests.support_spark import free_port
 
@@ -55,6 +53,49 @@ def test_validate_refuses_an_unknown_backend_with_usage_exit_2(tmp_path) -> None
     root = _project(tmp_path / "shop")
     code, out, err = run_engine("validate", str(root), "--backend", "sparky")
     assert code == 2 and "spark" in err
+
+
+def _with_backend(block: str) -> str:
+    return TINY_SPEC.replace("project: shop\n", f"project: shop\n{block}\n", 1).replace(
+        "orders_raw: {format: csv, path: data/orders.csv, timezone: America/New_York}",
+        "orders_raw: {format: csv, path: data/orders.csv, timezone: America/New_York, on_bad_rows: quarantine}",
+    )
+
+
+def test_the_spec_backend_key_chooses_spark_and_the_flag_and_environment_override_it(tmp_path) -> None:
+    """`backend: {kind: spark}` in the spec makes validate check Spark's capabilities (no JVM);
+    `--backend duckdb` and ENGINE_BACKEND=duckdb take precedence over it."""
+    root = _project(tmp_path / "shop", _with_backend("backend: {kind: spark, master: 'local[1]', conf: {spark.sql.shuffle.partitions: 3}}"))
+    code, out, err = run_engine("validate", str(root))
+    assert code == 3 and "the spark backend cannot quarantine bad rows" in err, out + err
+    assert run_engine("validate", str(root), "--backend", "duckdb")[0] == 0
+    assert run_engine("validate", str(root), env={"ENGINE_BACKEND": "duckdb"})[0] == 0
+    code, out, err = run_engine("apply", str(root))  # apply checks the same before anything runs
+    assert code == 3 and "the spark backend cannot quarantine bad rows" in err and "Applied" not in out + err, out + err
+    _no_traceback(out, err)
+
+
+def test_spark_settings_under_another_backend_kind_are_refused_positioned(tmp_path) -> None:
+    root = _project(tmp_path / "shop", TINY_SPEC.replace("project: shop\n", "project: shop\nbackend: {kind: duckdb, master: 'local[2]'}\n", 1))
+    code, out, err = run_engine("validate", str(root))
+    assert code == 3, out + err
+    assert "specs/shop.yaml:3:" in err and "backend.master" in err and "kind: spark" in err, err
+    root = _project(tmp_path / "shop2", TINY_SPEC.replace("project: shop\n", "project: shop\nbackend: {kind: spark, master: 'http://x'}\n", 1))
+    code, out, err = run_engine("validate", str(root))
+    assert code == 3 and "backend.master" in err, out + err
+
+
+def test_the_spec_master_is_used_and_the_environment_overrides_it(tmp_path) -> None:
+    """Where Spark runs comes from the spec's backend.master, unless ENGINE_SPARK_MASTER says
+    otherwise: each unreachable master is named by the exit-74 message (no JVM is started)."""
+    in_spec, in_env = f"spark://127.0.0.1:{free_port()}", f"spark://127.0.0.1:{free_port()}"
+    root = _project(tmp_path / "shop", TINY_SPEC.replace("project: shop\n", f"project: shop\nbackend: {{kind: spark, master: '{in_spec}'}}\n", 1))
+    env = {"ENGINE_BACKEND": "", "ENGINE_SPARK_MASTER": ""}
+    code, out, err = run_engine("apply", str(root), env=env, timeout=90)
+    assert code == 74 and in_spec in err, out + err
+    code, out, err = run_engine("apply", str(root), env={**env, "ENGINE_SPARK_MASTER": in_env}, timeout=90)
+    assert code == 74 and in_env in err and in_spec not in err, out + err
+    _no_traceback(out, err)
 
 
 # --- failures (issue 9, bad input) ---------------------------------------------------------------------
@@ -124,6 +165,42 @@ def test_a_failing_feature_function_exits_5_naming_the_function_and_the_group(tm
     assert code == 5, out + err
     assert "feature_group:users@1" in err and "user_features" in err and "signup_year in the future" in err
     _no_traceback(out, err)
+
+
+VIEW_SPEC = TINY_SPEC + """functions:
+  order_size: {python: shop_features.users:order_size, inputs: [amount], returns: string}
+feature_views:
+  spend:
+    spine: orders
+    features: [amount]
+    join:
+      - {feature_group: user_spend, on: [user_id]}
+    on_demand: [order_size]
+"""
+
+ORDER_SIZE_PY = USERS_PY + """
+
+def order_size(amount):
+    if (amount == 20.0).any():
+        raise ValueError("cannot size an order of 20")
+    return amount.map(lambda a: "big" if a >= 5 else "small")
+"""
+
+
+def test_an_on_demand_function_failing_on_an_executor_exits_5_naming_view_function_and_row(tmp_path) -> None:
+    """The same function the online path calls runs on Spark's executors (mapInArrow); its failure
+    there is exit 5 naming the view, the function and the first input row that fails, with the
+    worker's trace kept out of the terminal."""
+    spec = VIEW_SPEC.replace("project: shop\n", "project: shop\nbackend: {kind: spark, master: 'local[1]'}\n", 1)
+    root = _project(tmp_path / "shop", spec, users_py=ORDER_SIZE_PY)
+    # Spark and its master come from the spec alone here.
+    code, out, err = run_engine("apply", str(root), env={"ENGINE_BACKEND": "", "ENGINE_SPARK_MASTER": ""}, timeout=300)
+    assert code == 5, out + err
+    assert "feature_view:spend@1" in err and "function:order_size" in err and "cannot size an order of 20" in err, err
+    assert "first failing input row: {amount: 20.0}" in err, err
+    _no_traceback(out, err)
+    assert "PythonException" not in out + err and "[[engine-error]]" not in out + err
+    assert "TaskSetManager" in (root / ".engine" / "logs" / "spark.log").read_text()  # the trace went to the log
 
 
 def test_validate_for_spark_imports_no_pyspark(tmp_path) -> None:

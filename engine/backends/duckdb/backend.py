@@ -323,6 +323,10 @@ class DuckDBBackend(LakeTables):
         self.con.complete()  # a result left open by an earlier execute() would block con.sql
         return self.con.sql(f"SELECT * FROM ({self.compile(source)})").to_arrow_table()
 
+    def map_frames(self, target: Relation, source: Relation | ops.FeatureStoreOp, fn, added: Mapping[str, str]) -> int:
+        """One frame, in this process: DuckDB's rows are here already."""
+        return self.write(target, fn(self.frame(source)), mode="replace")
+
     def frame(self, source: Relation | ops.FeatureStoreOp) -> "pandas.DataFrame":
         return self.con.execute(self.compile(source)).df()
 

@@ -29,6 +29,7 @@ from engine.backends.spark import compile as plans
 from engine.backends.spark import connect, quality
 from engine.backends.spark.compile import ROW
 from engine.backends.spark.connect import SparkSettings, first_line
+from engine.backends.spark.frames import arrow_rows, utc
 from engine.backends.spark.sources import FORMATS
 from engine.errors import EngineError, ExecutionError, StorageIOError
 from engine.sql import ops
@@ -71,9 +72,14 @@ def _spark_errors(method: Callable) -> Callable:
             log.debug("Spark failed in %s", method.__name__, exc_info=True)
             if type(exc).__name__ in ("Py4JNetworkError", "Py4JError") or "SparkContext was shut down" in str(exc):
                 raise StorageIOError(f"the Spark session on {self.settings.master} stopped: {first_line(exc)}") from None
-            raise ExecutionError(f"Spark: {first_line(exc)}") from None
+            raise ExecutionError(f"Spark: {first_line(exc)}{_trace_hint()}") from None
 
     return wrapper
+
+
+def _trace_hint() -> str:
+    path = connect.log_path()
+    return f" (Spark's trace: {path})" if path else ""
 
 
 class SparkBackend:
@@ -118,13 +124,16 @@ class SparkBackend:
         threads: int | None = None,
         temp_directory: Path | None = None,
         settings: SparkSettings | None = None,
+        spec_options: Mapping[str, object] | None = None,
     ) -> "SparkBackend":
         """Spark over ``lake`` and ``catalog``; the session starts on first use (so plan, show and
-        a no-op apply never start a JVM). ``settings`` default to ``ENGINE_SPARK_MASTER`` /
-        ``ENGINE_SPARK_CONF``, else ``local[2]``; ``threads`` becomes ``local[threads]`` then."""
+        a no-op apply never start a JVM). ``settings`` default to the spec's ``backend: {master,
+        conf}`` (``spec_options``) under ``ENGINE_SPARK_MASTER`` / ``ENGINE_SPARK_CONF``, else
+        ``local[2]``; ``threads`` becomes ``local[threads]`` then."""
         connect.check_installed()  # exit 2 before any step runs, not as a step's failure
         if settings is None:
-            settings = SparkSettings.from_env()
+            options = spec_options or {}
+            settings = SparkSettings.from_env(options.get("master"), options.get("conf"))
             if threads and settings.master == connect.DEFAULT_MASTER:
                 settings = SparkSettings(f"local[{int(threads)}]", settings.conf)
         if memory_limit and not any(k == "spark.driver.memory" for k, _ in settings.conf):
@@ -137,7 +146,8 @@ class SparkBackend:
 
     @property
     def spark(self) -> "SparkSession":
-        return connect.session(self.settings)
+        log_file = str(self._scratch_parent.parent / "logs" / "spark.log") if self._scratch_parent is not None else None
+        return connect.session(self.settings, log_file)
 
     def ensure_schemas(self) -> None:
         """Nothing to create: relations are lake folders or staging entries."""
@@ -295,7 +305,7 @@ class SparkBackend:
         else:
             from pyspark.sql.pandas.types import to_arrow_schema
 
-            schema = to_arrow_schema(df.schema)
+            schema = to_arrow_schema(df.schema, timezone="UTC")
         schema = pa.schema([f.with_nullable(True) for f in schema]).remove_metadata()
         listing = [(str(f), pq.ParquetFile(f).metadata.num_rows, f.stat().st_size) for f in files]
         self.lake.commit_files(target, listing, schema, mode=mode)
@@ -424,7 +434,7 @@ class SparkBackend:
         folder of the lake table (then committed), or into a staging folder."""
         if not self._in_lake(target) and mode == "create" and target in self._staged:
             raise ExecutionError(f"the table {target} already exists")
-        table = _arrow_rows(rows, constants)
+        table = arrow_rows(rows, constants)
         if self._in_lake(target):
             self._commit_arrow(target, table, mode="append" if mode == "append" else "overwrite")
             return self.count(target)
@@ -467,13 +477,28 @@ class SparkBackend:
         return existing.unionByName(new.withColumn(ROW, F.col(ROW) + F.lit(shift)), allowMissingColumns=True)
 
     @_spark_errors
+    def map_frames(self, target: Relation, source: Relation | ops.FeatureStoreOp, fn: Callable, added: Mapping[str, str]) -> int:
+        """``fn`` over ``source`` on the executors (``mapInArrow``), stored as ``target``; a failure
+        inside ``fn`` is its own ExecutionError (exit 5), the worker's trace goes to the log."""
+        from engine.backends.spark.frames import engine_message, map_frames
+
+        try:
+            return self._store(target, map_frames(self.compile(source), fn, added))
+        except EngineError:
+            raise
+        except Exception as exc:
+            message = engine_message(exc)
+            if message is None:
+                raise
+            log.debug("a frame function failed on an executor", exc_info=True)
+            raise ExecutionError(f"{message}{_trace_hint()}") from None
+
+    @_spark_errors
     def append_new(self, target: Relation, rows: Any, keys: Sequence[str], *, constants: Sequence[Constant] = ()) -> int:
         """Append the rows whose ``keys`` are not in ``target`` yet; return how many (exactly once)."""
-        from pyspark.sql import functions as F
-
         if not keys:
             raise ExecutionError("an exactly-once append needs key columns")
-        new = self._read(self._write_arrow(_arrow_rows(rows, constants)))
+        new = self._read(self._write_arrow(arrow_rows(rows, constants)))
         if self.exists(target):
             old = self._table(target).select(*keys).distinct()
             new = new.join(old, on=[new[k] == old[k] for k in keys], how="left_anti")
@@ -522,10 +547,12 @@ class SparkBackend:
         df = self.compile(source)
         if ROW in df.columns:
             df = df.orderBy(ROW).drop(ROW)
-        return _utc(df.toArrow())
+        return utc(df.toArrow())
 
     def frame(self, source: Relation | ops.FeatureStoreOp) -> "pandas.DataFrame":
-        return self.fetch(source).to_pandas()
+        from engine.backends.spark.frames import to_pandas
+
+        return to_pandas(self.fetch(source))
 
     def at_version(self, relation: Relation, version: int) -> Relation:
         """A read-only relation holding ``relation``'s rows at a recorded lake version (``as_of``)."""
@@ -555,7 +582,7 @@ class SparkBackend:
         from pyspark.sql import functions as F
 
         df = self.compile(source)
-        row = _utc(df.agg(F.min(column), F.max(column), F.count(F.lit(1)) - F.count(F.col(column))).toArrow()).to_pylist()
+        row = utc(df.agg(F.min(column), F.max(column), F.count(F.lit(1)) - F.count(F.col(column))).toArrow()).to_pylist()
         if not row:
             return (None, None, 0)
         values = list(row[0].values())
@@ -645,7 +672,7 @@ def _parquet_schema(paths: Sequence[str], df: "DataFrame | None" = None) -> "pya
 
     if df is None:
         raise ExecutionError(f"no Parquet file in {', '.join(paths)}")
-    return to_arrow_schema(df.schema)
+    return to_arrow_schema(df.schema, timezone="UTC")
 
 
 def _without_row(schema: "pyarrow.Schema") -> "pyarrow.Schema":
@@ -658,81 +685,6 @@ def _file_rows(source: "Source", rows: int) -> tuple[tuple[str, int | None], ...
     if len(paths) == 1:
         return ((str(paths[0]), rows),)
     return tuple((str(p), None) for p in paths)
-
-
-def _arrow_rows(rows: Any, constants: Sequence[Constant] = ()) -> "pyarrow.Table":
-    """Driver rows (a pandas DataFrame or an Arrow table) as the Arrow table Spark and the lake
-    read alike: times as UTC microseconds, plain strings, constants as typed columns."""
-    import pandas as pd
-    import pyarrow as pa
-
-    if isinstance(rows, pd.DataFrame):
-        rows = pa.Table.from_pandas(rows.reset_index(drop=True), preserve_index=False)
-    if not isinstance(rows, pa.Table):
-        raise ExecutionError(f"cannot write {type(rows).__name__}: expected a pandas DataFrame or an Arrow table")
-    rows = rows.cast(pa.schema([_spark_field(f) for f in rows.schema]))
-    for c in constants:
-        rows = rows.append_column(c.name, pa.array([c.value] * rows.num_rows, _ARROW_TYPES.get(" ".join(c.type.upper().split()), pa.string())))
-    return rows
-
-
-def _arrow_type_table() -> dict:
-    import pyarrow as pa
-
-    return {
-        "VARCHAR": pa.string(), "TEXT": pa.string(), "BIGINT": pa.int64(), "INTEGER": pa.int32(), "INT": pa.int32(),
-        "DOUBLE": pa.float64(), "FLOAT": pa.float32(), "BOOLEAN": pa.bool_(), "DATE": pa.date32(),
-        "TIMESTAMPTZ": pa.timestamp("us", tz="UTC"), "TIMESTAMP WITH TIME ZONE": pa.timestamp("us", tz="UTC"),
-        "TIMESTAMP": pa.timestamp("us"),
-    }  # fmt: skip
-
-
-class _LazyTypes(dict):
-    def __missing__(self, key):
-        if not self:
-            self.update(_arrow_type_table())
-            if key in self:
-                return self[key]
-        raise KeyError(key)
-
-    def get(self, key, default=None):
-        try:
-            return self[key]
-        except KeyError:
-            return default
-
-
-_ARROW_TYPES = _LazyTypes()
-
-
-def _spark_field(field: "pyarrow.Field") -> "pyarrow.Field":
-    """An Arrow field as Spark takes it: large strings as strings, nanosecond or second times as
-    microseconds, naive times kept naive."""
-    import pyarrow as pa
-
-    t = field.type
-    if pa.types.is_large_string(t) or pa.types.is_string_view(t):
-        return field.with_type(pa.string())
-    if pa.types.is_timestamp(t) and (t.unit != "us" or t.tz not in (None, "UTC")):
-        return field.with_type(pa.timestamp("us", tz="UTC" if t.tz else None))
-    if pa.types.is_dictionary(t):
-        return field.with_type(t.value_type)
-    return field
-
-
-def _utc(table: "pyarrow.Table") -> "pyarrow.Table":
-    """Timestamp columns labelled UTC (Spark's instants), the way DuckDB returns TIMESTAMPTZ."""
-    import pyarrow as pa
-
-    fields = []
-    changed = False
-    for f in table.schema:
-        if pa.types.is_timestamp(f.type) and f.type.tz is not None and f.type.tz != "UTC":
-            fields.append(f.with_type(pa.timestamp(f.type.unit, tz="UTC")))
-            changed = True
-        else:
-            fields.append(f)
-    return table.cast(pa.schema(fields)) if changed else table
 
 
 def _spark_size(memory_limit: str) -> str:

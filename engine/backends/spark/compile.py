@@ -97,7 +97,6 @@ def point_in_time(op: ops.PointInTimeJoin, table: Table) -> "DataFrame":
     match older than the spine time minus the ttl. A spine row with a NULL key or time matches
     nothing. A group without an event time is a left join on its keys (one row per key).
     """
-    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     _check(op)

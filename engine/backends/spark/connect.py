@@ -12,6 +12,9 @@ import logging
 import os
 import shutil
 import socket
+import sys
+import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
@@ -55,9 +58,11 @@ class SparkSettings:
     conf: tuple[tuple[str, str], ...] = field(default=())
 
     @classmethod
-    def from_env(cls, master: str | None = None, conf: dict | None = None) -> "SparkSettings":
-        master = master or os.environ.get("ENGINE_SPARK_MASTER") or DEFAULT_MASTER
-        merged: dict[str, str] = {}
+    def from_env(cls, master: str | None = None, conf: Mapping[str, object] | None = None) -> "SparkSettings":
+        """The spec's ``master`` and ``conf`` (``backend:``), under the environment's:
+        ``ENGINE_SPARK_MASTER`` replaces the master, ``ENGINE_SPARK_CONF`` adds to and overrides conf."""
+        master = os.environ.get("ENGINE_SPARK_MASTER") or master or DEFAULT_MASTER
+        merged: dict[str, str] = {str(k): str(v) for k, v in (conf or {}).items()}
         text = os.environ.get("ENGINE_SPARK_CONF")
         if text:
             try:
@@ -67,11 +72,16 @@ class SparkSettings:
             if not isinstance(loaded, dict):
                 raise UsageError("ENGINE_SPARK_CONF must be a JSON object of Spark settings")
             merged.update({str(k): str(v) for k, v in loaded.items()})
-        merged.update({str(k): str(v) for k, v in (conf or {}).items()})
         return cls(master, tuple(sorted(merged.items())))
 
 
 _active: tuple[SparkSettings, "SparkSession"] | None = None
+_log_path: str | None = None
+
+
+def log_path() -> str | None:
+    """Where the running session's Spark log goes (None before a session started)."""
+    return _log_path
 
 
 def check_installed() -> None:
@@ -119,10 +129,12 @@ def check_reachable(master: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
     )
 
 
-def session(settings: SparkSettings) -> "SparkSession":
+def session(settings: SparkSettings, log_file: str | None = None) -> "SparkSession":
     """The process's SparkSession for ``settings``, started on first use (a different master stops
-    the previous one: one SparkContext per process)."""
-    global _active
+    the previous one: one SparkContext per process). Spark's own log (stack traces of failed tasks
+    included) goes to ``log_file`` (default: a file in the system's temp folder), never to the
+    terminal: the engine reports each failure itself, in one line (``log_path``)."""
+    global _active, _log_path
     if _active is not None and _active[0] == settings:
         return _active[1]
     check_installed()
@@ -135,9 +147,13 @@ def session(settings: SparkSettings) -> "SparkSession":
     if settings.master.startswith("local"):  # nothing outside this machine talks to a local driver
         conf.setdefault("spark.driver.bindAddress", "127.0.0.1")
         conf.setdefault("spark.driver.host", "127.0.0.1")
+        # Python workers (row-wise feature functions) run this interpreter, with its packages.
+        conf.setdefault("spark.pyspark.python", sys.executable)
     log4j = os.path.join(os.path.dirname(__file__), "log4j2.properties")
     driver_options = conf.get("spark.driver.extraJavaOptions", "")
-    conf["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{log4j} {driver_options}".strip()
+    _log_path = log_file or os.path.join(tempfile.gettempdir(), f"engine-spark-{os.getuid()}.log")
+    os.makedirs(os.path.dirname(_log_path), exist_ok=True)
+    conf["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{log4j} -Dengine.spark.log={_log_path} {driver_options}".strip()
     os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
     # PySpark logs every SQL error with its JVM stack trace to stderr; the engine reports the first
     # line itself and keeps the trace in its debug log.

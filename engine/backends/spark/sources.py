@@ -67,7 +67,8 @@ def read(spark: "SparkSession", source: Source) -> "DataFrame":
         if source.format == SourceFormat.JSONL:
             order = _json_key_order(source.resolved_paths[0])
             df = df.select(*sorted(df.columns, key=lambda c: order.get(c, len(order))))
-        df = df.select(*(F.col(f.name).cast("bigint").alias(f.name) if isinstance(f.dataType, T.IntegerType | T.ShortType | T.ByteType) else F.col(f.name) for f in df.schema.fields))
+        if source.format != SourceFormat.PARQUET:  # inferred integers are BIGINT, as DuckDB infers them; Parquet keeps its widths
+            df = df.select(*(F.col(f.name).cast("bigint").alias(f.name) if isinstance(f.dataType, T.IntegerType | T.ShortType | T.ByteType) else F.col(f.name) for f in df.schema.fields))
         df = _times_as_utc(spark, source, df, files)
         rows = df.count()
     except DataError:
