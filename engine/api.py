@@ -114,31 +114,34 @@ def _repair_online_snapshot(checked: CheckedProject, ws, listener: Listener) -> 
         listener(RunNotice(f"online snapshot: {repaired}"))
 
 
-def online_state(path: str | Path, *, workspace: str | Path | None = None):
-    """The online path as ``engine serve`` loads it: the current snapshot and the online jobs' models."""
+def online_state(path: str | Path, *, workspace: str | Path | None = None, allow_code_drift: bool = False):
+    """The online path as ``engine serve`` loads it: the current snapshot and the online jobs' models
+    (PlanError when a model was trained with other on-demand function code than is on disk, unless
+    ``allow_code_drift``)."""
     from engine.serving.online import load_state
     from engine.store.online import online_dir, read_current
 
     checked = validate(path)
     ws = workspace_of(checked, workspace)
     _, directory = read_current(online_dir(ws))
-    return load_state(checked.project, ws.root, directory)
+    return load_state(checked.project, ws.root, directory, allow_code_drift=allow_code_drift)
 
 
 def feature_vectors(path: str | Path, feature_view: str, rows: list[dict], *, workspace: str | Path | None = None, state=None) -> dict:
     """Online feature vectors for entity keys and request values: the latest row per joined
-    feature group and the on-demand features, computed by the same functions as offline."""
-    state = state or online_state(path, workspace=workspace)
+    feature group and the on-demand features, computed by the same functions as offline (the code
+    on disk: no model is involved, so a model's code drift does not stop a vector)."""
+    state = state or online_state(path, workspace=workspace, allow_code_drift=True)
     return _online_call(lambda: state.vector(feature_view, rows))
 
 
-def predict_online(path: str | Path, job: str, rows: list[dict], *, workspace: str | Path | None = None, state=None, from_text: bool = False) -> dict:
+def predict_online(path: str | Path, job: str, rows: list[dict], *, workspace: str | Path | None = None, state=None, from_text: bool = False, allow_code_drift: bool = False) -> dict:
     """Predictions of an online inference job for rows of keys and request values (no HTTP).
 
     ``from_text``: values are strings to parse (rows read from CSV)."""
     from engine.serving.online import MAX_ROWS
 
-    state = state or online_state(path, workspace=workspace)
+    state = state or online_state(path, workspace=workspace, allow_code_drift=allow_code_drift)
 
     def run() -> dict:
         endpoint = state.job(job)

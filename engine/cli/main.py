@@ -113,8 +113,9 @@ def plan(path: Path | None, project: Path | None, workspace: Path | None, select
 @click.option("--lock-timeout", type=float, default=0.0, show_default=True, help="Seconds to wait for another apply.")
 @click.option("--format", "fmt", type=FORMATS, default="text")
 @click.option("--log-format", "log_format", type=click.Choice(["text", "json"]), default="text", help="json: progress as one JSON object per line on stderr (no live display).")
+@click.option("--allow-code-drift", is_flag=True, help="Score with a pinned model version even if its on-demand functions' code on disk differs from the code it was trained with.")
 @BACKEND
-def apply(path: Path | None, project: Path | None, workspace: Path | None, select: tuple[str, ...], force: bool, full_refresh: bool, sql_timeout: float, memory_limit: str | None, threads: int | None, lock_timeout: float, fmt: str, log_format: str, backend: str | None) -> None:
+def apply(path: Path | None, project: Path | None, workspace: Path | None, select: tuple[str, ...], force: bool, full_refresh: bool, sql_timeout: float, memory_limit: str | None, threads: int | None, lock_timeout: float, fmt: str, log_format: str, allow_code_drift: bool, backend: str | None) -> None:
     """Run the plan: build features, train models, score batch and stream jobs.
 
     Shows each step as it finishes (rows, seconds) and the running one live; after Ctrl-C or a
@@ -137,7 +138,7 @@ def apply(path: Path | None, project: Path | None, workspace: Path | None, selec
                 apply_listener(event)
                 _display(event)
 
-        options = RunOptions(sql_timeout_s=sql_timeout, memory_limit=memory_limit, threads=threads)
+        options = RunOptions(sql_timeout_s=sql_timeout, memory_limit=memory_limit, threads=threads, allow_code_drift=allow_code_drift)
         try:
             with display:  # the plan arrives as a PlanMade event, made under the project lock
                 result = api.apply(where.path, workspace=where.workspace, select=select, force=force, full_refresh=full_refresh, options=options, lock_timeout_s=lock_timeout, listener=listener)

@@ -66,7 +66,8 @@ def _csv_text(rows: list, results: list[dict], classes: list[str]) -> str:
 @click.option("--port", type=int, default=8000, show_default=True)
 @click.option("--allow-remote", is_flag=True, help="Allow a non-loopback --host (the endpoint has no authentication).")
 @click.option("--log-format", "log_format", type=click.Choice(["text", "json"]), default="text", help="json: server logs as one JSON object per line on stderr (the access log is JSON either way).")
-def serve(path: Path | None, project: Path | None, workspace: Path | None, host: str, port: int, allow_remote: bool, log_format: str) -> None:
+@click.option("--allow-code-drift", is_flag=True, help="Run a model even if its on-demand functions' code on disk differs from the code it was trained with.")
+def serve(path: Path | None, project: Path | None, workspace: Path | None, host: str, port: int, allow_remote: bool, log_format: str, allow_code_drift: bool) -> None:
     """Serve online predictions over HTTP (docs at /docs); follows each new apply.
 
     Jobs with `monitoring:` log a sample of their requests for `engine monitor`."""
@@ -87,7 +88,7 @@ def serve(path: Path | None, project: Path | None, workspace: Path | None, host:
 
         root = workspace_of(checked, where.workspace).root
         try:
-            run(checked, root, host=host, port=port, allow_remote=allow_remote, prediction_log=for_project(checked, root), own_logging=log_format == "text")
+            run(checked, root, host=host, port=port, allow_remote=allow_remote, prediction_log=for_project(checked, root), own_logging=log_format == "text", allow_code_drift=allow_code_drift)
         except KeyboardInterrupt:
             if log_format != "json":
                 raise
@@ -106,7 +107,8 @@ def serve(path: Path | None, project: Path | None, workspace: Path | None, host:
 @click.option("--input", "input_file", default="-", show_default=True, help="Rows: JSON list, JSON lines or CSV; - for stdin.")
 @click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True, help="Output format.")
 @click.option("--output", "output", type=click.Path(path_type=Path), default=None, help="Write here instead of stdout.")
-def predict(args: tuple[str, ...], project: Path | None, workspace: Path | None, input_file: str, fmt: str, output: Path | None) -> None:
+@click.option("--allow-code-drift", is_flag=True, help="Run a model even if its on-demand functions' code on disk differs from the code it was trained with.")
+def predict(args: tuple[str, ...], project: Path | None, workspace: Path | None, input_file: str, fmt: str, output: Path | None, allow_code_drift: bool) -> None:
     """Score rows with an online inference job, without HTTP (same path as `engine serve`).
 
     With two arguments the first is the project (PATH); with one, it is JOB.
@@ -120,7 +122,7 @@ def predict(args: tuple[str, ...], project: Path | None, workspace: Path | None,
         where = locate(path, project, workspace)
         text = sys.stdin.read() if input_file == "-" else Path(input_file).read_text(encoding="utf-8")
         rows, from_text = _read_rows(text)
-        state = api.online_state(where.path, workspace=where.workspace)
+        state = api.online_state(where.path, workspace=where.workspace, allow_code_drift=allow_code_drift)
         result = api.predict_online(where.path, job, rows, state=state, from_text=from_text)
         if fmt == "json":
             rendered = json.dumps(result, indent=2) + "\n"

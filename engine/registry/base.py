@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import import_module
 from typing import Any, Protocol, runtime_checkable
@@ -82,6 +82,9 @@ class ModelManifest:
     artifact: Artifact | None = None
     created_at: str | None = None  # ISO 8601, UTC, seconds
     engine_version: str | None = None
+    # on-demand function name -> {"python": "module:function", "code": code digest of its package}:
+    # what scoring and serving compare with the code on disk (``engine.transforms.on_demand.code_drift``)
+    function_code: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @property
     def feature_view_ref(self) -> str:
@@ -114,6 +117,8 @@ class ModelManifest:
             "training_data": self.training_data.to_json(),
             "run_id": self.run_id,
         }
+        if self.function_code:
+            out["function_code"] = {name: dict(entry) for name, entry in self.function_code.items()}
         registry = {
             "name": self.name,
             "version": self.version,
@@ -158,6 +163,7 @@ class ModelManifest:
             artifact=Artifact.from_dict(artifact) if artifact is not None else None,
             created_at=data.get("created_at"),
             engine_version=data.get("engine_version"),
+            function_code=data.get("function_code") or {},
         )
 
 

@@ -16,6 +16,7 @@ class RunOptions:
     sql_timeout_s: float | None = 600.0
     memory_limit: str | None = None
     threads: int | None = None
+    allow_code_drift: bool = False  # score a pinned model version whose on-demand function code changed
 
 
 

@@ -240,6 +240,7 @@ def _scoring(ctx: "RunContext", ps: PlannedStep):
         sql_timeout_s=ctx.options.sql_timeout_s,
         view_fingerprints={ps.step.depends_on[0]: ps.step.view_fingerprint} if ps.step.view_fingerprint else {},
         relation_of=ctx.relation_of,
+        allow_code_drift=ctx.options.allow_code_drift,
     )
 
 

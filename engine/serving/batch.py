@@ -9,6 +9,7 @@ version check (M2) and building prediction rows. Must not train or touch HTTP.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +19,8 @@ from engine.errors import DataError, PlanError
 from engine.ids import ModelRef
 from engine.model import objects as m
 from engine.sql.ops import Relation, Scan, SpineFilter, TimeRange
+
+log = logging.getLogger("engine.serving")
 
 if TYPE_CHECKING:
     import pandas
@@ -39,6 +42,7 @@ class ScoringContext:
     sql_timeout_s: float | None
     view_fingerprints: Mapping[str, str]  # feature_view:name@version -> fingerprint
     relation_of: Callable[[str], Relation]
+    allow_code_drift: bool = False  # score although the on-demand functions' code changed since training
 
     @property
     def backend(self):
@@ -76,8 +80,9 @@ class Resolved:
 
 
 def resolve(ctx: ScoringContext, job: m.InferenceJob) -> Resolved:
-    """Load ``job.model`` from the registry; PlanError if its feature view version is not the project's (M2)."""
-    from engine.serving.scoring import load_model
+    """Load ``job.model`` from the registry; PlanError if its feature view version is not the
+    project's (M2), or if it was trained with other on-demand function code than is on disk."""
+    from engine.serving.scoring import check_code, load_model
 
     project = ctx.project
     loaded = load_model(ctx.stores.registry, ModelRef.parse(job.model))
@@ -91,6 +96,8 @@ def resolve(ctx: ScoringContext, job: m.InferenceJob) -> Resolved:
             f"defines feature_view:{fv_name}@{fv.version}; retrain the model (engine apply) or select a "
             f"version trained on @{fv.version}"
         )
+    for drift in check_code(loaded, project.root, allow=ctx.allow_code_drift, where=f"{job.id}: "):
+        log.warning("%s: %s scores with the code on disk (--allow-code-drift): %s differs from its training", job.id, loaded.ref, drift)
     return Resolved(loaded, fv, project.feature_groups[fv.spine])
 
 

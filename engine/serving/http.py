@@ -140,7 +140,7 @@ async def read_body(request, limit: int = MAX_BODY_BYTES, timeout_s: float = BOD
 
 
 def create_app(checked: "CheckedProject", workspace_root: Path, *, poll_s: float = 0.5, access_log: "logging.Logger | IO[str] | None" = None,
-               prediction_log=None):
+               prediction_log=None, allow_code_drift: bool = False):
     """The ASGI app of a checked project: loads the workspace's CURRENT snapshot and the online
     jobs' models, and follows each new snapshot (polled every ``poll_s`` seconds while serving).
 
@@ -157,7 +157,7 @@ def create_app(checked: "CheckedProject", workspace_root: Path, *, poll_s: float
     from fastapi.responses import HTMLResponse, JSONResponse, Response
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    holder = StateHolder(checked.project, Path(workspace_root), poll_s=poll_s)
+    holder = StateHolder(checked.project, Path(workspace_root), poll_s=poll_s, allow_code_drift=allow_code_drift)
     metrics = Metrics()
 
     @asynccontextmanager
@@ -518,11 +518,11 @@ def _engine_version() -> str:
 
 
 def serve(checked: "CheckedProject", workspace_root: Path, *, host: str = "127.0.0.1", port: int = 8000, allow_remote: bool = False,
-          prediction_log=None, own_logging: bool = True) -> None:
+          prediction_log=None, own_logging: bool = True, allow_code_drift: bool = False) -> None:
     """Run the HTTP endpoint of a checked project until interrupted (access log: JSON lines on
     stderr); ``prediction_log``: as for :func:`create_app`; ``own_logging``: as for :func:`uvicorn_server`."""
     check_host(host, allow_remote)
     log_level = os.environ.get("ENGINE_LOG_LEVEL", "info")
     access = sys.stderr if own_logging else logging.getLogger(ACCESS_LOGGER)  # JSON logs: through the caller's handlers
-    app = create_app(checked, workspace_root, access_log=access, prediction_log=prediction_log)
+    app = create_app(checked, workspace_root, access_log=access, prediction_log=prediction_log, allow_code_drift=allow_code_drift)
     uvicorn_server(app, host=host, port=port, log_level=log_level, own_logging=own_logging).run()

@@ -391,8 +391,12 @@ def _predict_rows(model, matrix: list[list[float]]) -> list[dict]:
         return out
 
 
-def load_state(project: m.Project, workspace_root: Path, snapshot_dir: Path) -> OnlineState:
-    """Load a snapshot and every online job's model (hash-verified); raise on any failure."""
+def load_state(project: m.Project, workspace_root: Path, snapshot_dir: Path, *, allow_code_drift: bool = False) -> OnlineState:
+    """Load a snapshot and every online job's model (hash-verified); raise on any failure, and
+    PlanError when a job's model was trained with other on-demand function code than is on disk
+    (``allow_code_drift``: log it and serve)."""
+    from engine.serving.scoring import check_code
+
     store = OnlineSnapshot.load(snapshot_dir)
     state = OnlineState(project, Path(workspace_root), store, {}, {})
     for job in sorted(project.inference.values(), key=lambda j: j.name):
@@ -403,7 +407,11 @@ def load_state(project: m.Project, workspace_root: Path, snapshot_dir: Path) -> 
             entry = resolve_entry(state.models_index, ref)
         except RequestError as exc:
             raise SpecError(f"{job.id}: {exc.message}") from None
-        state.jobs[job.name] = state._endpoint(ref.name, entry, job)
+        endpoint = state._endpoint(ref.name, entry, job)
+        if endpoint.conflict is None:
+            for drift in check_code(endpoint.model, project.root, allow=allow_code_drift, where=f"{job.id}: "):
+                log.warning("%s: %s serves with the code on disk (--allow-code-drift): %s differs from its training", job.id, endpoint.model.ref, drift)
+        state.jobs[job.name] = endpoint
     return state
 
 
@@ -414,12 +422,13 @@ class StateHolder:
     load (hash mismatch, missing file) is logged and skipped; the previous one keeps serving.
     """
 
-    def __init__(self, project: m.Project, workspace_root: Path, *, poll_s: float = 0.5):
+    def __init__(self, project: m.Project, workspace_root: Path, *, poll_s: float = 0.5, allow_code_drift: bool = False):
         self.project, self.workspace_root, self.poll_s = project, Path(workspace_root), poll_s
+        self.allow_code_drift = allow_code_drift
         self.online_root = online_dir(Workspace(self.workspace_root))
         self._seen = self._current_file()
         _, directory = read_current(self.online_root)
-        self.current: OnlineState = load_state(project, self.workspace_root, directory)
+        self.current: OnlineState = load_state(project, self.workspace_root, directory, allow_code_drift=allow_code_drift)
         self.last_error: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -438,7 +447,7 @@ class StateHolder:
         self._seen = seen
         try:
             snapshot_id, directory = read_current(self.online_root)
-            state = load_state(self.project, self.workspace_root, directory)
+            state = load_state(self.project, self.workspace_root, directory, allow_code_drift=self.allow_code_drift)
         except Exception as exc:  # noqa: BLE001 — any failure keeps the old state serving
             self.last_error = f"snapshot from {seen.decode(errors='replace').strip()} not loaded: {exc}"
             log.error("%s; still serving %s", self.last_error, self.current.snapshot_id)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pandas
 
     from engine.registry.base import ModelManifest, ModelVersion
@@ -100,6 +102,22 @@ class LoadedModel:
                 item["probabilities"] = {str(cls): float(proba[i, j]) for j, cls in enumerate(self.classes or [])}
             out.append(item)
         return out
+
+
+def check_code(model: LoadedModel, root: "Path", *, allow: bool, where: str = "") -> list[str]:
+    """PlanError (exit 3) when the on-demand functions ``model`` was trained with have other code
+    on disk now: scoring or serving it would compute its features differently from its training
+    data. With ``allow`` (``--allow-code-drift``) the drift is returned, to be reported, instead."""
+    from engine.errors import PlanError
+    from engine.transforms.on_demand import code_drift
+
+    drift = code_drift(model.info.function_code, root)
+    if drift and not allow:
+        raise PlanError(
+            f"{where}{model.ref} was trained with other code than is on disk now for {', '.join(drift)}: "
+            "retrain it (engine apply), or pass --allow-code-drift to run it with the code on disk"
+        )
+    return drift
 
 
 def load_model(registry, ref) -> LoadedModel:

@@ -85,6 +85,7 @@ def train_model(stores, model: m.Model, project: m.Project, *, run_id: str) -> T
     from engine.training.estimators import build_estimator, fit, fit_label_mapping, resolve_class_weight
     from engine.training.metrics import compute_metrics, default_metrics
     from engine.transforms.model_dependent import fit_transforms
+    from engine.transforms.on_demand import function_code
 
     fv = project.feature_views[model.feature_view]
     backend = stores.backend
@@ -184,6 +185,7 @@ def train_model(stores, model: m.Model, project: m.Project, *, run_id: str) -> T
         split=_split_dict(model.split),
         training_data=TrainingData(dataset_table, data_fingerprint, rows),
         run_id=run_id,
+        function_code=function_code(project.root, [project.functions[name] for name in fv.on_demand]),
     )
     version = registry.register(model.name, fingerprint, manifest.to_json(), estimator)
     _set_aliases(registry, model, version)

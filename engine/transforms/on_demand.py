@@ -9,6 +9,7 @@ import importlib
 import os
 import sys
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 
 from engine.errors import ExecutionError
@@ -101,6 +102,26 @@ def user_frame(exc: BaseException, root: Path) -> str:
         if frame.filename.startswith(root_s):
             return f" ({Path(frame.filename).relative_to(root_s)}:{frame.lineno})"
     return ""
+
+
+def function_code(root: Path, functions: list[m.Function]) -> dict[str, dict[str, str]]:
+    """What a model records of the on-demand functions it was trained with: each function's
+    reference and the code digest of its package (syntax trees: comments and formatting do not count)."""
+    from engine.compiler.fingerprint import python_package_fingerprint
+
+    return {f.name: {"python": f"{f.module}:{f.function}", "code": python_package_fingerprint(root, f.module)} for f in functions}
+
+
+def code_drift(recorded: "Mapping[str, Mapping[str, str]]", root: Path) -> list[str]:
+    """The recorded functions whose package code on disk differs from the recorded digest, as
+    ``function:NAME (module:function)``; empty when the code is the code a model was trained with."""
+    from engine.compiler.fingerprint import python_package_fingerprint
+
+    return [
+        f"function:{name} ({entry['python']})"
+        for name, entry in sorted(recorded.items())
+        if python_package_fingerprint(root, entry["python"].partition(":")[0]) != entry["code"]
+    ]
 
 
 #: The engine type of each declared ``returns`` (what a backend stores the column as).
