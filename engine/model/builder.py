@@ -288,6 +288,9 @@ class _Builder:
     def inference(self, name: str, d: dict[str, Any]) -> m.InferenceJob:
         output = d.get("output") or {}
         rng = d.get("range")
+        on_missing = d.get("on_missing") or "null"  # YAML null is the default, "null"
+        if "on_missing" in d and d["mode"] != "online":
+            self.fail(("inference", name, "on_missing"), f"on_missing applies to online jobs only, and inference:{name} is a {d['mode']} job", "remove it")
         return m.InferenceJob(
             name=name,
             mode=m.InferenceMode(d["mode"]),
@@ -300,6 +303,7 @@ class _Builder:
             request=tuple(d.get("request") or ()),
             description=d.get("description"),
             origin=m.Origin(("inference", name)),
+            on_missing=on_missing,
         )
 
 

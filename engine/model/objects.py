@@ -436,6 +436,7 @@ class InferenceJob:
     request: tuple[str, ...] = ()
     description: str | None = None
     origin: Origin = Origin(())
+    on_missing: str = "null"  # online: a row without stored features gets null, a prediction, or an error
 
     @property
     def id(self) -> ObjectId:

@@ -206,6 +206,7 @@ class Endpoint:
     service: FeatureVectorService | None
     fields: dict[str, InputField]
     conflict: str | None = None  # M2: set when the served view is not the one the model was trained on
+    on_missing: str = "null"  # the job's rule for a row whose entity has no stored features
 
     @property
     def feature_view(self) -> str:
@@ -284,7 +285,7 @@ class OnlineState:
         fields = dict(service.fields)
         if job is not None:
             fields = _job_fields(job, service)
-        return Endpoint(job.name if job else name, model, service, fields)
+        return Endpoint(job.name if job else name, model, service, fields, on_missing=job.on_missing if job else "null")
 
     def predict(self, ep: Endpoint, rows: list, *, from_text: bool = False) -> dict:
         """Validate, build vectors, transform and predict; the response body (without headers)."""
@@ -302,6 +303,11 @@ class OnlineState:
         preds = _predict_rows(ep.model, matrix)
         out = []
         for vr, pred in zip(vectors, preds):
+            if vr.missing and ep.on_missing != "predict":
+                # No stored features for the entity: no prediction (on_missing: null), or an error.
+                pred = {"prediction": None}
+                if ep.on_missing == "error":
+                    pred["error"] = f"no stored features for this row's keys in {', '.join(vr.missing)} (on_missing: error)"
             status = "error" if "error" in pred else ("missing" if vr.missing else "ok")
             item = {"status": status, **pred}
             if vr.missing:

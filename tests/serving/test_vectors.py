@@ -3,6 +3,8 @@ batch predictions at a spine time later than every feature row; unknown keys (H4
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 
 import numpy as np
@@ -74,7 +76,9 @@ def test_skew_online_vector_and_prediction_equal_offline(rides):
     offline, layout = _offline_rows(rides, spine)
     state, _, _ = _state(rides)
     for model_name in ("tips_xgb", "tips_logreg"):
-        ep = state.model(model_name)
+        # on_missing: predict scores unknown entities as batch scoring does (imputed features):
+        # then every online prediction equals the offline one.
+        ep = dataclasses.replace(state.model(model_name), on_missing="predict")
         assert list(ep.service.layout.features) == list(layout.features)
         rows = [{"driver_id": int(r.driver_id), "zone": r.zone, "distance_km": float(r.distance_km), "requested_at": LATER.isoformat()} for r in spine.itertuples()]
         online = state.predict(ep, rows)["predictions"]
@@ -87,6 +91,23 @@ def test_skew_online_vector_and_prediction_equal_offline(rides):
             assert pred["prediction"] == batch["prediction"].iloc[i]
             for cls, p in pred["probabilities"].items():
                 assert abs(p - batch[f"proba_{cls}"].iloc[i]) <= 1e-12
+        # The default, on_missing: null: the same predictions for known entities, none for unknown ones.
+        default = state.predict(state.model(model_name), rows)["predictions"]
+        assert any(p["status"] == "missing" for p in default)
+        for scored, pred in zip(online, default):
+            assert pred == ({"status": "missing", "prediction": None, "missing": scored["missing"]} if scored["status"] == "missing" else scored)
+
+
+def test_on_missing_error_makes_an_unknown_entity_an_error_row(rides):
+    """issue 11 item 7: on_missing: error — the row is an error naming the groups without a row."""
+    state, _, _ = _state(rides)
+    ep = dataclasses.replace(state.model("tips_xgb"), on_missing="error")
+    rows = [{"driver_id": 3, "zone": "north", "distance_km": 2.0, "requested_at": LATER.isoformat()},
+            {"driver_id": 4242, "zone": "west", "distance_km": 2.0, "requested_at": LATER.isoformat()}]
+    known, unknown = state.predict(ep, rows)["predictions"]
+    assert known["status"] == "ok" and known["prediction"] is not None
+    assert unknown["status"] == "error" and unknown["prediction"] is None and "probabilities" not in unknown
+    assert "no stored features for this row's keys in drivers, driver_stats" in unknown["error"]
 
 
 def test_unknown_keys_give_nulls_and_missing_never_another_row(rides):
