@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from datetime import datetime, timezone
@@ -25,15 +26,32 @@ from engine.model.objects import SplitKind
 
 CheckProblem = tuple[tuple[str | int, ...], str, str | None]
 
-CLASSIFIER_METRICS: tuple[str, ...] = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
+CLASSIFIER_METRICS: tuple[str, ...] = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "average_precision", "brier")
 REGRESSOR_METRICS: tuple[str, ...] = ("mae", "rmse", "r2")
-PROBA_METRICS: frozenset[str] = frozenset({"roc_auc", "log_loss"})
+PROBA_METRICS: frozenset[str] = frozenset({"roc_auc", "log_loss", "average_precision", "brier"})
+#: precision_at_K: the precision among the K test rows most likely positive (binary classifiers).
+PRECISION_AT_K = re.compile(r"^precision_at_([1-9][0-9]{0,8})$")
+
+
+def metric_kind(metric: str) -> str | None:
+    """'classifier', 'regressor', or None for an unknown metric name.
+
+    >>> metric_kind("precision_at_100"), metric_kind("rmse"), metric_kind("precision_at_0")
+    ('classifier', 'regressor', None)
+    """
+    if metric in CLASSIFIER_METRICS or PRECISION_AT_K.match(metric):
+        return "classifier"
+    return "regressor" if metric in REGRESSOR_METRICS else None
+
+
+def needs_proba(metric: str) -> bool:
+    return metric in PROBA_METRICS or bool(PRECISION_AT_K.match(metric))
 
 # Larger is better, except where False. The one table: training, the registry's ``best:<metric>``
 # and serving all read it.
 METRIC_HIGHER_IS_BETTER: dict[str, bool] = {
     "accuracy": True, "precision": True, "recall": True, "f1": True, "roc_auc": True, "r2": True,
-    "log_loss": False, "mae": False, "mse": False, "rmse": False, "brier_score": False,
+    "log_loss": False, "mae": False, "mse": False, "rmse": False, "brier": False, "average_precision": True,
 }  # fmt: skip
 
 
@@ -284,13 +302,14 @@ def check_metrics(estimator: str, metrics: Sequence[str], params: Mapping[str, o
     fitting = CLASSIFIER_METRICS if task == "classifier" else REGRESSOR_METRICS
     for i, metric in enumerate(metrics):
         where = ("metrics", i)
-        if metric not in CLASSIFIER_METRICS and metric not in REGRESSOR_METRICS:
+        kind = metric_kind(metric)
+        if kind is None:
             problems.append((where, f"unknown metric {metric!r}", did_you_mean(metric, list(fitting))))
-        elif metric not in fitting:
+        elif kind != task:
             other = "classifier" if task == "regressor" else "regressor"
             problems.append((where, f"{metric!r} is a {other} metric; {estimator} is a {task}",
                              "use one of: " + ", ".join(fitting)))
-        elif metric in PROBA_METRICS and not supports_proba(estimator, params):
+        elif needs_proba(metric) and not supports_proba(estimator, params):
             when = entry.get("predict_proba_when")
             hint = None
             if when:

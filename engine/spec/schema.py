@@ -308,6 +308,13 @@ def _explain(error: ValidationError, smap: SourceMap) -> list[Problem]:
     if kind == "pattern" and def_name in _PATTERN_MESSAGES:
         message, hint = _PATTERN_MESSAGES[def_name]
         return at_value(message.format(value=_show(instance)), hint)
+    if kind == "pattern" and len(path) >= 2 and path[-2] == "metrics" and isinstance(instance, str):
+        # The names are the schema's own alternatives (^(a|b|precision_at_[1-9]...)$).
+        names = [n for n in value.strip("^$()").split("|") if n.isidentifier()]
+        k = re.search(r"_([1-9][0-9]{0,8})$", instance)
+        if k:
+            names.append(f"precision_at_{k.group(1)}")
+        return at_value(f"unknown metric {_show(instance)}", did_you_mean(instance, names) or f"use one of: {', '.join(names)}, precision_at_K (K rows, e.g. precision_at_100)")
     if kind == "pattern" and def_name == "model" and "estimator" in path[-1:]:
         return at_value(f"invalid estimator {_show(instance)}", "use a sklearn.* or xgboost.* class path, e.g. sklearn.linear_model.LogisticRegression")
     if kind == "pattern":

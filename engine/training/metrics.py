@@ -7,7 +7,12 @@ Conventions, pinned by tests:
 
 - Binary classification: the positive class is the *larger* label (``True``, ``1``, ``"yes"`` over
   ``"no"``), i.e. the last entry of ``classes``; roc_auc uses the probability of that class.
-- Multiclass: precision, recall and f1 are **macro** averages; roc_auc is one-vs-rest macro.
+- Multiclass: precision, recall and f1 are **macro** averages; roc_auc and average_precision are
+  one-vs-rest macro; brier is the multi-class Brier score (mean over rows of the sum over classes
+  of the squared probability error; binary: sklearn's, on the positive class).
+- precision_at_K: the share of positives among the K rows with the highest positive-class
+  probability (ties: the earlier row first); binary only, and undefined when the split has fewer
+  than K rows.
 - A metric that is undefined on the data (roc_auc with one class in the test split, precision with
   no positive predictions, r2 on one row) is stored as ``None`` and explained in ``warnings``.
 """
@@ -18,7 +23,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from engine.model.catalogue import CLASSIFIER_METRICS, METRIC_HIGHER_IS_BETTER, PROBA_METRICS, REGRESSOR_METRICS  # noqa: F401 (re-exported)
+from engine.model.catalogue import CLASSIFIER_METRICS, METRIC_HIGHER_IS_BETTER, PRECISION_AT_K, PROBA_METRICS, REGRESSOR_METRICS, metric_kind  # noqa: F401 (re-exported)
 
 _HIGHER_IS_BETTER = {m: METRIC_HIGHER_IS_BETTER[m] for m in (*CLASSIFIER_METRICS, *REGRESSOR_METRICS)}  # the ones computed here
 
@@ -37,6 +42,8 @@ def higher_is_better(metric: str) -> bool:
     >>> higher_is_better("roc_auc"), higher_is_better("rmse")
     (True, False)
     """
+    if PRECISION_AT_K.match(metric):
+        return True
     if metric not in _HIGHER_IS_BETTER:
         raise ValueError(f"unknown metric {metric!r}")
     return _HIGHER_IS_BETTER[metric]
@@ -71,13 +78,12 @@ def compute_metrics(task: str, metrics: Sequence[str], y_true, y_pred, y_proba=N
     y_pred = np.asarray(y_pred)
     if len(y_true) == 0 or len(y_true) != len(y_pred):
         raise ValueError(f"need equal, non-zero lengths (got {len(y_true)} and {len(y_pred)})")
-    allowed = CLASSIFIER_METRICS if task == "classifier" else REGRESSOR_METRICS if task == "regressor" else None
-    if allowed is None:
+    if task not in ("classifier", "regressor"):
         raise ValueError(f"unknown task {task!r}")
     values: dict[str, float | None] = {}
     warnings: list[str] = []
     for metric in metrics:
-        if metric not in allowed:
+        if metric_kind(metric) != task:
             raise ValueError(f"metric {metric!r} does not apply to a {task}")
         if task == "classifier":
             value, why = _classifier_metric(metric, y_true, y_pred, y_proba, classes)
@@ -123,15 +129,33 @@ def _classifier_metric(metric, y_true, y_pred, y_proba, classes) -> tuple[float 
         raise ValueError(f"y_proba has {proba.shape[1]} columns for {len(labels)} classes")
     if metric == "log_loss":
         return skm.log_loss(y_true, proba, labels=labels), None
+    if metric == "brier":
+        if binary:
+            return skm.brier_score_loss(y_true == labels[-1], proba[:, -1]), None
+        onehot = (y_true[:, None] == np.asarray(labels, dtype=object)[None, :]).astype(float)
+        return float(np.mean(np.sum((proba - onehot) ** 2, axis=1))), None  # multi-class Brier (sum over classes)
+    if (at := PRECISION_AT_K.match(metric)) is not None:
+        k = int(at.group(1))
+        if not binary:
+            return None, "precision_at_K is defined for binary classifiers"
+        if k > len(y_true):
+            return None, f"the split has {len(y_true)} rows, fewer than K = {k}"
+        top = np.argsort(-proba[:, -1], kind="stable")[:k]  # ties: the earlier row first
+        return float(np.mean(y_true[top] == labels[-1])), None
     present = set(y_true.tolist())
     if len(present) < 2:
         return None, f"only one class ({_show(next(iter(present)))}) in the split"
     if binary:
         positive = proba[:, -1]
+        if metric == "average_precision":
+            return skm.average_precision_score(y_true == labels[-1], positive), None
         return skm.roc_auc_score(y_true == labels[-1], positive), None
     missing = [label for label in labels if label not in present]
     if missing:
         return None, "classes " + ", ".join(_show(m) for m in missing) + " do not occur in the split"
+    if metric == "average_precision":  # one-vs-rest, macro, as roc_auc
+        onehot = (y_true[:, None] == np.asarray(labels, dtype=object)[None, :]).astype(int)
+        return skm.average_precision_score(onehot, proba, average="macro"), None
     return skm.roc_auc_score(y_true, proba, multi_class="ovr", average="macro", labels=labels), None
 
 

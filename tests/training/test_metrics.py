@@ -129,5 +129,84 @@ def test_binary_metrics_match_sklearn_or_are_explained(rows):
             "f1": lambda: skm.f1_score(y_true, y_pred),
             "roc_auc": lambda: skm.roc_auc_score(y_true, p1),
             "log_loss": lambda: skm.log_loss(y_true, proba, labels=[0, 1]),
+            "average_precision": lambda: skm.average_precision_score(y_true, p1),
+            "brier": lambda: skm.brier_score_loss(y_true, p1),
         }[metric]()
         assert value == pytest.approx(expected)
+
+
+# --- average_precision, brier, precision_at_K (issue 11, item 5) ------------------------------------
+
+
+def _brute_average_precision(y: np.ndarray, score: np.ndarray) -> float:
+    """AP as the sum over thresholds of (recall step) x precision, thresholds at each distinct score."""
+    order = np.argsort(-score, kind="stable")
+    total = y.sum()
+    ap, previous_recall = 0.0, 0.0
+    for s in sorted(set(score.tolist()), reverse=True):
+        chosen = score >= s
+        tp = float(y[chosen].sum())
+        recall = tp / total
+        ap += (recall - previous_recall) * (tp / chosen.sum())
+        previous_recall = recall
+    assert len(order) == len(y)
+    return ap
+
+
+@settings(max_examples=80, deadline=None)
+@given(rows=st.lists(st.tuples(st.booleans(), st.integers(0, 20)), min_size=2, max_size=60), k=st.integers(1, 70))
+def test_average_precision_brier_and_precision_at_k_equal_brute_force(rows, k):
+    y = np.array([int(t) for t, _ in rows])
+    p1 = np.array([s / 20 for _, s in rows])
+    proba = np.column_stack([1 - p1, p1])
+    result = compute_metrics("classifier", ["average_precision", "brier", f"precision_at_{k}"], y, (p1 > 0.5).astype(int), proba)
+    assert math.isclose(result.values["brier"], float(np.mean((p1 - y) ** 2)), abs_tol=1e-12)
+    if k > len(y):
+        assert result.values[f"precision_at_{k}"] is None and any(f"fewer than K = {k}" in w for w in result.warnings)
+    else:
+        top = sorted(range(len(y)), key=lambda i: (-p1[i], i))[:k]
+        assert result.values[f"precision_at_{k}"] == pytest.approx(sum(y[i] for i in top) / k)
+    if y.min() == y.max():
+        assert result.values["average_precision"] is None
+    else:
+        assert result.values["average_precision"] == pytest.approx(_brute_average_precision(y, p1))
+
+
+def test_multiclass_average_precision_and_brier() -> None:
+    y = np.array([0, 1, 2, 2, 1, 0, 2])
+    proba = RNG.dirichlet([1, 1, 1], len(y))
+    result = compute_metrics("classifier", ["average_precision", "brier", "precision_at_3"], y, proba.argmax(1), proba)
+    onehot = np.eye(3)[y]
+    assert result.values["average_precision"] == pytest.approx(skm.average_precision_score(onehot, proba, average="macro"))
+    assert result.values["brier"] == pytest.approx(np.mean(np.sum((proba - onehot) ** 2, axis=1)))
+    assert result.values["precision_at_3"] is None and "binary" in result.warnings[0]
+
+
+def test_new_metrics_direction_and_spec_checks(tmp_path) -> None:
+    from engine.model.catalogue import check_metrics
+
+    assert higher_is_better("average_precision") and higher_is_better("precision_at_50") and not higher_is_better("brier")
+    assert check_metrics("xgboost.XGBClassifier", ["average_precision", "brier", "precision_at_100"]) == []
+    (where, message, hint), = check_metrics("sklearn.svm.SVC", ["precision_at_10"])
+    assert where == ("metrics", 0) and "needs predicted probabilities" in message and hint == "set probability: true in params"
+    (_, message, _), = check_metrics("sklearn.linear_model.Ridge", ["brier"])
+    assert "classifier metric" in message
+
+
+def test_an_unknown_metric_in_the_spec_is_exit_3_with_a_suggestion(tiny_project) -> None:
+    from tests.conftest import run_engine
+
+    spec = tiny_project / "specs" / "shop.yaml"
+    spec.write_text(spec.read_text() + """feature_views:
+  v:
+    spine: orders
+    label: amount
+    features: [user_id]
+models:
+  m:
+    feature_view: v
+    estimator: sklearn.linear_model.Ridge
+    metrics: [rmse, precison_at_10]
+""")
+    code, out, err = run_engine("validate", str(tiny_project))
+    assert code == 3 and "models.m.metrics[1]: unknown metric 'precison_at_10' (did you mean 'precision_at_10'?)" in err, err
