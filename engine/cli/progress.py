@@ -217,8 +217,9 @@ class ApplyDisplay:
             return
         self.running = None
         done, broken, not_started = self.published()
-        not_started += [s.step_id for s in run.steps if s.reason == "upstream failed" and s.step_id not in not_started]
-        for line in self.outcome_lines(done, broken, not_started, "failed", "failed", "Fix the error below, then apply again"):
+        not_started += [s.step_id for s in run.steps if s.reason.startswith("upstream failed") and s.step_id not in not_started]
+        then = "Fix the errors below, then apply again" if len(broken) > 1 else "Fix the error below, then apply again"
+        for line in self.outcome_lines(done, broken, not_started, "failed", "failed", then):
             self._say(line)
 
     def outcome_lines(self, done: list[str], broken: list[str], not_started: list[str], why: str, what: str, then: str) -> list[str]:

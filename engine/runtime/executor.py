@@ -59,12 +59,18 @@ def _execute(
     ingest = [s for s in plan.to_run if s.step.kind is StepKind.INGEST_SOURCE]
     builds = [s for s in plan.to_run if s.step.kind is not StepKind.INGEST_SOURCE]
     failure: EngineError | None = None
+    failures: list[EngineError] = []
+    blocked: dict[str, str] = {}  # step key -> the failed step it is downstream of
     resources = {"memory_limit": options.memory_limit, "threads": options.threads}
 
     def finish(
         ps: PlannedStep, status: StepStatus, started: float, rows: int | None = None, message: str | None = None, *, reason: str | None = None, **extra
     ) -> None:
         event = StepFinished(ps.step.key, status, reason or ps.reason.value, time.monotonic() - started, rows, message, **extra)
+        result.steps.append(event)
+        listener(event)
+
+    def skip(event: StepFinished) -> None:
         result.steps.append(event)
         listener(event)
 
@@ -82,15 +88,16 @@ def _execute(
         metadata.start_run(stores.backend.catalog, run_id)
         fault_point("after_plan")
         ctx = RunContext(stores, checked, run_id, options, workspace)
-        failure = _run_steps(ctx, ingest, finish, listener)
+        _run_steps(ctx, ingest, finish, skip, listener, failures, blocked)
 
     # Phase 2, sandboxed: user SQL and Python, publication, then the online snapshot.
     published = False
-    if builds and not failure:
+    stopped = any(isinstance(f, StorageIOError) for f in failures)
+    if builds and not stopped:
         with writing(workspace, run_id=run_id, project=checked.project, sandboxed=True, **resources) as stores:
             ctx = RunContext(stores, checked, run_id, options, workspace)
-            failure = _run_steps(ctx, builds, finish, listener)
-            if not failure:
+            _run_steps(ctx, builds, finish, skip, listener, failures, blocked)
+            if not failures:
                 from engine.store.online import publish_online_snapshot
 
                 # The online endpoint reads only snapshots, never the live database (V7, V21).
@@ -108,6 +115,8 @@ def _execute(
                     )
                     failure.__cause__ = exc
 
+    if failures and failure is None:
+        failure = _combined(failures, result)
     executed = {s.step_id for s in result.steps}
     for ps in plan.steps:
         if ps.step.key not in executed:
@@ -177,41 +186,80 @@ def _positioned(ctx: RunContext, ps: PlannedStep, exc: EngineError) -> EngineErr
     return positioned
 
 
-def _run_steps(ctx: RunContext, steps: list[PlannedStep], finish, listener) -> EngineError | None:
-    """Run steps in plan order; the first failure stops the run (nothing of it published)."""
+def _run_steps(ctx: RunContext, steps: list[PlannedStep], finish, skip, listener, failures: list[EngineError], blocked: dict[str, str]) -> None:
+    """Run steps in plan order. A failed step publishes nothing and its downstream steps are
+    skipped ("upstream failed: KEY"); steps that do not depend on it go on running, as dbt's
+    build does. A storage failure (a full disk) stops the run: nothing else can succeed.
+    ``failures`` and ``blocked`` (step key -> the failed step it waits on) collect across phases."""
     for ps in steps:
-        started = time.monotonic()
-        listener(StepStarted(ps.step.key, ps.reason.value))
-        try:
-            outcome = HANDLERS[ps.step.kind](ctx, ps)
-            finish(ps, StepStatus.RAN, started, outcome.rows, output=outcome.output, metrics=outcome.metrics, reason=outcome.reason)
-        except StorageIOError as exc:  # raised by a store or the registry with its own wording
-            err = exc if "previous state is intact" in exc.message else _step_storage_error(ctx, ps, exc)
-            finish(ps, StepStatus.FAILED, started, message=str(err))
-            return err
-        except (DataError, ExecutionError) as exc:
-            # A reader or a statement that failed because the disk did is not the data's or the
-            # SQL's fault: exit 74, never 4 blaming the source or 5 blaming the transform.
-            err = _step_storage_error(ctx, ps, _storage_cause(exc)) if is_storage_failure(exc) else _positioned(ctx, ps, exc)
-            finish(ps, StepStatus.FAILED, started, message=str(err))
-            return err
-        except EngineError as exc:
-            exc = _positioned(ctx, ps, exc)
-            finish(ps, StepStatus.FAILED, started, message=str(exc))
-            return exc
-        except Exception as exc:  # an engine error outside user SQL, e.g. a type error while merging
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            if first.endswith("Query interrupted"):  # the backend saw Ctrl-C during a query
-                from engine import interrupts
+        upstream = next((blocked[d] for d in (*ps.step.depends_on, *ps.step.after) if d in blocked), None)
+        if upstream is not None:
+            blocked[ps.step.key] = upstream
+            skip(StepFinished(ps.step.key, StepStatus.SKIPPED, f"upstream failed: {upstream}"))
+            continue
+        err = _run_step(ctx, ps, finish, listener)
+        if err is None:
+            continue
+        failures.append(err)
+        blocked[ps.step.key] = ps.step.key
+        if isinstance(err, StorageIOError):
+            return
 
-                interrupts.request()
-            if is_storage_failure(exc):
-                err = _step_storage_error(ctx, ps, _storage_cause(exc))
-            else:
-                err = ExecutionError(f"{ps.step.key}: {type(exc).__name__}: {first}")
-            finish(ps, StepStatus.FAILED, started, message=str(err))
-            return err
+
+def _run_step(ctx: RunContext, ps: PlannedStep, finish, listener) -> EngineError | None:
+    """Run one step; its error (named and positioned), or None."""
+    started = time.monotonic()
+    listener(StepStarted(ps.step.key, ps.reason.value))
+    try:
+        outcome = HANDLERS[ps.step.kind](ctx, ps)
+        finish(ps, StepStatus.RAN, started, outcome.rows, output=outcome.output, metrics=outcome.metrics, reason=outcome.reason)
+    except StorageIOError as exc:  # raised by a store or the registry with its own wording
+        err = exc if "previous state is intact" in exc.message else _step_storage_error(ctx, ps, exc)
+        finish(ps, StepStatus.FAILED, started, message=str(err))
+        return err
+    except (DataError, ExecutionError) as exc:
+        # A reader or a statement that failed because the disk did is not the data's or the
+        # SQL's fault: exit 74, never 4 blaming the source or 5 blaming the transform.
+        err = _step_storage_error(ctx, ps, _storage_cause(exc)) if is_storage_failure(exc) else _positioned(ctx, ps, exc)
+        finish(ps, StepStatus.FAILED, started, message=str(err))
+        return err
+    except EngineError as exc:
+        exc = _positioned(ctx, ps, exc)
+        finish(ps, StepStatus.FAILED, started, message=str(exc))
+        return exc
+    except Exception as exc:  # an engine error outside user SQL, e.g. a type error while merging
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        if first.endswith("Query interrupted"):  # the backend saw Ctrl-C during a query
+            from engine import interrupts
+
+            interrupts.request()
+        if is_storage_failure(exc):
+            err = _step_storage_error(ctx, ps, _storage_cause(exc))
+        else:
+            err = ExecutionError(f"{ps.step.key}: {type(exc).__name__}: {first}")
+        finish(ps, StepStatus.FAILED, started, message=str(err))
+        return err
     return None
+
+
+def _combined(failures: list[EngineError], result: RunResult) -> EngineError:
+    """The run's error: the one failure, or every failure in one message (the first one's class
+    and exit code), each with what was skipped because of it."""
+    skipped: dict[str, list[str]] = {}
+    for s in result.steps:
+        if s.status is StepStatus.SKIPPED and s.reason.startswith("upstream failed: "):
+            skipped.setdefault(s.reason.removeprefix("upstream failed: "), []).append(s.step_id)
+    if len(failures) == 1:
+        return failures[0]
+    lines = [f"{len(failures)} steps failed:"]
+    for err, key in zip(failures, [s.step_id for s in result.steps if s.status is StepStatus.FAILED]):
+        lines.append(f"  {err.message}")
+        if skipped.get(key):
+            lines.append(f"    skipped because of it: {', '.join(skipped[key])}")
+    first = failures[0]
+    combined = type(first)("\n".join(lines))
+    combined.__cause__ = first
+    return combined
 
 
 def _storage_message(workspace: Workspace, exc: BaseException) -> str:
