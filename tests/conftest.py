@@ -101,13 +101,17 @@ def user_features(users: pd.DataFrame) -> pd.DataFrame:
 """
 
 
-@pytest.fixture
-def tiny_project(tmp_path: Path) -> Path:
-    """A three-feature-group project (SQL, aggregation, Python) over two small CSV sources."""
-    root = tmp_path / "shop"
-    write(root, "specs/shop.yaml", TINY_SPEC)
+def make_shop(root: Path, spec: str = TINY_SPEC, users_py: str = USERS_PY) -> Path:
+    """The tiny project at ``root``, with its spec or its Python feature module replaced if given."""
+    write(root, "specs/shop.yaml", spec)
     write(root, "data/orders.csv", ORDERS_CSV)
     write(root, "data/users.csv", USERS_CSV)
     write(root, "shop_features/__init__.py", "")
-    write(root, "shop_features/users.py", USERS_PY)
+    write(root, "shop_features/users.py", users_py)
     return root
+
+
+@pytest.fixture
+def tiny_project(tmp_path: Path) -> Path:
+    """A three-feature-group project (SQL, aggregation, Python) over two small CSV sources."""
+    return make_shop(tmp_path / "shop")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import ORDERS_CSV, TINY_SPEC, USERS_CSV, run_engine, write
+from tests.conftest import TINY_SPEC, make_shop, run_engine
 
 FAILING_USERS = """
 import pandas as pd
@@ -19,12 +19,7 @@ def user_features(users: pd.DataFrame) -> pd.DataFrame:
 
 
 def _project(root: Path, spec: str = TINY_SPEC, users_py: str = FAILING_USERS) -> Path:
-    write(root, "specs/shop.yaml", spec)
-    write(root, "data/orders.csv", ORDERS_CSV)
-    write(root, "data/users.csv", USERS_CSV)
-    write(root, "shop_features/__init__.py", "")
-    write(root, "shop_features/users.py", users_py)
-    return root
+    return make_shop(root, spec, users_py)
 
 
 def _statuses(root: Path) -> dict[str, tuple[str, str]]:

@@ -11,19 +11,14 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import ORDERS_CSV, TINY_SPEC, USERS_CSV, USERS_PY, run_engine, write
+from tests.conftest import TINY_SPEC, USERS_PY, make_shop, run_engine
 from tests.support_spark import free_port
 
 LOCAL = {"ENGINE_SPARK_MASTER": "local[1]", "ENGINE_BACKEND": "spark"}
 
 
 def _project(root: Path, spec: str = TINY_SPEC, users_py: str = USERS_PY) -> Path:
-    write(root, "specs/shop.yaml", spec)
-    write(root, "data/orders.csv", ORDERS_CSV)
-    write(root, "data/users.csv", USERS_CSV)
-    write(root, "shop_features/__init__.py", "")
-    write(root, "shop_features/users.py", users_py)
-    return root
+    return make_shop(root, spec, users_py)
 
 
 def _no_traceback(out: str, err: str) -> None:
