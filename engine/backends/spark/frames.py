@@ -58,10 +58,10 @@ def map_frames(df: "DataFrame", fn: Callable, added: Mapping[str, str]) -> "Data
     from pyspark.sql import types as T
     from pyspark.sql.pandas.types import to_arrow_schema
 
-    from engine.backends.spark.types import spark_type_name
+    from engine.backends.spark.types import spark_type
 
     fields = [f for f in df.schema.fields if f.name not in added]
-    fields += [T.StructField(name, T._parse_datatype_string(spark_type_name(type_)), True) for name, type_ in added.items()]
+    fields += [T.StructField(name, spark_type(type_), True) for name, type_ in added.items()]
     schema = T.StructType(fields)
     return df.mapInArrow(ArrowFrameMap(fn, _utc_schema(to_arrow_schema(schema, timezone="UTC"))), schema)
 

@@ -76,3 +76,21 @@ def is_float(data_type: "DataType") -> bool:
     from pyspark.sql import types as T
 
     return isinstance(data_type, T.FloatType | T.DoubleType)
+
+
+def spark_type(engine_name: str) -> "DataType":
+    """The Spark type object for an engine type name, without parsing DDL on the JVM (so it works
+    on Spark Connect too) for the plain types; other types through Spark's DDL parser."""
+    from pyspark.sql import types as T
+
+    simple = {
+        "boolean": T.BooleanType, "tinyint": T.ByteType, "smallint": T.ShortType, "int": T.IntegerType,
+        "bigint": T.LongType, "float": T.FloatType, "double": T.DoubleType, "string": T.StringType,
+        "binary": T.BinaryType, "date": T.DateType, "timestamp": T.TimestampType, "timestamp_ntz": T.TimestampNTZType,
+    }  # fmt: skip
+    name = spark_type_name(engine_name)
+    if name in simple:
+        return simple[name]()
+    if match := re.match(r"^decimal\((\d+),(\d+)\)$", name):
+        return T.DecimalType(int(match.group(1)), int(match.group(2)))
+    return T._parse_datatype_string(name)
