@@ -289,6 +289,8 @@ class _Builder:
         output = d.get("output") or {}
         rng = d.get("range")
         on_missing = d.get("on_missing") or "null"  # YAML null is the default, "null"
+        if d["mode"] == "batch" and not rng:
+            self.fail(("inference", name), f"inference:{name} is a batch job without a range", 'add range: [start, end), e.g. range: ["2024-01-01", "2024-02-01"]', value=False)
         if "on_missing" in d and d["mode"] != "online":
             self.fail(("inference", name, "on_missing"), f"on_missing applies to online jobs only, and inference:{name} is a {d['mode']} job", "remove it")
         return m.InferenceJob(

@@ -59,3 +59,12 @@ def test_on_missing_on_a_batch_job_or_an_unknown_value_is_exit_3_positioned(ride
     spec.write_text(base.replace(JOB, JOB[:-1] + ", on_missing: skip}"))
     code, out, err = run_engine("validate", str(rides_copy))
     assert code == 3 and "inference.tip_api.on_missing" in err and "predict" in err, err
+
+
+def test_a_batch_job_without_a_range_is_refused_at_validate_positioned(rides_copy) -> None:
+    """Found by `engine validate`, before anything runs (it used to surface only when the job ran)."""
+    spec = rides_copy / "specs" / "rides.yaml"
+    spec.write_text(spec.read_text() + "  scores: {mode: batch, model: tips_xgb, output: {table: s}}\n")
+    code, out, err = run_engine("validate", str(rides_copy))
+    assert code == 3 and "specs/rides.yaml:" in err and "inference.scores: inference:scores is a batch job without a range" in err, err
+    assert "range: [start, end)" in err
