@@ -321,6 +321,13 @@ class Lake:
         if self.version(relation) is not None:
             self._table(relation, None)
         elif path.is_dir() and any(path.iterdir()) and not (path / "_delta_log").is_dir():
+            entries = list(path.iterdir())
+            if all(e.name.startswith("part-") for e in entries):
+                # Data files of a first write that a crash (SIGKILL) stopped before its commit:
+                # never committed, so no reader can see them; remove them and write again (I1).
+                for entry in entries:
+                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink(missing_ok=True)
+                return
             raise StorageIOError(f"{path} holds files that are not a Delta table the engine wrote; move them aside and apply again (nothing was changed)")
 
     def drop(self, relation: Relation) -> None:

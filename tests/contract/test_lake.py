@@ -115,3 +115,21 @@ def test_a_foreign_folder_is_never_written_over(lake_backend) -> None:
     with pytest.raises(StorageIOError, match="not a Delta table"):
         put(lake_backend, target, arrow({"k": [1]}, {"k": "int"}))
     assert [p.name for p in folder.iterdir()] == ["notes.txt"]
+
+
+def test_I1_data_files_of_a_first_write_killed_before_its_commit_are_cleared_foreign_files_refused(lake_backend) -> None:
+    """A SIGKILL between writing a first commit's files and committing leaves part-* files in a
+    table folder with no Delta log and no recorded version: nothing can read them, so the next
+    write clears them. Anything else in such a folder is not the engine's: refused (exit 74)."""
+    table = Relation("offline", "killed__v1")
+    folder = lake_backend.lake.path(table)
+    (folder / "part-0123456789abcdef0123456789abcdef").mkdir(parents=True)
+    (folder / "part-0123456789abcdef0123456789abcdef" / "part-00000.parquet").write_bytes(b"half-written")
+    assert put(lake_backend, table, arrow({"k": [1, 2]}, {"k": "int"})) == 2
+    assert rows(lake_backend, table) == [{"k": 1}, {"k": 2}]
+    foreign = Relation("offline", "foreign__v1")
+    (lake_backend.lake.path(foreign)).mkdir(parents=True)
+    (lake_backend.lake.path(foreign) / "notes.txt").write_text("mine")
+    with pytest.raises(StorageIOError, match="not a Delta table the engine wrote"):
+        put(lake_backend, foreign, arrow({"k": [1]}, {"k": "int"}))
+    assert (lake_backend.lake.path(foreign) / "notes.txt").read_text() == "mine"
