@@ -28,9 +28,21 @@ START_TIMEOUT = 90.0
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports on loopback. All sockets are held open until every port is picked,
+    so the kernel cannot hand the same port out twice (it did: a worker's web UI took the master's
+    and the readiness probe read the worker's HTML page)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def spark_class() -> Path:
@@ -54,7 +66,7 @@ class SparkCluster:
         try:
             with urllib.request.urlopen(f"{self.web_url}/json/", timeout=2) as response:
                 state = json.load(response)
-        except OSError:
+        except (OSError, ValueError):  # not up yet, or not the master's UI (then the start times out with the logs)
             return 0
         return sum(1 for w in state.get("workers", []) if w.get("state") == "ALIVE")
 
@@ -83,7 +95,7 @@ class SparkCluster:
 def start_cluster(workers: int = 2) -> SparkCluster:
     """Start a master and ``workers`` workers; wait until every worker has registered."""
     root = Path(tempfile.mkdtemp(prefix="engine-spark-cluster-"))
-    port, web = free_port(), free_port()
+    port, web, *worker_webs = free_ports(2 + workers)
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOG_DIR": str(root), "SPARK_WORKER_DIR": str(root / "work"), "PYSPARK_PYTHON": sys.executable}
     env.pop("PYSPARK_SUBMIT_ARGS", None)
     cluster = SparkCluster(f"spark://127.0.0.1:{port}", f"http://127.0.0.1:{web}", root)
@@ -98,7 +110,7 @@ def start_cluster(workers: int = 2) -> SparkCluster:
     for n in range(workers):
         launch(
             f"worker{n}", "org.apache.spark.deploy.worker.Worker", cluster.master_url,
-            "--host", "127.0.0.1", "--cores", "1", "--memory", "1g", "--webui-port", str(free_port()),
+            "--host", "127.0.0.1", "--cores", "1", "--memory", "1g", "--webui-port", str(worker_webs[n]),
             "--work-dir", str(root / f"work{n}"),
         )  # fmt: skip
     deadline = time.monotonic() + START_TIMEOUT
