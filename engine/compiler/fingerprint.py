@@ -90,29 +90,38 @@ def _sha256(path: Path) -> str:
 
 class DigestCache:
     """SHA-256 digests of files, reused while ``stat()`` says a file is unchanged (size, mtime,
-    ctime, inode): git's index trick, so an unchanged project does not re-read gigabytes of source
-    data on every plan. A file modified within ``RACY_NS`` of being hashed is never cached (git's
-    "racily clean" rule: a later write in the same clock tick would keep the same stat)."""
+    inode): git's index trick, so an unchanged project does not re-read gigabytes of source data on
+    every plan. A file modified within ``RACY_NS`` of being hashed is never cached (git's "racily
+    clean" rule: a later write in the same clock tick would keep the same stat).
+
+    The change time is left out, as Mercurial and DVC do (git's ``core.trustctime=false``): the
+    engine itself hard-links Parquet sources into the lake, which changes their ctime, so with it
+    every apply re-read every source it had just committed."""
 
     RACY_NS = 2_000_000_000
 
     def __init__(self, entries: dict[str, list] | None = None) -> None:
         self.entries: dict[str, list] = dict(entries or {})
         self.changed = False
+        # Racily new files, remembered for this process only: the plan and the ingest of one run
+        # see one digest per file (and read it once), but nothing unsafe is saved.
+        self._racy: dict[str, list] = {}
 
     def digest(self, path: Path, compute: "Callable[[Path], str] | None" = None, kind: str = "") -> str:
         """``compute(path)`` (default: the SHA-256 of the bytes), cached per ``kind`` of digest."""
         compute = compute or _sha256
         st = path.stat()
         key = f"{kind}{Path(path).resolve()}"
-        signature = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
-        hit = self.entries.get(key)
+        signature = [st.st_size, st.st_mtime_ns, st.st_ino]
+        hit = self.entries.get(key) or self._racy.get(key)
         if hit is not None and hit[0] == signature:
             return hit[1]
         value = compute(path)
-        if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > self.RACY_NS:
+        if time.time_ns() - st.st_mtime_ns > self.RACY_NS:
             self.entries[key] = [signature, value]
             self.changed = True
+        else:
+            self._racy[key] = [signature, value]
         return value
 
 

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from engine.compiler.fingerprint import DigestCache, cached
 from engine.state.workspace import Workspace
 
-_VERSION = 1
+_VERSION = 2  # 2: signatures without ctime
 
 
 def load(workspace: Workspace) -> DigestCache:

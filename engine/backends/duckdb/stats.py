@@ -40,17 +40,22 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if isinstance(value, datetime | date | time) else None
 
 
-def _measures(col: str, kind: str) -> list[tuple[str, str]]:
-    """(stat name, SQL aggregate) pairs for one column. Float NaNs count as missing, as in pandas."""
-    valid = f"{col} IS NOT NULL AND NOT isnan({col})" if kind == "float" else f"{col} IS NOT NULL"
-    flt = f" FILTER (WHERE {valid})"
+def _measures(col: str, kind: str, *, without_nan: bool = False) -> list[tuple[str, str]]:
+    """(stat name, SQL aggregate) pairs for one column. Float NaNs count as missing, as in pandas.
+
+    SQL aggregates skip NULLs by themselves, so the plain form needs no ``FILTER``: a ``FILTER`` per
+    aggregate made the one statistics query 3x slower (1.17 s against 0.40 s over 10M rows of five
+    columns). NaN is a value to them, though, so a float column that holds NaN (its ``nans`` count,
+    from the plain pass) is measured again with ``without_nan``.
+    """
+    flt = f" FILTER (WHERE NOT isnan({col}))" if without_nan else ""
     out = [
-        ("count", f"count(*){flt}"),
-        ("nulls", f"count(*) FILTER (WHERE {col} IS NULL)"),
+        ("count", f"count({col}){flt}"),
+        ("nulls", f"count(*) - count({col})"),
         ("distinct", f"approx_count_distinct({col}){flt}"),
     ]
     if kind == "float":
-        out.append(("nans", f"count(*) FILTER (WHERE isnan({col}))"))
+        out.append(("nans", f"count_if(isnan({col}))"))
     if kind in ("float", "numeric"):
         dbl = f"CAST({col} AS DOUBLE)"
         out += [
@@ -84,14 +89,22 @@ def _quantiles_sql(types: dict[str, str], relation: str) -> tuple[str, list[str]
     return f"SELECT {', '.join(exprs)} FROM {sample}", columns
 
 
-def stats_sql(types: dict[str, str]) -> tuple[str, list[tuple[str, str]]]:
-    """The select list of the one stats query and the (column, stat) each output position holds."""
+def stats_sql(types: dict[str, str], *, without_nan: bool = False) -> tuple[str, list[tuple[str, str]]]:
+    """The select list of one stats query and the (column, stat) each output position holds."""
     exprs, slots = [], []
     for name, sql_type in types.items():
-        for stat, expr in _measures(quote_ident(name), _kind(sql_type)):
+        for stat, expr in _measures(quote_ident(name), _kind(sql_type), without_nan=without_nan):
             exprs.append(expr)
             slots.append((name, stat))
     return ",\n  ".join(exprs), slots
+
+
+def _measure(con: Any, relation: str, types: dict[str, str], out: dict[str, dict], *, without_nan: bool = False) -> None:
+    select, slots = stats_sql(types, without_nan=without_nan)
+    row = con.execute(f"SELECT\n  {select}\nFROM {relation}").fetchone()
+    for (name, stat), value in zip(slots, row, strict=True):
+        temporal = _kind(types[name]) == "temporal" and stat in ("min", "max")
+        out[name][stat] = _iso(value) if temporal else _number(value)
 
 
 def compute_stats(con: Any, relation: str) -> dict[str, dict]:
@@ -109,12 +122,11 @@ def compute_stats(con: Any, relation: str) -> dict[str, dict]:
     types = column_types(con, relation)
     if not types:
         return {}
-    select, slots = stats_sql(types)
-    row = con.execute(f"SELECT\n  {select}\nFROM {relation}").fetchone()
     out: dict[str, dict] = {name: {"type": sql_type} for name, sql_type in types.items()}
-    for (name, stat), value in zip(slots, row, strict=True):
-        temporal = _kind(types[name]) == "temporal" and stat in ("min", "max")
-        out[name][stat] = _iso(value) if temporal else _number(value)
+    _measure(con, relation, types, out)
+    with_nan = {name: types[name] for name, stats in out.items() if stats.get("nans")}
+    if with_nan:  # the plain pass counted NaN as a value: measure those columns again without it
+        _measure(con, relation, with_nan, out, without_nan=True)
     quantiles = _quantiles_sql(types, relation)
     if quantiles is not None:
         sql, columns = quantiles

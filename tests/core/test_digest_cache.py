@@ -1,0 +1,64 @@
+"""The file-digest cache (``DigestCache``): when a file is read again and when its recorded digest
+is trusted. Counting the reads of a counting ``compute`` is the oracle."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+from engine.compiler.fingerprint import DigestCache
+
+OLD_NS = time.time_ns() - 3_600 * 1_000_000_000  # an hour ago: well outside the racy window
+
+
+class Counting:
+    def __init__(self) -> None:
+        self.reads: list[Path] = []
+
+    def __call__(self, path: Path) -> str:
+        self.reads.append(path)
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _old_file(path: Path, content: bytes) -> Path:
+    path.write_bytes(content)
+    os.utime(path, ns=(OLD_NS, OLD_NS))
+    return path
+
+
+def test_an_unchanged_file_is_read_once_even_after_the_engine_hard_links_it(tmp_path: Path) -> None:
+    data = _old_file(tmp_path / "a.parquet", b"rows")
+    cache, compute = DigestCache(), Counting()
+    first = cache.digest(data, compute)
+    os.link(data, tmp_path / "lake-copy.parquet")  # what committing a Parquet source in place does: ctime changes
+    again = DigestCache(cache.entries)  # the next run, from the saved entries
+    assert again.digest(data, compute) == first
+    assert compute.reads == [data] and cache.changed
+
+
+def test_a_changed_size_mtime_or_inode_is_read_again(tmp_path: Path) -> None:
+    data = _old_file(tmp_path / "a.csv", b"id\n1\n")
+    cache, compute = DigestCache(), Counting()
+    before = cache.digest(data, compute)
+    data.write_bytes(b"id\n2\n")  # same size, new mtime
+    os.utime(data, ns=(OLD_NS + 10, OLD_NS + 10))
+    changed = cache.digest(data, compute)
+    replacement = _old_file(tmp_path / "b.csv", b"id\n3\n")
+    os.utime(replacement, ns=(OLD_NS + 10, OLD_NS + 10))
+    os.replace(replacement, data)  # same size and mtime, another inode (a tool that writes and renames)
+    replaced = cache.digest(data, compute)
+    assert len({before, changed, replaced}) == 3
+    assert compute.reads == [data, data, data]
+
+
+def test_a_racily_new_file_is_reused_within_the_run_but_never_saved(tmp_path: Path) -> None:
+    data = tmp_path / "fresh.parquet"
+    data.write_bytes(b"just written")
+    cache, compute = DigestCache(), Counting()
+    assert cache.digest(data, compute) == cache.digest(data, compute)  # the plan and the ingest of one run
+    assert compute.reads == [data]
+    assert cache.entries == {} and not cache.changed  # a later write in the same clock tick could keep the stat
+    DigestCache(cache.entries).digest(data, compute)
+    assert compute.reads == [data, data]
