@@ -23,6 +23,7 @@ from engine.project import validate, workspace_of  # noqa: E402  (the first stag
 # The read side (engine.inspect), re-exported so ``api`` stays the one Python entry point.
 from engine.inspect import (  # noqa: E402
     check,
+    compare_models,
     gc,
     list_feature_groups,
     list_models,

@@ -133,6 +133,42 @@ def show_model(path: str | Path, name: str, *, version: str | int | None = None,
     return {**_model_summary(mv), "manifest": mv.manifest}
 
 
+def compare_models(path: str | Path, a: str, b: str, *, workspace: str | Path | None = None) -> dict:
+    """Two model versions side by side (``name@selector`` each; ``b`` may give only ``@selector``
+    for the same model): their summaries, every param with both values, every metric per split
+    with the difference ``b - a`` and which version is better by the metric's direction, and the
+    features each was trained on."""
+    from engine.ids import ModelRef
+    from engine.model.catalogue import higher_is_better
+
+    ref_a = ModelRef.parse(a)
+    ref_b = ModelRef.parse(f"{ref_a.name}{b}" if b.startswith("@") else b)
+    checked, opened = _open(path, workspace)
+    with opened as stores:
+        va = _resolve(checked, stores, ref_a.name, ref_a.selector)
+        vb = _resolve(checked, stores, ref_b.name, ref_b.selector)
+    pa, pb = va.info.params, vb.info.params
+    params = [{"name": k, "a": pa.get(k), "b": pb.get(k), "same": pa.get(k) == pb.get(k) and (k in pa) == (k in pb)} for k in sorted({*pa, *pb})]
+    metrics = []
+    for split in ("validation", "test"):
+        ma, mb = va.info.metrics.get(split) or {}, vb.info.metrics.get(split) or {}
+        for name in sorted({*ma, *mb}):
+            x, y = ma.get(name), mb.get(name)
+            delta = y - x if x is not None and y is not None else None
+            better = None
+            if delta is not None and delta != 0:
+                better = "b" if (delta > 0) == higher_is_better(name) else "a"
+            metrics.append({"split": split, "metric": name, "a": x, "b": y, "delta": delta, "better": better})
+    fa, fb = list(va.info.feature_columns), list(vb.info.feature_columns)
+    return {
+        "a": {**_model_summary(va), "feature_view_version": va.info.feature_view_version},
+        "b": {**_model_summary(vb), "feature_view_version": vb.info.feature_view_version},
+        "params": params,
+        "metrics": metrics,
+        "features": {"only_a": [f for f in fa if f not in fb], "only_b": [f for f in fb if f not in fa], "both": [f for f in fa if f in fb]},
+    }
+
+
 def check(path: str | Path, *, workspace: str | Path | None = None) -> list[str]:
     """Integrity problems of the workspace: a table whose recorded commit cannot be read (damaged
     or replaced by another tool), orphan or tampered model artifacts (G5, G6), and an online
@@ -185,6 +221,7 @@ def _model_summary(mv: "ModelVersion") -> dict:
         "version": mv.version,
         "aliases": list(mv.aliases),
         "estimator": info.estimator,
+        "params": dict(info.params),
         "feature_view": info.feature_view_ref,
         "metrics": dict(info.metrics),
         "training_rows": dict(info.training_data.rows),

@@ -294,6 +294,36 @@ def check_command(path: Path | None, project: Path | None, workspace: Path | Non
 
 
 @cli.command()
+@click.argument("args", nargs=-1, metavar="[PATH] MODEL@A MODEL@B")
+@PROJECT
+@WORKSPACE
+@click.option("--format", "fmt", type=FORMATS, default="text")
+def compare(args: tuple[str, ...], project: Path | None, workspace: Path | None, fmt: str) -> None:
+    """Two model versions side by side: params, metrics per split (b - a, and which is better) and features.
+
+    \b
+    A and B: name@version, name@alias, name@latest or name@best:<metric>; B may be just @selector.
+    engine compare examples/flights delay_xgb@production delay_xgb@latest
+    engine compare delay_xgb@1 @2        (the project found from the current folder)
+    """
+
+    @guard(fmt)
+    def body(fmt: str) -> None:
+        import json
+
+        from engine import api
+        from engine.cli.render import emit
+        from engine.cli.tables import model_comparison
+
+        path, (a, b) = split_project(args, project, names="[PATH] MODEL@A MODEL@B", at_least=2, at_most=2)
+        where = locate(path, project, workspace)
+        doc = api.compare_models(where.path, a, b, workspace=where.workspace)
+        emit(json.dumps(doc, indent=2) if fmt == "json" else model_comparison(doc))
+
+    body(fmt=fmt)
+
+
+@cli.command()
 @PATH
 @PROJECT
 @WORKSPACE

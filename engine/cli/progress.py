@@ -162,6 +162,10 @@ class ApplyDisplay:
                     self.running = None
                 if done.status is not StepStatus.SKIPPED:  # "upstream failed": the outcome lists them
                     self._print(self.line(done))
+                    from rich.markup import escape
+
+                    for note in getattr(done, "notes", ()):
+                        self._print(f"   [yellow]note:[/] {escape(note)}")
                 if self._progress is not None:
                     self._progress.update(self._task, completed=self._done_count(), description="…", step_started=None)
             case RunNotice(message=message):

@@ -142,14 +142,53 @@ def model_listing(rows: list[dict]) -> str:
         return "No models registered yet."
     names = sorted({k for r in rows for split in r["metrics"].values() for k in split})
     table = Table(title="models (test metrics)", title_justify="left")
-    for col in ("model", "version", "aliases", "estimator", "trained on", *names, "created"):
+    for col in ("model", "version", "aliases", "estimator", "trained on", "params", *names, "created"):
         table.add_column(col, justify="right" if col in names or col == "version" else "left")
     for r in rows:
         table.add_row(
             r["name"], str(r["version"]), ", ".join(r["aliases"]), r["estimator"].rsplit(".", 1)[-1],
-            r["feature_view"].removeprefix("feature_view:"), *(_metric_cell(r["metrics"], "test", n) for n in names), r["created_at"][:10],
+            r["feature_view"].removeprefix("feature_view:"), _params_cell(r.get("params") or {}),
+            *(_metric_cell(r["metrics"], "test", n) for n in names), r["created_at"][:10],
         )
     return _render(table)
+
+
+def _params_cell(params: dict) -> str:
+    return " ".join(f"{k}={flow(v)}" for k, v in sorted(params.items())) or "-"
+
+
+def model_comparison(doc: dict) -> str:
+    """``engine compare``: two versions' params and metrics side by side, differences marked."""
+    from rich.table import Table
+
+    a, b = doc["a"], doc["b"]
+    lines = [
+        f"a: {a['id']}  {a['estimator']}  trained on {a['feature_view']}, created {a['created_at'][:19]}" + (f"  (aliases: {', '.join(a['aliases'])})" if a["aliases"] else ""),
+        f"b: {b['id']}  {b['estimator']}  trained on {b['feature_view']}, created {b['created_at'][:19]}" + (f"  (aliases: {', '.join(b['aliases'])})" if b["aliases"] else ""),
+    ]
+    feats = doc["features"]
+    if feats["only_a"] or feats["only_b"]:
+        lines.append(f"features: {len(feats['both'])} in both; only in a: {', '.join(feats['only_a']) or '-'}; only in b: {', '.join(feats['only_b']) or '-'}")
+    else:
+        lines.append(f"features: the same {len(feats['both'])}")
+    out = wrap(lines) + "\n"
+    if doc["params"]:
+        params = Table(title="params (* differs)", title_justify="left")
+        for col in ("param", "a", "b", ""):
+            params.add_column(col)
+        for p in doc["params"]:
+            params.add_row(p["name"], "-" if p["a"] is None else flow(p["a"]), "-" if p["b"] is None else flow(p["b"]), "" if p["same"] else "*")
+        out += _render(params)
+    else:
+        out += "params: none (estimator defaults)\n"
+    metrics = Table(title="metrics (delta = b - a)", title_justify="left")
+    for col in ("split", "metric", "a", "b", "delta", "better"):
+        metrics.add_column(col, justify="right" if col in ("a", "b", "delta") else "left")
+    for m in doc["metrics"]:
+        cell = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+        delta = "-" if m["delta"] is None else f"{m['delta']:+.4f}"
+        metrics.add_row(m["split"], m["metric"], cell(m["a"]), cell(m["b"]), delta, m["better"] or ("same" if m["delta"] == 0 else "-"))
+    return out + _render(metrics)
 
 
 def model_table(info: dict) -> str:

@@ -391,9 +391,27 @@ class _Checker:
         if not any(message.startswith("unknown estimator") for _, message, _ in problems):
             for sub, message, hint in check_metrics(model.estimator, list(model.metrics), dict(model.params)):
                 self.fail(path + tuple(sub), message, hint)
+            self.check_gates(path, model)
         s = model.split
         for sub, message, hint in check_split(s.by, s.test_from, s.validation_from, s.test_size, s.validation_size):
             self.fail(path + ("split",) + tuple(sub), message, hint)
+
+    def check_gates(self, path: tuple, model: m.Model) -> None:
+        """A gate names a metric the model computes (on a split it has: validation needs
+        ``validation_size`` or ``validation_from``)."""
+        from engine.model.catalogue import computed_metrics, metric_kind
+
+        computed = computed_metrics(model.estimator, list(model.metrics), dict(model.params))
+        has_validation = model.split.validation_size is not None or model.split.validation_from is not None
+        for gate in model.gates:
+            for i, c in enumerate(gate.conditions):
+                where = path + ("aliases", gate.alias, "when") + ((i,) if len(gate.conditions) > 1 else ())
+                if c.metric not in computed:
+                    listed = "its metrics" if model.metrics else "its task's default metrics"
+                    hint = did_you_mean(c.metric, list(computed)) or (f"list it in models.{model.name}.metrics" if metric_kind(c.metric) else None)
+                    self.fail(where, f"the gate of alias '{gate.alias}' needs {c.metric!r}, which model '{model.name}' does not compute ({listed}: {', '.join(computed) or 'none'})", hint)
+                elif c.split == "validation" and not has_validation:
+                    self.fail(where, f"the gate of alias '{gate.alias}' reads the validation split, and model '{model.name}' has none", "add validation_size (or validation_from) to its split, or gate on the test split")
 
     # --- feature views (columns checked where known; executed by the training pipeline) ----------
 

@@ -281,9 +281,32 @@ class _Builder:
             metrics=tuple(d.get("metrics") or ()),
             class_weight=tuple(sorted(d["class_weight"].items())) if isinstance(d.get("class_weight"), dict) else d.get("class_weight"),
             aliases=tuple(d.get("aliases") or ()),
+            gates=self.gates(("models", name, "aliases"), d.get("aliases") or ()),
             description=d.get("description"),
             origin=m.Origin(("models", name)),
         )
+
+    def gates(self, path: tuple, aliases: list | dict) -> tuple[m.Gate, ...]:
+        """The aliases' promotion gates (``aliases: {production: {when: ...}}``); a list of names,
+        or an alias without ``when``, moves to every new version."""
+        from engine.model.gates import parse_condition
+
+        if not isinstance(aliases, dict):
+            return ()
+        gates = []
+        for alias, spec in aliases.items():
+            when = (spec or {}).get("when") or ()
+            texts = [when] if isinstance(when, str) else list(when)
+            conditions = []
+            for i, text in enumerate(texts):
+                where = path + (alias, "when") + ((i,) if not isinstance(when, str) else ())
+                try:
+                    conditions.append(parse_condition(text))
+                except ValueError as exc:
+                    self.fail(where, str(exc), "e.g. when: roc_auc >= current, or when: [rmse < current, rmse < 10]")
+            if conditions:
+                gates.append(m.Gate(alias, tuple(conditions)))
+        return tuple(gates)
 
     def inference(self, name: str, d: dict[str, Any]) -> m.InferenceJob:
         output = d.get("output") or {}

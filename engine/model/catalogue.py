@@ -288,6 +288,32 @@ def _check_class_weight(estimator: str, entry: Mapping[str, Any], params: Mappin
     return []
 
 
+def default_metrics(task: str, has_proba: bool) -> tuple[str, ...]:
+    """Metrics computed when the spec names none.
+
+    >>> default_metrics("classifier", has_proba=False)
+    ('accuracy', 'f1')
+    """
+    if task == "classifier":
+        return ("accuracy", "f1", "roc_auc", "log_loss") if has_proba else ("accuracy", "f1")
+    if task == "regressor":
+        return REGRESSOR_METRICS
+    raise ValueError(f"unknown task {task!r}")
+
+
+def computed_metrics(estimator: str, metrics: Sequence[str], params: Mapping[str, object] | None = None) -> tuple[str, ...]:
+    """The metrics training computes for a model: its ``metrics``, or the defaults of its task
+    (empty for an unknown estimator).
+
+    >>> computed_metrics("sklearn.linear_model.LogisticRegression", [])
+    ('accuracy', 'f1', 'roc_auc', 'log_loss')
+    """
+    if metrics:
+        return tuple(metrics)
+    entry = estimator_entry(estimator)
+    return default_metrics(entry["task"], supports_proba(estimator, params)) if entry else ()
+
+
 def check_metrics(estimator: str, metrics: Sequence[str], params: Mapping[str, object] | None = None) -> list[CheckProblem]:
     """Problems with the model's ``metrics`` list given the estimator's task and predict_proba.
 

@@ -10,6 +10,7 @@ from enum import Enum, StrEnum
 from pathlib import Path
 
 from engine.errors import KeyPath
+from engine.model.gates import Gate
 
 
 class Kind(str, Enum):
@@ -406,12 +407,16 @@ class Model:
     metrics: tuple[str, ...] = ()
     class_weight: str | tuple[tuple[str, float], ...] | None = None
     aliases: tuple[str, ...] = ()
+    gates: tuple[Gate, ...] = ()  # the aliases that move only when their conditions hold
     description: str | None = None
     origin: Origin = Origin(())
 
     @property
     def id(self) -> ObjectId:
         return ObjectId(Kind.MODEL, self.name)
+
+    def gate(self, alias: str) -> Gate | None:
+        return next((g for g in self.gates if g.alias == alias), None)
 
 
 class InferenceMode(StrEnum):

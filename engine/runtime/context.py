@@ -30,6 +30,7 @@ class StepOutcome:
     output: str | None = None
     metrics: tuple[tuple[str, float | None], ...] = ()
     reason: str | None = None  # why it ran, when the handler found out more than the plan knew
+    notes: tuple[str, ...] = ()  # what the user should know about the outcome (an alias a gate held)
 
 
 @dataclass

@@ -29,6 +29,7 @@ class StepFinished:
     message: str | None = None
     output: str | None = None  # what the step wrote: a table, a file, a model version
     metrics: tuple[tuple[str, float | None], ...] = ()  # a trained model's test metrics
+    notes: tuple[str, ...] = ()  # e.g. an alias its promotion gate kept on the previous version
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class RunResult:
         return {
             "run_id": self.run_id,
             "steps": [
-                {"id": s.step_id, "status": s.status.value, "reason": s.reason, "seconds": round(s.seconds, 3), "rows": s.rows, "message": s.message}
+                {"id": s.step_id, "status": s.status.value, "reason": s.reason, "seconds": round(s.seconds, 3), "rows": s.rows, "message": s.message, "notes": list(s.notes)}
                 for s in self.steps
             ],
             "notices": self.notices,

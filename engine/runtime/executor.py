@@ -212,7 +212,7 @@ def _run_step(ctx: RunContext, ps: PlannedStep, finish, listener) -> EngineError
     listener(StepStarted(ps.step.key, ps.reason.value))
     try:
         outcome = HANDLERS[ps.step.kind](ctx, ps)
-        finish(ps, StepStatus.RAN, started, outcome.rows, output=outcome.output, metrics=outcome.metrics, reason=outcome.reason)
+        finish(ps, StepStatus.RAN, started, outcome.rows, output=outcome.output, metrics=outcome.metrics, reason=outcome.reason, notes=outcome.notes)
     except StorageIOError as exc:  # raised by a store or the registry with its own wording
         err = exc if "previous state is intact" in exc.message else _step_storage_error(ctx, ps, exc)
         finish(ps, StepStatus.FAILED, started, message=str(err))

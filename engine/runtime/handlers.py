@@ -198,7 +198,7 @@ def train_model(ctx: "RunContext", ps: PlannedStep) -> StepOutcome:
     outcome = train(ctx.stores, model, ctx.checked.project, run_id=ctx.run_id)
     _record(ctx, ps)
     test = (outcome.version.manifest.get("metrics") or {}).get("test") or {}
-    return StepOutcome(outcome.rows, outcome.version.ref, tuple(sorted(test.items())))
+    return StepOutcome(outcome.rows, outcome.version.ref, tuple(sorted(test.items())), notes=outcome.notes)
 
 
 def score_batch(ctx: "RunContext", ps: PlannedStep) -> StepOutcome:

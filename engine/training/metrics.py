@@ -23,7 +23,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from engine.model.catalogue import CLASSIFIER_METRICS, METRIC_HIGHER_IS_BETTER, PRECISION_AT_K, PROBA_METRICS, REGRESSOR_METRICS, metric_kind  # noqa: F401 (re-exported)
+from engine.model.catalogue import CLASSIFIER_METRICS, METRIC_HIGHER_IS_BETTER, PRECISION_AT_K, PROBA_METRICS, REGRESSOR_METRICS, default_metrics, metric_kind  # noqa: F401 (re-exported)
 
 _HIGHER_IS_BETTER = {m: METRIC_HIGHER_IS_BETTER[m] for m in (*CLASSIFIER_METRICS, *REGRESSOR_METRICS)}  # the ones computed here
 
@@ -47,19 +47,6 @@ def higher_is_better(metric: str) -> bool:
     if metric not in _HIGHER_IS_BETTER:
         raise ValueError(f"unknown metric {metric!r}")
     return _HIGHER_IS_BETTER[metric]
-
-
-def default_metrics(task: str, has_proba: bool) -> tuple[str, ...]:
-    """Metrics computed when the spec names none.
-
-    >>> default_metrics("classifier", has_proba=False)
-    ('accuracy', 'f1')
-    """
-    if task == "classifier":
-        return ("accuracy", "f1", "roc_auc", "log_loss") if has_proba else ("accuracy", "f1")
-    if task == "regressor":
-        return REGRESSOR_METRICS
-    raise ValueError(f"unknown task {task!r}")
 
 
 def compute_metrics(task: str, metrics: Sequence[str], y_true, y_pred, y_proba=None,

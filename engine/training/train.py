@@ -25,6 +25,7 @@ class TrainOutcome:
     rows: int  # training rows
     version: object  # registry ModelVersion
     created: bool  # False when an identical version already existed
+    notes: tuple[str, ...] = ()  # aliases a gate kept where they were, and why
 
 
 def _content_fingerprint(frame) -> str:
@@ -115,8 +116,7 @@ def train_model(stores, model: m.Model, project: m.Project, *, run_id: str) -> T
     registry = stores.registry
     existing = registry.find_by_fingerprint(model.name, fingerprint)
     if existing is not None:
-        _set_aliases(registry, model, existing)
-        return TrainOutcome(len(train), existing, False)
+        return TrainOutcome(len(train), existing, False, _set_aliases(registry, model, existing))
 
     dataset_table, rows = store_training_dataset(backend, model, fv, parts, data_fingerprint, run_id)
 
@@ -188,8 +188,7 @@ def train_model(stores, model: m.Model, project: m.Project, *, run_id: str) -> T
         function_code=function_code(project.root, [project.functions[name] for name in fv.on_demand]),
     )
     version = registry.register(model.name, fingerprint, manifest.to_json(), estimator)
-    _set_aliases(registry, model, version)
-    return TrainOutcome(len(train), version, True)
+    return TrainOutcome(len(train), version, True, _set_aliases(registry, model, version))
 
 
 class _captured_warnings:
@@ -216,6 +215,28 @@ class _captured_warnings:
         return self._ctx.__exit__(*exc)
 
 
-def _set_aliases(registry, model: m.Model, version) -> None:
+def _set_aliases(registry, model: m.Model, version) -> tuple[str, ...]:
+    """Move each alias to ``version``, unless its gate (``engine.model.gates``) does not hold;
+    one note per alias that stayed."""
+    from engine.model.gates import evaluate
+
+    notes = []
     for alias in model.aliases:
+        gate = model.gate(alias)
+        if gate is not None:
+            holder = next((mv for mv in registry.list(model.name) if alias in mv.aliases), None)
+            if holder is not None and holder.version == version.version:
+                continue
+            verdict = evaluate(
+                gate,
+                version.manifest.get("metrics") or {},
+                (holder.manifest.get("metrics") or {}) if holder is not None else None,
+                candidate_ref=version.ref,
+                current_ref=holder.ref if holder is not None else None,
+            )
+            if not verdict.moves:
+                stays = f"stays on {holder.ref}" if holder is not None else "names no version yet"
+                notes.append(f"alias '{alias}' {stays}: {'; '.join(verdict.reasons)}")
+                continue
         registry.set_alias(model.name, alias, version.version)
+    return tuple(notes)
