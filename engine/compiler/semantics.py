@@ -460,6 +460,9 @@ class _Checker:
                 self.fail(jpath + ("feature_group",), f"feature group '{join.feature_group}' is declared at version {target.version}, not {join.version}")
             if len(join.left_on) != len(join.right_on) or not join.left_on:
                 self.fail(jpath, "join keys: give on: [...] or left_on/right_on of the same length")
+            if join.exclusive and not target.event_time:
+                self.fail(jpath + ("as_of",), f"as_of: exclusive needs event times, and feature group '{join.feature_group}' has none (it is joined on its keys alone)",
+                          f"remove as_of, or give feature group '{join.feature_group}' an event_time")
                 continue
             tcols = self.columns.get(join.feature_group)
             for k, (lk, rk) in enumerate(zip(join.left_on, join.right_on)):

@@ -240,6 +240,7 @@ class _Builder:
                     exclude=tuple(j.get("except") or ()),
                     ttl=ttl,
                     ttl_seconds=duration_seconds(ttl) if ttl else None,
+                    exclusive=j.get("as_of") == "exclusive",
                     origin=m.Origin(path + ("join", i)),
                 )
             )

@@ -356,6 +356,7 @@ class Join:
     exclude: tuple[str, ...] = ()
     ttl: str | None = None
     ttl_seconds: int | None = None
+    exclusive: bool = False  # as_of: exclusive — only rows strictly before the spine time
     origin: Origin = Origin(())
 
 

@@ -11,6 +11,11 @@ Semantics (the online side of DESIGN §3; the skew test in tests/serving/test_ve
   join's prefix — the same selection rule as ``engine.store.views.plan_joins``. An
   unknown key, or a key with a NULL part, gives NULLs and names the group in ``missing``; never a
   row of another key (H4).
+* **as_of: exclusive** joins, when the request gives the spine's event time t, use the latest row
+  only if it is strictly before t. A latest row at or after t (the request's own event already
+  ingested) gives NULLs and names the group in ``missing``: the online store keeps only the
+  latest row, so the one before it is not there to give. Scoring an event before it is ingested
+  — the usual online order — matches the offline row exactly.
 * **ttl** is applied only when the request gives the spine's event-time column: a row older than
   ``t - ttl`` then gives NULLs (as offline) and the group is listed in ``expired``. Without the
   event time the latest row is used as is (the online store holds only the latest row, so a
@@ -198,6 +203,7 @@ class _JoinPlan:
     outs: tuple[str, ...]
     getter: Any  # row tuple -> tuple of selected values
     ttl_us: int | None
+    exclusive: bool = False  # as_of: exclusive — the row must be strictly before the request time
 
 
 @dataclass(frozen=True)
@@ -281,7 +287,8 @@ class FeatureVectorService:
             idx = [table.index(c) for c, _ in pairs]
             getter = _getter(idx)
             ttl_us = join.ttl_seconds * 1_000_000 if join.ttl_seconds is not None and table.event_time else None
-            joins.append(_JoinPlan(join.feature_group, join.left_on, table.rows, table.times, tuple(o for _, o in pairs), getter, ttl_us))
+            exclusive = join.exclusive and bool(table.event_time)
+            joins.append(_JoinPlan(join.feature_group, join.left_on, table.rows, table.times, tuple(o for _, o in pairs), getter, ttl_us, exclusive))
             joined += [o for _, o in pairs]
         self._joins = tuple(joins)
         self._on_demand = tuple(
@@ -323,6 +330,13 @@ class FeatureVectorService:
             key = tuple(map(get, j.left_on))
             row = j.rows.get(key) if None not in key else None
             if row is None:
+                result.missing.append(j.group)
+                for out in j.outs:
+                    values[out] = None
+                continue
+            if t_us is not None and j.exclusive and j.times[key] >= t_us:
+                # The latest row is the request's own event (or later), and the online store
+                # keeps no older one: nothing strictly before t to give.
                 result.missing.append(j.group)
                 for out in j.outs:
                     values[out] = None

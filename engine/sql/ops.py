@@ -121,7 +121,8 @@ class JoinSpec:
     ``left_on`` names spine columns and ``right_on`` the feature group's, pairwise. ``event_time``
     is the feature group's event time column, or None for a group joined on keys alone.
     ``columns`` lists (feature-group column, output column) pairs to bring in. ``ttl_seconds``
-    turns a matched row older than the spine time minus the ttl into NULLs.
+    turns a matched row older than the spine time minus the ttl into NULLs. ``exclusive``: only
+    rows strictly before the spine time match (``as_of: exclusive``), not rows at it.
     """
 
     relation: Relation
@@ -130,6 +131,7 @@ class JoinSpec:
     event_time: str | None
     columns: tuple[tuple[str, str], ...]
     ttl_seconds: int | None = None
+    exclusive: bool = False
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,7 @@ def plan_joins(backend: Backend, fv: m.FeatureView, project: m.Project, relation
         fg_cols = backend.columns(relation_of(fg.name))
         pairs = join_columns(fv, join, fg.event_time, list(fg_cols), taken)
         joined += [out for _, out in pairs]
-        specs.append(JoinSpec(relation_of(fg.name), join.left_on, join.right_on, fg.event_time, tuple(pairs), join.ttl_seconds))
+        specs.append(JoinSpec(relation_of(fg.name), join.left_on, join.right_on, fg.event_time, tuple(pairs), join.ttl_seconds, exclusive=join.exclusive))
     features = (*fv.features, *joined, *fv.on_demand)
     layout = ViewLayout(spine.primary_key, spine.event_time, fv.helpers, fv.labels, tuple(features), fv.on_demand)
     return specs, layout, list(spine_cols)

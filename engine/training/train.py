@@ -111,7 +111,7 @@ def train_model(stores, model: m.Model, project: m.Project, *, run_id: str) -> T
     data_fingerprint = digest(data_fingerprint)
     import dataclasses
 
-    identity = dataclasses.replace(model, aliases=())  # moving an alias is not a new model
+    identity = dataclasses.replace(model, aliases=(), gates=())  # moving an alias (or gating it) is not a new model
     fingerprint = digest(definition_fingerprint(identity), definition_fingerprint(fv), layout.as_dict(), data_fingerprint)
     registry = stores.registry
     existing = registry.find_by_fingerprint(model.name, fingerprint)

@@ -99,3 +99,13 @@ def test_a_gate_on_a_metric_the_model_does_not_compute_fails_validate_on_the_gat
     assert rc == 3, out + err
     assert "models.tips_xgb.aliases.canary.when[1]" in err or "models.tips_xgb.aliases.canary.when.1" in err, err
     assert "cannot read the condition 'roc_auc >> current'" in err
+
+
+def test_adding_a_gate_moves_no_alias_and_trains_no_new_version(rides: Path) -> None:  # noqa: F811
+    rc, _, err = run_engine("apply", str(rides))
+    assert rc == 0, err
+    _gated(rides, """aliases:
+      production: {when: roc_auc >= current + 2}""")
+    rc, out, err = run_engine("apply", str(rides))
+    assert rc == 0, err
+    assert [(m["name"], m["version"], m["aliases"]) for m in api.list_models(rides) if m["name"] == "tips_xgb"] == [("tips_xgb", 1, ["production"])]

@@ -90,7 +90,8 @@ def brute_force_point_in_time(
                     # NULL never equals anything, a NULL key included.
                     if any(f[r] is None or f[r] != k for r, k in zip(step.right_on, keys)):
                         continue
-                    if step.event_time is not None and not (f[step.event_time] is not None and f[step.event_time] <= t):
+                    # as_of inclusive: at or before t; exclusive: strictly before t.
+                    if step.event_time is not None and not (f[step.event_time] is not None and (f[step.event_time] < t if step.exclusive else f[step.event_time] <= t)):
                         continue
                     candidates.append(f)
                 if step.event_time is None:
@@ -153,7 +154,8 @@ def scenarios(draw):
         if has_time:
             columns.append(("ts", f"g{number}_ts"))  # brought in to check "no feature later than t"
         ttl = draw(st.one_of(st.none(), st.integers(0, 3))) if has_time else None
-        step = JoinStep(f'"g{number}"', spine_keys, right_keys, "ts" if has_time else None, tuple(columns), ttl)
+        exclusive = draw(st.booleans()) if has_time else False
+        step = JoinStep(f'"g{number}"', spine_keys, right_keys, "ts" if has_time else None, tuple(columns), ttl, exclusive=exclusive)
         joins.append((step, table))
     return spine, joins
 
@@ -194,7 +196,7 @@ def test_F3_spine_kept_and_no_feature_later_than_spine_time(scenario) -> None:
             ts_index = offset + names.index(next(out for col, out in step.columns if col == step.event_time))
             for row in got:
                 if row[ts_index] is not None:
-                    assert row[t_index] is not None and row[ts_index] <= row[t_index]
+                    assert row[t_index] is not None and (row[ts_index] < row[t_index] if step.exclusive else row[ts_index] <= row[t_index])
                     if step.ttl_seconds is not None:
                         assert row[ts_index] >= row[t_index] - step.ttl_seconds * SECOND
         offset += len(names)
@@ -203,12 +205,12 @@ def test_F3_spine_kept_and_no_feature_later_than_spine_time(scenario) -> None:
 # ---------------------------------------------------------------- pinned cases
 
 
-def _one_join(spine_rows, feature_rows, ttl=None, *, event_time: str | None = "ts", spine_time: str | None = "t"):
+def _one_join(spine_rows, feature_rows, ttl=None, *, event_time: str | None = "ts", spine_time: str | None = "t", exclusive: bool = False):
     con = connect()
     create(con, "spine", Table(("id", "t"), ("int", "time"), tuple(spine_rows)))
     fg_cols = ("fid", "ts", "v") if event_time else ("fid", "v")
     create(con, "fg", Table(fg_cols, ("int", "time", "int") if event_time else ("int", "int"), tuple(feature_rows)))
-    step = JoinStep('"fg"', ("id",), ("fid",), event_time, (("v", "v"),), ttl)
+    step = JoinStep('"fg"', ("id",), ("fid",), event_time, (("v", "v"),), ttl, exclusive=exclusive)
     return run(con, point_in_time_sql('"spine"', spine_time, ["id", "t"], [step]))
 
 
@@ -217,6 +219,14 @@ def test_F3_equal_time_is_visible() -> None:
     t = BASE_US + 10 * SECOND
     got = _one_join([(1, t), (2, t)], [(1, t, 7), (1, t - SECOND, 6), (2, t + 1, 9)])
     assert got == [(1, t, 7), (2, t, None)]
+
+
+def test_F3_exclusive_takes_only_rows_strictly_before_the_spine_time() -> None:
+    """as_of: exclusive ("activity before this transaction"): the row at exactly t is the spine
+    row's own event; the one a microsecond earlier is the latest before it."""
+    t = BASE_US + 10 * SECOND
+    got = _one_join([(1, t), (2, t), (3, t)], [(1, t, 7), (1, t - SECOND, 6), (2, t, 9), (3, t - 1, 5)], exclusive=True)
+    assert got == [(1, t, 6), (2, t, None), (3, t, 5)]
 
 
 def test_F3_ttl_boundary_kept_at_exactly_ttl_nulled_one_microsecond_older() -> None:

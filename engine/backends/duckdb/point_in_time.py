@@ -54,7 +54,7 @@ def point_in_time_sql(
 
     For a feature group with an event time the join is ``ASOF LEFT JOIN ... ON keys AND
     spine.t >= group.t``: the group's row with equal keys and the largest event time at or before
-    the spine time, none giving NULLs. A ``ttl`` nulls the columns of a matched row whose event time
+    the spine time, none giving NULLs (``exclusive``: ``spine.t > group.t``, strictly before). A ``ttl`` nulls the columns of a matched row whose event time
     is strictly older than ``t - ttl`` (a row exactly ``ttl`` old is kept). A group without an event
     time is a plain ``LEFT JOIN`` on keys, which relies on the offline store's one row per key. A
     spine row with a NULL key or a NULL event time gets NULLs from every join, keys-only ones
@@ -93,7 +93,7 @@ def point_in_time_sql(
         conditions = [f"{s}.{quote_ident(left)} = {j}.{quote_ident(right)}" for left, right in zip(join.left_on, join.right_on)]
         if join.event_time is not None:
             join_time = f"{j}.{quote_ident(join.event_time)}"
-            conditions.append(f"{spine_time} >= {join_time}")
+            conditions.append(f"{spine_time} {'>' if join.exclusive else '>='} {join_time}")
             kind = "ASOF LEFT JOIN"
         else:
             join_time = None

@@ -144,7 +144,9 @@ def _as_of(acc, feats, join: ops.JoinSpec, fields, names, spine_time, valid_spin
     right = right.select(
         *(F.col(r).cast(key_types[names[left]]).alias(k) for r, left, k in zip(join.right_on, join.left_on, keys)),
         F.col(join.event_time).cast(time_type).alias(_TIME),
-        F.lit(0).alias(_KIND),
+        # At equal times a feature row sorts before the spine row (kind 0 < 1: at or before t) or,
+        # for an exclusive join, after it (2 > 1: strictly before t).
+        F.lit(2 if join.exclusive else 0).alias(_KIND),
         F.col(ROW).alias("_engine_order"),
         packed.alias(_FEATURES),
         F.lit(None).cast("long").alias("_engine_spine_id"),
