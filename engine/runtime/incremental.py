@@ -144,10 +144,7 @@ def appendable(backend, fg: m.FeatureGroup, increment: Increment, staging: Relat
     an anti-join of the new keys against the stored ones. Publishing an append rewrites nothing
     and lets the groups and views downstream read only these rows in turn."""
     keys = key_columns(fg.primary_key, fg.event_time)
-    stored_high = None
-    if fg.event_time:
-        _, stored_high, _ = backend.time_bounds(offline, fg.event_time)
-        stored_high = as_utc(stored_high)
+    stored_high = _stored_high(backend, fg, offline) if fg.event_time else None
     computed = staging
     if increment.since is not None:
         if stored_high is not None and stored_high >= increment.since:
@@ -168,6 +165,26 @@ def appendable(backend, fg: m.FeatureGroup, increment: Increment, staging: Relat
     if backend.count(Scan(computed, filters=(NotIn(offline, keys),))) != rows:
         return None  # some replace stored rows (the last write wins): merged instead
     return computed
+
+
+def _stored_high(backend, fg: m.FeatureGroup, offline: Relation) -> datetime | None:
+    """The latest event time of the stored rows: the published version's statistics record it
+    exactly (a maximum merges exactly, ``engine.store.statistics``), so no scan of the table;
+    scanned when they do not."""
+    version = metadata.feature_group_version(backend.catalog, fg.name, fg.version)
+    column = ((version.stats or {}).get(fg.event_time) or {}) if version is not None else {}
+    if version is not None and version.offline_table == str(offline) and "max" in column:
+        if column["max"] is None:
+            return None if not version.row_count or column.get("count") == 0 else _scanned_high(backend, fg, offline)
+        try:
+            return as_utc(datetime.fromisoformat(column["max"]))
+        except (TypeError, ValueError):
+            pass
+    return _scanned_high(backend, fg, offline)
+
+
+def _scanned_high(backend, fg: m.FeatureGroup, offline: Relation) -> datetime | None:
+    return as_utc(backend.time_bounds(offline, fg.event_time)[1])
 
 
 def combine(backend, fg: m.FeatureGroup, increment: Increment, staging: Relation) -> tuple[Relation, int]:
