@@ -86,6 +86,10 @@ class Lake:
         self._pending: dict[Relation, int | None] = {}  # written in the open transaction (None: dropped)
         self._depth = 0
         self._committed: dict[Relation, int] | None = None  # cache of _engine.tables, per transaction
+        # Loaded Delta tables by (table, version): a version never changes once committed, so one
+        # load serves every read of it in this process (an incremental apply read some 60 times).
+        # Forgotten when a table may be recreated under the same name: drop, vacuum, rewind.
+        self._loaded: dict[tuple[Relation, int], object] = {}
         if not read_only:
             for statement in _DDL:
                 catalog.execute(statement)
@@ -202,10 +206,15 @@ class Lake:
         from deltalake import DeltaTable
 
         path = self.path(relation)
+        if version is not None and (relation, version) in self._loaded:
+            return self._loaded[(relation, version)]
         try:
-            return DeltaTable(str(path), version=version)
+            table = DeltaTable(str(path), version=version)
         except Exception as exc:  # deltalake raises TableNotFoundError, DeltaError, OSError …
             raise StorageIOError(f"cannot read the table {relation} at {path} (version {version}): {_first_line(exc)}; {_HINT}") from None
+        if version is not None:
+            self._loaded[(relation, version)] = table
+        return table
 
     # --- writing ---------------------------------------------------------------------------------
 
@@ -333,6 +342,7 @@ class Lake:
     def drop(self, relation: Relation) -> None:
         """Stop recording ``relation``: readers no longer see it; its files stay until ``vacuum``."""
         self._writable()
+        self._loaded.clear()
         if self.version(relation) is None:
             return
         self._pending[relation] = None
@@ -342,6 +352,7 @@ class Lake:
     def _rewind(self, relation: Relation, version: int) -> None:
         """When a crash left commits past the recorded version, add a commit restoring the recorded
         one's rows, and record it (so the next check finds the table consistent)."""
+        self._loaded.clear()
         table = self._table(relation, None)
         if table.version() != version:
             table.restore(version)
@@ -399,6 +410,7 @@ class Lake:
         """Delete files no version younger than ``retention`` needs, and the folders of tables
         dropped longer ago than that; return what was (or would be) deleted."""
         self._writable()
+        self._loaded.clear()
         removed: list[Path] = []
         cutoff = datetime.now(UTC) - retention
         recorded = self.committed()
