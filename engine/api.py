@@ -37,7 +37,7 @@ from engine.inspect import (  # noqa: E402
 
 
 def plan(
-    path: str | Path, *, workspace: str | Path | None = None, select: tuple[str, ...] = (), force: bool = False, full_refresh: bool = False
+    path: str | Path, *, workspace: str | Path | None = None, select: tuple[str, ...] = (), exclude: tuple[str, ...] = (), force: bool = False, full_refresh: bool = False
 ) -> Plan:
     """What ``apply`` would do, diffed against the workspace's stored state."""
     from engine.compiler.planner import make_plan
@@ -48,15 +48,17 @@ def plan(
     ws = workspace_of(checked, workspace)
     steps, consumed = _stored_state(ws)
     with digests(ws):
-        return make_plan(checked, steps, select=select, force=force, full_refresh=full_refresh, consumed=consumed)
+        return make_plan(checked, steps, select=select, exclude=exclude, force=force, full_refresh=full_refresh, consumed=consumed)
 
 
 def lineage(path: str | Path, name: str | None = None):
     """What ``name`` is built from and what is built from it (the whole DAG when None). Pure."""
     from engine.compiler.lineage import lineage as trace
     from engine.compiler.planner import compile_steps
+    from engine.compiler.selection import object_graph
 
-    return trace(compile_steps(validate(path)), name)
+    checked = validate(path)
+    return trace(object_graph(checked.project, compile_steps(checked)), name)
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ def apply(
     *,
     workspace: str | Path | None = None,
     select: tuple[str, ...] = (),
+    exclude: tuple[str, ...] = (),
     force: bool = False,
     full_refresh: bool = False,
     options: "RunOptions | None" = None,
@@ -91,7 +94,7 @@ def apply(
     ws = workspace_of(checked, workspace)
     with ProjectLock(ws, timeout_s=lock_timeout_s), digests(ws):
         steps, consumed = _stored_state(ws)
-        the_plan = make_plan(checked, steps, select=select, force=force, full_refresh=full_refresh, consumed=consumed)
+        the_plan = make_plan(checked, steps, select=select, exclude=exclude, force=force, full_refresh=full_refresh, consumed=consumed)
         listener(PlanMade(the_plan))
         if not the_plan.has_changes:
             _repair_online_snapshot(checked, ws, listener)

@@ -41,7 +41,14 @@ BACKEND = click.option(
     expose_value=True,
     help="Compute backend (default: $ENGINE_BACKEND, else the spec's backend.kind, else duckdb). spark needs `pip install 'engine[spark]'` and Java 17+.",
 )
-SELECT = click.option("--select", "-s", multiple=True, help="Only this object and what it needs (repeatable).")
+SELECT = click.option(
+    "--select", "-s", multiple=True,
+    help="Only this object and what it needs (repeatable): NAME, kind:NAME, NAME+ (and everything downstream), tag:TAG.",
+)
+EXCLUDE = click.option(
+    "--exclude", "-x", multiple=True,
+    help="Do not run this object (repeatable; NAME+: nor anything downstream). What reads an excluded object with changes does not run either.",
+)
 
 _OBJECT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _MARKER = "engine.yaml"  # engine.spec.project_files.MARKER, without importing the spec layer here

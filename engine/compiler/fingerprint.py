@@ -16,7 +16,7 @@ from pathlib import Path
 
 from engine.model import objects as m
 
-_EXCLUDED_FIELDS = {"description", "origin", "resolved_paths", "sql_file", "on_late"}  # on_late: a policy, not a meaning
+_EXCLUDED_FIELDS = {"description", "tags", "origin", "resolved_paths", "sql_file", "on_late"}  # on_late: a policy, not a meaning
 
 
 def _canonical(value: object) -> object:

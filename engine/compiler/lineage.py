@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.compiler.steps import Step
+from engine.compiler.selection import ObjectGraph
 from engine.errors import UsageError, did_you_mean
 
 
@@ -23,31 +23,14 @@ class Lineage:
         return {"root": self.root, "nodes": nodes, "edges": [{"from": a, "to": b} for a, b in edges]}
 
 
-def _edges(steps: dict[str, Step]) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
-    reads = {k: tuple(sorted({*s.depends_on, *s.after})) for k, s in steps.items()}
-    users: dict[str, list[str]] = {k: [] for k in steps}
-    for key, deps in reads.items():
-        for d in deps:
-            users.setdefault(d, []).append(key)
-    return reads, {k: tuple(sorted(v)) for k, v in users.items()}
-
-
-def find_key(steps: dict[str, Step], name: str) -> str:
-    """The step key of ``name`` (``weather``, ``feature_group:weather``, ``delay_xgb`` …)."""
-    plain = name.split(":")[-1].split("@")[0]
-    matches = [k for k, s in steps.items() if s.id.name == plain]
-    if not matches:
-        hint = did_you_mean(plain, sorted({s.id.name for s in steps.values()}))
-        raise UsageError(f"no object named '{name}' in the project" + (f" ({hint})" if hint else ""))
-    return matches[0]
-
-
-def lineage(steps: dict[str, Step], name: str | None = None) -> Lineage:
-    """Everything upstream and downstream of ``name`` (the whole DAG when None)."""
-    reads, users = _edges(steps)
+def lineage(graph: ObjectGraph, name: str | None = None) -> Lineage:
+    """Everything upstream and downstream of ``name`` (the whole graph when None): the compiled
+    steps, the functions the views compute and the online jobs (``engine.compiler.selection``)."""
+    reads = {k: tuple(v) for k, v in graph.reads.items()}
+    users = graph.users()
     if name is None:
         return Lineage(None, reads, users)
-    root = find_key(steps, name)
+    root = find_key(graph, name)
 
     def walk(start: str, edges: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
         out: dict[str, tuple[str, ...]] = {}
@@ -61,6 +44,17 @@ def lineage(steps: dict[str, Step], name: str | None = None) -> Lineage:
         return out
 
     return Lineage(root, walk(root, reads), walk(root, users))
+
+
+def find_key(graph: ObjectGraph, name: str) -> str:
+    """The key of ``name`` (``weather``, ``feature_group:weather``, ``delay_xgb`` …)."""
+    kind, _, plain = name.rpartition(":")
+    plain = plain.split("@")[0]
+    matches = sorted(k for k, n in graph.names.items() if n == plain and (not kind or k.startswith(kind + ":")))
+    if not matches:
+        hint = did_you_mean(plain, sorted(set(graph.names.values())))
+        raise UsageError(f"no object named '{name}' in the project" + (f" ({hint})" if hint else ""))
+    return matches[0]
 
 
 def render(lin: Lineage) -> str:

@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from engine.compiler.fingerprint import definition_fingerprint, digest, file_digest, files_fingerprint, python_package_fingerprint
 from engine.compiler.semantics import CheckedProject
 from engine.compiler.steps import Action, Plan, PlannedStep, Reason, Step, StepKind
-from engine.errors import UsageError, did_you_mean
 from engine.ids import ModelRef
 from engine.model import objects as m
-from engine.model.graph import ancestors, topological_order
+from engine.model.graph import topological_order
 
 
 @dataclass(frozen=True)
@@ -96,21 +95,6 @@ def compile_steps(checked: CheckedProject) -> dict[str, Step]:
     return steps
 
 
-def select_steps(steps: dict[str, Step], project: m.Project, select: tuple[str, ...]) -> set[str]:
-    """Keys of the selected objects and everything they need. Unknown names are a usage error."""
-    if not select:
-        return set(steps)
-    by_name = {s.id.name: k for k, s in steps.items()}
-    roots = []
-    for name in select:
-        plain = name.split(":")[-1].split("@")[0]
-        if plain not in by_name:
-            hint = did_you_mean(plain, list(by_name))
-            raise UsageError(f"--select: no source, feature group, feature view or model named '{name}'" + (f" ({hint})" if hint else ""))
-        roots.append(by_name[plain])
-    return ancestors({k: s.depends_on for k, s in steps.items()}, roots)
-
-
 def file_changes(root, source: m.Source, consumed: dict[str, str]) -> tuple[list[str], list[str]]:
     """(new files, changed or removed files) of ``source`` against the files its lake table holds
     (``consumed``: relative path -> content digest). Paths are relative to the project root."""
@@ -126,6 +110,7 @@ def make_plan(
     stored: dict[str, StoredStep],
     *,
     select: tuple[str, ...] = (),
+    exclude: tuple[str, ...] = (),
     force: bool = False,
     full_refresh: bool = False,
     consumed: dict[str, dict[str, str]] | None = None,
@@ -135,15 +120,29 @@ def make_plan(
     ``consumed`` (source -> {relative path: digest} of the files its lake table holds) lets an
     ingest whose consumed files are all unchanged, with new files beside them, run as
     ``new data (incremental)``, and so the incremental feature groups reading only such sources.
-    ``full_refresh`` rebuilds the selected sources and feature groups from scratch."""
+    ``full_refresh`` rebuilds the selected sources and feature groups from scratch.
+
+    ``select`` and ``exclude`` take selectors (``engine.compiler.selection``). An excluded step
+    does not run; a step that reads one which has changes (or was never built) does not run
+    either ("upstream excluded"), so nothing is built from inputs the run left stale and recorded
+    as up to date."""
+    from engine.compiler.selection import excluded_steps, object_graph, select_steps
+
     steps = compile_steps(checked)
-    chosen = select_steps(steps, checked.project, select)
+    graph = object_graph(checked.project, steps)
+    chosen = select_steps(graph, select)
+    excluded = excluded_steps(graph, exclude)
     order = topological_order({k: (*s.depends_on, *(a for a in s.after if a in chosen)) for k, s in steps.items()})
     planned: dict[str, PlannedStep] = {}
+    held: set[str] = set()  # excluded steps with work to do, and the steps downstream of them
     for key in order:
         if key not in chosen:
             continue
         step = steps[key]
+        if any(d in held for d in step.depends_on):
+            held.add(key)
+            planned[key] = PlannedStep(step, Action.SKIP, Reason.UPSTREAM_EXCLUDED)
+            continue
         previous = stored.get(key)
         upstream_runs = any(planned[d].action is Action.RUN for d in step.depends_on if d in planned)
         if full_refresh and step.kind in (StepKind.INGEST_SOURCE, StepKind.BUILD_FEATURE_GROUP):
@@ -163,6 +162,9 @@ def make_plan(
                 action, reason = Action.RUN, Reason.UPSTREAM_CHANGED
         else:
             action, reason = Action.SKIP, Reason.UNCHANGED
+        if key in excluded and action is Action.RUN:
+            held.add(key)
+            action, reason = Action.SKIP, Reason.EXCLUDED
         planned[key] = PlannedStep(step, action, reason)
     return Plan(project=checked.project.name, steps=tuple(planned.values()))
 

@@ -38,6 +38,8 @@ class Reason(str, Enum):
     FULL_REFRESH = "full refresh"
     FORCED = "forced"
     UNCHANGED = "unchanged"
+    EXCLUDED = "excluded (has changes)"
+    UPSTREAM_EXCLUDED = "upstream excluded"  # it reads an excluded step that has changes
 
 
 @dataclass(frozen=True)

@@ -46,20 +46,14 @@ def page_of(node: str) -> str | None:
 
 
 def project_dag(checked: "CheckedProject") -> dagmod.Dag:
-    """The compiled DAG (engine.compiler.lineage) plus online jobs, which are served, not steps."""
+    """The project's object graph (engine.compiler.selection): the compiled DAG, the functions
+    the views compute and the online jobs, which are served, not steps."""
     from engine.compiler.lineage import lineage
     from engine.compiler.planner import compile_steps
+    from engine.compiler.selection import object_graph
 
-    doc = lineage(compile_steps(checked)).as_dict()
-    nodes = set(doc["nodes"])
-    edges = {(e["from"], e["to"]) for e in doc["edges"]}
-    for job in checked.project.inference.values():
-        node = f"inference:{job.name}"
-        model = f"model:{job.model.split('@', 1)[0]}"
-        nodes.add(node)
-        if model in nodes:
-            edges.add((model, node))
-    return dagmod.Dag(tuple(sorted(nodes)), tuple(sorted(edges)))
+    doc = lineage(object_graph(checked.project, compile_steps(checked))).as_dict()
+    return dagmod.Dag(tuple(doc["nodes"]), tuple((e["from"], e["to"]) for e in doc["edges"]))
 
 
 def build(checked: "CheckedProject", workspace, out: Path, *, monitoring_reports: dict | None = None) -> Site:

@@ -62,12 +62,12 @@ class _Builder:
         return value if isinstance(value, dict) else {}
 
     def build(self) -> m.Project:
-        sources = {n: self.source(n, d) for n, d in self.section("sources").items()}
-        groups = {n: self.feature_group(n, d) for n, d in self.section("feature_groups").items()}
-        functions = {n: self.function(n, d) for n, d in self.section("functions").items()}
-        views = {n: self.feature_view(n, d) for n, d in self.section("feature_views").items()}
-        models = {n: self.model(n, d) for n, d in self.section("models").items()}
-        inference = {n: self.inference(n, d) for n, d in self.section("inference").items()}
+        sources = {n: _tagged(self.source(n, d), d) for n, d in self.section("sources").items()}
+        groups = {n: _tagged(self.feature_group(n, d), d) for n, d in self.section("feature_groups").items()}
+        functions = {n: _tagged(self.function(n, d), d) for n, d in self.section("functions").items()}
+        views = {n: _tagged(self.feature_view(n, d), d) for n, d in self.section("feature_views").items()}
+        models = {n: _tagged(self.model(n, d), d) for n, d in self.section("models").items()}
+        inference = {n: _tagged(self.inference(n, d), d) for n, d in self.section("inference").items()}
         backend = self.backend_settings()
         self.problems.raise_if_any(SpecError)
         return m.Project(
@@ -218,7 +218,7 @@ class _Builder:
 
     def function(self, name: str, d: dict[str, Any]) -> m.Function:
         module, _, function = d["python"].partition(":")
-        return m.Function(name, module, function, tuple(d.get("inputs") or ()), d["returns"], d.get("description"), m.Origin(("functions", name)))
+        return m.Function(name, module, function, tuple(d.get("inputs") or ()), d["returns"], d.get("description"), origin=m.Origin(("functions", name)))
 
     def feature_view(self, name: str, d: dict[str, Any]) -> m.FeatureView:
         path = ("feature_views", name)
@@ -337,6 +337,14 @@ def build_project(data: dict[str, Any], source_map: SourceMap, root: Path, spec_
     """Typed project from a schema-valid document and the files it names (``engine.spec.resources``);
     raises SpecError with every problem found. Reads nothing itself."""
     return _Builder(data, source_map, root, spec_files, files or ProjectFiles()).build()
+
+
+def _tagged(obj, d: dict[str, Any]):
+    """``obj`` with the spec's ``tags`` (every object kind may carry them)."""
+    import dataclasses
+
+    tags = d.get("tags") if isinstance(d, dict) else None
+    return dataclasses.replace(obj, tags=tuple(dict.fromkeys(tags))) if tags else obj
 
 
 def _conf_text(value: object) -> str:

@@ -84,6 +84,7 @@ class Source:
     on_bad_rows: BadRows = BadRows.FAIL
     max_bad_rows: int = 100
     description: str | None = None
+    tags: tuple[str, ...] = ()  # free-form labels: `--select tag:NAME`; never part of a fingerprint
     origin: Origin = Origin(())
 
     @property
@@ -296,6 +297,7 @@ class FeatureGroup:
     incremental: Incremental | None = None  # as declared (SQL groups only)
     on_late: OnLate | None = None  # as written; see late_policy. A policy: never part of a fingerprint
     description: str | None = None
+    tags: tuple[str, ...] = ()  # free-form labels: `--select tag:NAME`; never part of a fingerprint
     origin: Origin = Origin(())
 
     @property
@@ -338,6 +340,7 @@ class Function:
     inputs: tuple[str, ...]
     returns: str
     description: str | None = None
+    tags: tuple[str, ...] = ()  # free-form labels: `--select tag:NAME`; never part of a fingerprint
     origin: Origin = Origin(())
 
     @property
@@ -373,6 +376,7 @@ class FeatureView:
     on_demand: tuple[str, ...] = ()
     transforms: tuple[tuple[str, str], ...] = ()  # (column, transformer name)
     description: str | None = None
+    tags: tuple[str, ...] = ()  # free-form labels: `--select tag:NAME`; never part of a fingerprint
     origin: Origin = Origin(())
 
     @property
@@ -410,6 +414,7 @@ class Model:
     aliases: tuple[str, ...] = ()
     gates: tuple[Gate, ...] = ()  # the aliases that move only when their conditions hold
     description: str | None = None
+    tags: tuple[str, ...] = ()  # free-form labels: `--select tag:NAME`; never part of a fingerprint
     origin: Origin = Origin(())
 
     @property
@@ -441,6 +446,7 @@ class InferenceJob:
     keys: tuple[str, ...] = ()
     request: tuple[str, ...] = ()
     description: str | None = None
+    tags: tuple[str, ...] = ()  # free-form labels: `--select tag:NAME`; never part of a fingerprint
     origin: Origin = Origin(())
     on_missing: str = "null"  # online: a row without stored features gets null, a prediction, or an error
 

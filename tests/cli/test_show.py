@@ -37,8 +37,8 @@ def test_show_states_and_lineage_come_from_the_workspace_and_the_dag(tips: Path)
     rc, out, _ = run_engine("show", "feature_view", "tips", "--format", "json", cwd=tips)
     doc = json.loads(out)
     assert doc["state"] == "up to date"
-    assert doc["read_by"] == ["inference:march", "model:tip_model"]
-    assert set(doc["reads"]) == {"feature_group:trips@1", "feature_group:drivers@1", "feature_group:driver_activity@1"}
+    assert doc["read_by"] == ["inference:api", "inference:march", "model:tip_model"]  # the online job computes vectors from it
+    assert set(doc["reads"]) == {"feature_group:trips@1", "feature_group:drivers@1", "feature_group:driver_activity@1", "function:hour_of_day"}
     rc, out, _ = run_engine("show", "function", "hour_of_day", "--format", "json", cwd=tips)
     assert json.loads(out)["read_by"] == ["feature_view:tips@1"]
 
