@@ -29,10 +29,12 @@ from engine.inspect import (  # noqa: E402
     list_models,
     read_feature_group,
     read_feature_view,
+    read_predictions,
     read_rejects,
     read_training_data,
     show_feature_group,
     show_model,
+    show_predictions,
 )
 
 

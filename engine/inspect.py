@@ -104,6 +104,60 @@ def read_training_data(
     return frame[frame["_split"] == split].reset_index(drop=True) if split else frame
 
 
+def read_predictions(path: str | Path, job: str, *, run_id: str | None = None, workspace: str | Path | None = None) -> "pandas.DataFrame":
+    """What a batch or stream job scored: its predictions table (``predictions.<output.table or
+    job>``), each row with the model version, feature view, time and run that made it; ``run_id``:
+    one run's rows only. UsageError for an unknown or online job (online predictions are sampled by
+    ``monitoring``, see ``engine monitor``) and for a job that has not run yet."""
+    from engine.serving.outputs import predictions_table
+    from engine.sql.ops import Scan
+
+    checked, opened = _open(path, workspace)
+    relation = predictions_table(_scored_job(checked, job))
+    with opened as stores:
+        if not stores.backend.exists(relation):
+            raise UsageError(f"inference:{job} has not scored anything yet: run `engine apply` (or `engine run {job}` for a stream job)")
+        frame = stores.backend.frame(Scan(relation))
+    return frame[frame["run_id"] == run_id].reset_index(drop=True) if run_id is not None else frame
+
+
+def show_predictions(path: str | Path, job: str, *, workspace: str | Path | None = None) -> dict | None:
+    """A batch or stream job's predictions table in brief: rows, runs, the model versions that
+    scored them and when the last run did; None before its first run."""
+    from engine.serving.outputs import predictions_table
+    from engine.sql.ops import Scan
+
+    checked, opened = _open(path, workspace)
+    relation = predictions_table(_scored_job(checked, job))
+    with opened as stores:
+        if not stores.backend.exists(relation):
+            return None
+        stamps = stores.backend.frame(Scan(relation, columns=("model", "model_version", "scored_at", "run_id")))
+    versions = sorted({(str(m), int(v)) for m, v in zip(stamps["model"], stamps["model_version"])})
+    last = stamps["scored_at"].max() if len(stamps) else None
+    return {
+        "table": f"{relation.schema}.{relation.name}",
+        "rows": int(len(stamps)),
+        "runs": int(stamps["run_id"].nunique()),
+        "model_versions": [f"model:{m}@{v}" for m, v in versions],
+        "last_scored_at": last.isoformat() if last is not None and not (last != last) else None,
+        "last_run_id": str(stamps.loc[stamps["scored_at"].idxmax(), "run_id"]) if len(stamps) else None,
+    }
+
+
+def _scored_job(checked: "CheckedProject", job: str):
+    from engine.errors import did_you_mean
+    from engine.model.objects import InferenceMode
+
+    jobs = checked.project.inference
+    if job not in jobs:
+        hint = did_you_mean(job, sorted(jobs))
+        raise UsageError(f"unknown inference job '{job}'" + (f" ({hint})" if hint else "") + f"; jobs: {', '.join(sorted(jobs)) or 'none'}")
+    if jobs[job].mode is InferenceMode.ONLINE:
+        raise UsageError(f"inference:{job} is an online job: it keeps no predictions table (set monitoring on it to sample requests and predictions, read by `engine monitor`)")
+    return jobs[job]
+
+
 def read_rejects(path: str | Path, source: str | None = None, *, workspace: str | Path | None = None) -> "pandas.DataFrame":
     """Rows that sources with ``on_bad_rows: quarantine`` set aside, newest run first."""
     import pandas as pd

@@ -220,21 +220,34 @@ def _one(where, kind: str, name: str, version: str | None, fmt: str, *, as_of: s
         hint = did_you_mean(name, sorted(objs))
         raise UsageError(f"no {kind} named '{name}' in project '{p.name}'" + (f" ({hint})" if hint else ""))
     obj = objs[name]
-    published = None
+    published = scored = None
     try:
         if kind == "feature_group":
             published = api.show_feature_group(where.path, name, version=int(version) if version else None, as_of=as_of, workspace=where.workspace)
         elif kind == "model":
             published = api.show_model(where.path, name, version=version, workspace=where.workspace)
+        elif kind == "inference" and obj.mode.value != "online":
+            scored = api.show_predictions(where.path, name, workspace=where.workspace)
     except UsageError:
         if version is not None or as_of is not None:
             raise  # a version or commit that does not exist is the user's mistake, not "not published yet"
     doc = _describe(where, obj, p, _states(the_plan))
+    if kind == "inference" and obj.mode.value != "online":
+        doc["predictions"] = scored
     if fmt == "json":  # a published version's fields at the top level, as before; then the spec's view
         extra = {k: doc[k] for k in ("state", "reads", "read_by", "definition")}
         emit(json.dumps({**published, **extra} if published is not None else {**doc, "published": None}, indent=2, default=str))
         return
     text = _definition_text(doc)
+    if kind == "inference" and obj.mode.value != "online":
+        if scored is None:
+            text += "\nnothing scored yet: run `engine apply`" + (f" (or `engine run {name}`)" if obj.mode.value == "stream" else "")
+        else:
+            text += (
+                f"\npredictions: {scored['rows']:,} rows in {scored['table']} from {scored['runs']} run{'s' if scored['runs'] != 1 else ''} "
+                f"({', '.join(scored['model_versions'])}); last scored {scored['last_scored_at']} by run {scored['last_run_id']}"
+                f"\nread them with engine.api.read_predictions(project, '{name}')"
+            )
     if published is not None:
         text += "\n" + (feature_group_table(published) if kind == "feature_group" else model_table(published))
     elif kind in ("feature_group", "model"):
