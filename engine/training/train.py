@@ -188,7 +188,8 @@ def train_model(stores, model: m.Model, project: m.Project, *, run_id: str) -> T
         function_code=function_code(project.root, [project.functions[name] for name in fv.on_demand]),
     )
     version = registry.register(model.name, fingerprint, manifest.to_json(), estimator)
-    return TrainOutcome(len(train), version, True, _set_aliases(registry, model, version))
+    shown = [f"warning while training: {w}" for w in warnings[:5]] + ([f"... and {len(warnings) - 5} more warnings (engine show model {model.name})"] if len(warnings) > 5 else [])
+    return TrainOutcome(len(train), version, True, (*shown, *_set_aliases(registry, model, version)))
 
 
 class _captured_warnings:
