@@ -109,6 +109,7 @@ def _skops_bytes(estimator: object, owner: str) -> bytes:
         raise ExecutionError(
             f"{owner}: estimator {type(estimator).__name__} cannot be saved with skops: {type(exc).__name__}: {exc}"
         ) from exc
+    data = canonical_skops(data)
     untrusted = sorted(set(sio.get_untrusted_types(data=data)) - set(TRUSTED_SKLEARN_TYPES))
     if untrusted:
         raise ExecutionError(
@@ -116,6 +117,62 @@ def _skops_bytes(estimator: object, owner: str) -> bytes:
             f"so it cannot be saved safely: {', '.join(untrusted)}"
         )
     return data
+
+
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def canonical_skops(data: bytes) -> bytes:
+    """A skops archive rewritten so that the same fitted estimator always gives the same bytes.
+
+    skops names each stored array after its Python ``id()`` (``__id__`` in ``schema.json``, and
+    the member ``<id>.npy``) and stamps members with the time of writing, so identical runs gave
+    different sha256s. Here the ids are renumbered 1, 2, … in the order ``schema.json`` (keys
+    sorted) first mentions them (the same id stays the same number: shared objects stay shared), members get a
+    fixed time, order and mode, and the schema is written with sorted keys. skops loads the result
+    as it loads its own (tests/registry/test_artifacts.py checks predictions on every estimator
+    kind)."""
+    import io
+    import json
+    import re
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        members = {info.filename: archive.read(info) for info in archive.infolist()}
+    schema = json.loads(members.pop("schema.json"))
+    numbers: dict[int, int] = {}
+    numbered = re.compile(r"^(\d+)(\.[A-Za-z0-9]+)$")
+
+    def number(old: int) -> int:
+        return numbers.setdefault(old, len(numbers) + 1)
+
+    def walk(node: object) -> object:
+        if isinstance(node, dict):
+            out = {}
+            for key, value in sorted(node.items()):  # the order the schema is written in: idempotent
+                if key == "__id__" and isinstance(value, int):
+                    out[key] = number(value)
+                elif key == "file" and isinstance(value, str) and (m := numbered.match(value)) and value in members:
+                    out[key] = f"{number(int(m.group(1)))}{m.group(2)}"
+                else:
+                    out[key] = walk(value)
+            return out
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    schema = walk(schema)
+    renamed: dict[str, bytes] = {}
+    for name, content in members.items():
+        m = numbered.match(name)
+        renamed[f"{number(int(m.group(1)))}{m.group(2)}" if m else name] = content
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, content in [("schema.json", json.dumps(schema, sort_keys=True, indent=2).encode()), *sorted(renamed.items())]:
+            info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, content)
+    return out.getvalue()
 
 
 def _xgboost_bytes(estimator: object, directory: Path, owner: str) -> bytes:

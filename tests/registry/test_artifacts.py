@@ -386,3 +386,65 @@ def test_G4_replace_failure_is_storage_io_error(tmp_path: Path, monkeypatch: pyt
         save_estimator(_fitted("Ridge")[0], tmp_path)
     assert info.value.exit_code == 74
     assert _listing(tmp_path) == []
+
+
+_DETERMINISM_CHILD = """
+import hashlib, sys, tempfile, warnings
+from pathlib import Path
+sys.path.insert(0, {repo!r})
+from tests.registry.test_artifacts import _data, _supported_sklearn_estimators
+from engine.registry.artifacts import save_estimator
+import xgboost
+estimators = _supported_sklearn_estimators() + [
+    (xgboost.XGBClassifier(n_estimators=3, max_depth=2), "classification"), (xgboost.XGBRegressor(n_estimators=3, max_depth=2), "regression")]
+junk = [object() for _ in range({shift})]  # other objects first: other id()s than the other process
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    for estimator, task in estimators:
+        X, y = _data(task, n=30, d=3)
+        if "random_state" in estimator.get_params():
+            estimator.set_params(random_state=0)
+        with tempfile.TemporaryDirectory() as d:
+            artifact = save_estimator(estimator.fit(X, y), Path(d))
+        print(type(estimator).__name__, artifact.sha256)
+"""
+
+
+def test_issue11_the_same_fitted_estimator_gives_the_same_artifact_bytes_in_every_process() -> None:
+    """Artifacts are deterministic for every supported estimator kind: skops' id-based member names
+    and write times are normalised (canonical_skops), XGBoost's UBJ is deterministic by itself."""
+    import subprocess
+    import sys
+
+    repo = str(Path(__file__).resolve().parents[2])
+    runs = [
+        subprocess.run([sys.executable, "-c", _DETERMINISM_CHILD.format(repo=repo, shift=shift)], capture_output=True, text=True, timeout=300, cwd=repo)
+        for shift in (0, 1000)
+    ]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr[-2000:] + runs[1].stderr[-2000:]
+    first, second = (r.stdout.splitlines() for r in runs)
+    assert len(first) == len(_supported_sklearn_estimators()) + 2
+    assert first == second
+
+
+def test_a_canonical_skops_archive_loads_to_the_same_predictions_and_keeps_shared_arrays_shared() -> None:
+    import skops.io as sio
+
+    from engine.registry.artifacts import canonical_skops
+
+    X, y = _data("classification", n=40, d=3)
+    estimator = RandomForestClassifierShared().fit(X, y)
+    data = canonical_skops(sio.dumps(estimator))
+    assert canonical_skops(data) == data  # idempotent
+    loaded = sio.loads(data, trusted=sio.get_untrusted_types(data=data))
+    np.testing.assert_array_equal(loaded.predict_proba(X), estimator.predict_proba(X))
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        names = archive.namelist()
+        assert names[0] == "schema.json" and all(i.date_time == (1980, 1, 1, 0, 0, 0) for i in archive.infolist())
+        assert all(n == "schema.json" or n.split(".")[0].isdigit() and int(n.split(".")[0]) < 1000 for n in names)
+
+
+def RandomForestClassifierShared():
+    from sklearn.ensemble import RandomForestClassifier
+
+    return RandomForestClassifier(n_estimators=3, random_state=0)
