@@ -324,7 +324,7 @@ def definition(obj, project) -> dict:
                 **_transform(obj.transform),
                 "expectations": [_expectation(e) for e in obj.expectations],
                 "online": obj.online,
-                "dedupe": _value(obj.dedupe),
+                "dedupe": _value(obj.dedupe) if obj.dedupe_by is None else {"latest_by": obj.dedupe_by},
                 "non_finite": _value(obj.non_finite),
             }
         case m.Function():

@@ -215,6 +215,8 @@ class _Checker:
                 self.fail(path + ("event_time",), f"event time column '{fg.event_time}' is not an output column of {fg.id}", did_you_mean(fg.event_time, list(out)))
             elif out[fg.event_time] not in ("UNKNOWN",) and _type_family(out[fg.event_time]) != "time":
                 self.fail(path + ("event_time",), f"event time column '{fg.event_time}' has type {out[fg.event_time]}, expected TIMESTAMP, TIMESTAMPTZ or DATE", "cast it in the SELECT, e.g. CAST(x AS TIMESTAMP)")
+        if fg.dedupe_by is not None and fg.dedupe_by not in out:
+            self.fail(path + ("dedupe", "latest_by"), f"dedupe column '{fg.dedupe_by}' is not an output column of {fg.id}", did_you_mean(fg.dedupe_by, list(out)))
         for e in fg.expectations:
             if e.column is not None and e.column not in out:
                 self.missing_column(e.origin.path + ("column",), e.column, f"{fg.id}", out)

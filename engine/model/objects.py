@@ -293,6 +293,7 @@ class FeatureGroup:
     online: bool = True
     expectations: tuple[Expectation, ...] = ()
     dedupe: Dedupe = Dedupe.ERROR
+    dedupe_by: str | None = None  # dedupe: {latest_by: COLUMN}: keep the row with the largest COLUMN
     non_finite: NonFinite = NonFinite.REJECT
     incremental: Incremental | None = None  # as declared (SQL groups only)
     on_late: OnLate | None = None  # as written; see late_policy. A policy: never part of a fingerprint

@@ -182,10 +182,12 @@ class LatestPerKey:
 
 @dataclass(frozen=True)
 class DedupeLatest:
-    """One row per (key, event time): the one written last."""
+    """One row per (key, event time): the one with the largest ``order_by`` value (NULL lowest),
+    ties and ``order_by=None`` broken by the one written last."""
 
     source: Relation
     key: tuple[str, ...]
+    order_by: str | None = None
 
 
 FeatureStoreOp = Scan | PointInTimeJoin | WindowAggregation | Bin | LatestPerKey | DedupeLatest

@@ -33,12 +33,12 @@ def check(backend: Backend, fg: m.FeatureGroup, staged: Relation, *, rows_only: 
         raise DataError(f"{fg.id}: {report.null_rows} rows with a NULL in the primary key or event time ({listing}); nothing published")
     if report.duplicate_rows:
         if fg.dedupe is m.Dedupe.LATEST:
-            backend.create(staged, DedupeLatest(staged, keys), replace=True)
+            backend.create(staged, DedupeLatest(staged, keys, fg.dedupe_by), replace=True)
         else:
             shown = "; ".join(", ".join(f"{k}={v}" for k, v in s.items()) for s in report.samples[:3])
             raise DataError(
                 f"{fg.id}: {report.duplicate_rows} rows share a primary key and event time ({listing}), e.g. {shown}; "
-                "nothing published (fix the transform, or set dedupe: latest to keep the last row)"
+                "nothing published (fix the transform, or set dedupe: latest to keep the last row written, or dedupe: {latest_by: COLUMN} the row with the largest COLUMN)"
             )
     _check_non_finite(backend, fg, staged)
     expectations = [e for e in fg.expectations if not (rows_only and e.kind in TABLE_LEVEL)]

@@ -249,6 +249,23 @@ def test_F2_dedupe_latest_keeps_the_last_written_row_per_key(backend, data) -> N
     assert got == sorted((k, ts(t), v) for (k, t), v in last.items())
 
 
+@HYPOTHESIS
+@given(data=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 1), st.one_of(st.none(), st.integers(0, 3)), st.integers(-9, 9)), max_size=30))
+def test_F2_dedupe_latest_by_keeps_the_row_with_the_largest_column_then_the_last_written(backend, data) -> None:
+    """``dedupe: {latest_by: u}``: per (key, event time) the row with the largest ``u`` (NULL
+    lowest); among equal ``u`` the one written last."""
+    source = staging("dupes_by")
+    put(backend, source, arrow({"k": [r[0] for r in data], "t": [ts(r[1]) for r in data], "u": [r[2] for r in data], "v": [r[3] for r in data]},
+                                {"k": "int", "t": "time", "u": "int", "v": "int"}), mode="replace")
+    best: dict[tuple, tuple] = {}
+    for k, t, u, v in data:  # later rows win ties: >=
+        rank = -1 if u is None else u
+        if (k, t) not in best or rank >= best[(k, t)][0]:
+            best[(k, t)] = (rank, u, v)
+    got = sorted(tuple(r.values()) for r in rows(backend, DedupeLatest(source, ("k", "t"), "u")))
+    assert got == sorted((k, ts(t), u, v) for (k, t), (_, u, v) in best.items())
+
+
 # --- binning ---------------------------------------------------------------------------------------------
 
 

@@ -503,7 +503,9 @@ class DuckDBBackend(LakeTables):
                 )
             case ops.DedupeLatest():
                 partition = ", ".join(quote_ident(k) for k in source.key)
-                order = self._written_order(source.source).removeprefix(", ") or "1"
+                written = self._written_order(source.source).removeprefix(", ")
+                by = f"{quote_ident(source.order_by)} DESC NULLS LAST" if source.order_by else ""
+                order = ", ".join(x for x in (by, written) if x) or "1"
                 return f"SELECT * FROM {source.source} QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY {order}) = 1"
         raise TypeError(f"not an operation the DuckDB backend compiles: {type(source).__name__}")
 

@@ -53,7 +53,7 @@ def compile_op(source: Relation | ops.FeatureStoreOp, table: Table) -> "DataFram
                 return df
             return _first_per(df, source.primary_key, [_desc(source.event_time), _desc(ROW)])
         case ops.DedupeLatest():
-            return _first_per(table(source.source), source.key, [_desc(ROW)])
+            return _first_per(table(source.source), source.key, [*([_desc(source.order_by)] if source.order_by else []), _desc(ROW)])
     raise TypeError(f"not an operation the Spark backend compiles: {type(source).__name__}")
 
 
