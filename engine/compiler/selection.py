@@ -31,6 +31,7 @@ class ObjectGraph:
     names: Mapping[str, str]  # key -> object name
     tags: Mapping[str, tuple[str, ...]]
     steps: frozenset[str]  # the keys that are steps (what apply can run)
+    needs: Mapping[str, tuple[str, ...]]  # step -> the steps it reads (not those it only runs after: scoring never retrains)
 
     def users(self) -> dict[str, tuple[str, ...]]:
         out: dict[str, list[str]] = {k: [] for k in self.reads}
@@ -63,7 +64,8 @@ def object_graph(project: m.Project, steps: Mapping[str, Step]) -> ObjectGraph:
             deps.append(view_key[model.feature_view])
         reads[key], names[key], objects[key] = tuple(sorted(deps)), name, job
     tags = {k: tuple(getattr(o, "tags", ()) or ()) for k, o in objects.items()}
-    return ObjectGraph(reads, names, tags, frozenset(steps))
+    needs = {k: tuple(s.depends_on) for k, s in steps.items()}
+    return ObjectGraph(reads, names, tags, frozenset(steps), needs)
 
 
 def _descendants(users: Mapping[str, Iterable[str]], roots: Iterable[str]) -> set[str]:
@@ -120,8 +122,7 @@ def select_steps(graph: ObjectGraph, select: tuple[str, ...]) -> set[str]:
             roots |= {u for u in users.get(key, ()) if u in graph.steps}
         else:  # an online job: what it serves
             roots |= {d for d in graph.reads.get(key, ()) if d in graph.steps}
-    step_reads = {k: tuple(d for d in graph.reads[k] if d in graph.steps) for k in graph.steps}
-    return ancestors(step_reads, roots)
+    return ancestors(graph.needs, roots)
 
 
 def excluded_steps(graph: ObjectGraph, exclude: tuple[str, ...]) -> set[str]:

@@ -146,6 +146,8 @@ def jsonable(value: object) -> object:
         return value.isoformat()
     if hasattr(value, "item"):
         return jsonable(value.item())
+    if type(value).__name__ == "Decimal":  # a number stays a JSON number (the online store reads decimals as floats already)
+        return jsonable(float(value))
     return str(value)
 
 

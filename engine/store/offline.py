@@ -30,6 +30,9 @@ _WIDENINGS = {
     ("SMALLINT", "INTEGER"), ("SMALLINT", "BIGINT"), ("INTEGER", "BIGINT"),
     ("FLOAT", "DOUBLE"), ("TINYINT", "DOUBLE"), ("SMALLINT", "DOUBLE"), ("INTEGER", "DOUBLE"),
     ("TIMESTAMP", "TIMESTAMP WITH TIME ZONE"), ("DATE", "TIMESTAMP WITH TIME ZONE"),
+    # Not widenings, but the engine's own normalisation: a windowed sum of integers was a HUGEINT
+    # (stored as DECIMAL(38,0)) and is a BIGINT since; the values are the same integers.
+    ("DECIMAL(38,0)", "BIGINT"), ("HUGEINT", "BIGINT"),
 }
 
 

@@ -286,7 +286,15 @@ def _load_table(path: Path, name: str, entry: dict) -> OnlineTable:
         if _is_timestamp(field.type):
             import pandas as pd
 
+            if pa.types.is_date(field.type):
+                # Offline, pandas reads a DATE as a datetime64 (a Timestamp at midnight): the same
+                # here, so an on-demand function gets the same kind of value on both paths.
+                column = pc.cast(column, pa.timestamp("us"))
             values.append([None if v is pd.NaT or v is None else v for v in column.to_pandas().tolist()])
+        elif pa.types.is_decimal(field.type):
+            # Offline a DECIMAL reaches pandas (and so the model and on-demand functions) as a
+            # float64; online too, never as decimal.Decimal (which JSON would send as a string).
+            values.append(pc.cast(column, pa.float64()).to_pylist())
         else:
             values.append(column.to_pylist())
     pk = tuple(entry["primary_key"])

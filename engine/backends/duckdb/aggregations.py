@@ -30,8 +30,14 @@ def window_aggregation_sql(
     primary_key: Sequence[str],
     event_time: str,
     aggregations: Sequence[Aggregation],
+    integer_columns: frozenset[str] = frozenset(),
 ) -> str:
     """A SELECT computing each aggregation over a trailing time window, per primary key.
+
+    A ``sum`` over one of ``integer_columns`` is a BIGINT (DuckDB's own sum of integers is a
+    HUGEINT, which pandas reads as a float and the online store as a decimal: the same feature
+    would reach a model as 7.0 offline and '7' online; Spark sums integers to a BIGINT too). A
+    sum past BIGINT's range fails the write rather than wrapping.
 
     ``relation`` is an already-quoted relation name (``"staging"."in_1"``). The output has one row
     per distinct (primary key, event time) pair of the input. For the row with keys *k* and time *t*
@@ -61,12 +67,15 @@ def window_aggregation_sql(
     for agg in aggregations:
         width = _window_microseconds(agg.window_seconds)
         function = _SQL_FUNCTION[AggFunction(agg.function)]
-        measures.append(
-            f"    {function}({quote_ident(agg.column)}) OVER ("
+        window = (
+            f"{function}({quote_ident(agg.column)}) OVER ("
             f"{partition}ORDER BY {time} "
             f"RANGE BETWEEN INTERVAL {width} MICROSECONDS PRECEDING AND CURRENT ROW"
-            f") AS {quote_ident(agg.name)}"
+            f")"
         )
+        if AggFunction(agg.function) is AggFunction.SUM and agg.column in integer_columns:
+            window = f"CAST({window} AS BIGINT)"
+        measures.append(f"    {window} AS {quote_ident(agg.name)}")
     names = ", ".join(quote_ident(a.name) for a in aggregations)
     # Peers (rows sharing keys and time) get identical frames, hence identical values: keep one.
     peer = f"row_number() OVER (PARTITION BY {key_list}{time}) AS \"__engine_peer\""

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 SPINE_ALIAS = "_engine_spine_where"  # how spine filters qualify spine columns
 _ROWS = "_engine_rows"  # name rows are registered under while they are written
+_INTEGER_TYPES = frozenset({"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"})  # a BIGINT holds their sums
 SCHEMAS = ("staging", *sorted(LAKE_SCHEMAS))
 
 
@@ -488,7 +489,9 @@ class DuckDBBackend(LakeTables):
             case ops.WindowAggregation():
                 from engine.backends.duckdb.aggregations import window_aggregation_sql
 
-                return window_aggregation_sql(str(source.source), source.primary_key, source.event_time, source.aggregations)
+                types = self.columns(source.source)
+                integers = frozenset(c for c, t in types.items() if t.upper() in _INTEGER_TYPES)
+                return window_aggregation_sql(str(source.source), source.primary_key, source.event_time, source.aggregations, integers)
             case ops.Bin():
                 from engine.backends.duckdb.binning import binning_sql
 
