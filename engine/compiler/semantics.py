@@ -395,7 +395,7 @@ class _Checker:
                 self.fail(path + tuple(sub), message, hint)
             self.check_gates(path, model)
         s = model.split
-        for sub, message, hint in check_split(s.by, s.test_from, s.validation_from, s.test_size, s.validation_size):
+        for sub, message, hint in check_split(s.by, s.test_from, s.validation_from, s.test_size, s.validation_size, s.test_until):
             self.fail(path + ("split",) + tuple(sub), message, hint)
 
     def check_gates(self, path: tuple, model: m.Model) -> None:

@@ -269,6 +269,7 @@ class _Builder:
             by=m.SplitKind(s["by"]),
             test_from=s.get("test_from"),
             validation_from=s.get("validation_from"),
+            test_until=s.get("test_until"),
             test_size=s.get("test_size"),
             validation_size=s.get("validation_size"),
             seed=int(s.get("seed", 0)),

@@ -81,7 +81,7 @@ def parse_utc(text: str) -> datetime:
 
 
 def check_split(by: SplitKind, test_from: str | None = None, validation_from: str | None = None,
-                test_size: float | None = None, validation_size: float | None = None) -> list[CheckProblem]:
+                test_size: float | None = None, validation_size: float | None = None, test_until: str | None = None) -> list[CheckProblem]:
     """Static problems of a split that the JSON Schema cannot express (sub-paths under ``split``).
 
     >>> check_split(SplitKind.RANDOM, test_size=0.6, validation_size=0.5)[0][1]
@@ -90,14 +90,16 @@ def check_split(by: SplitKind, test_from: str | None = None, validation_from: st
     problems: list[CheckProblem] = []
     if by == SplitKind.TIME:
         parsed = {}
-        for key, text in (("test_from", test_from), ("validation_from", validation_from)):
+        for key, text in (("test_from", test_from), ("validation_from", validation_from), ("test_until", test_until)):
             if text is None:
                 continue
             try:
                 parsed[key] = parse_utc(text)
             except ValueError:
                 problems.append((("split", key), f"{text!r} is not a date or timestamp", "write e.g. '2013-11-01'"))
-        if len(parsed) == 2 and parsed["validation_from"] >= parsed["test_from"]:
+        if "test_until" in parsed and "test_from" in parsed and parsed["test_until"] <= parsed["test_from"]:
+            problems.append((("split", "test_until"), f"test_until ({test_until}) must be after test_from ({test_from})", None))
+        if "validation_from" in parsed and "test_from" in parsed and parsed["validation_from"] >= parsed["test_from"]:
             problems.append((("split", "validation_from"),
                              f"validation_from ({validation_from}) must be before test_from ({test_from})", None))
     elif by == SplitKind.RANDOM:

@@ -397,6 +397,7 @@ class Split:
     by: SplitKind
     test_from: str | None = None
     validation_from: str | None = None
+    test_until: str | None = None  # by: time — the test set is [test_from, test_until); later rows are in no split
     test_size: float | None = None
     validation_size: float | None = None
     seed: int = 0

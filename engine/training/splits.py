@@ -4,7 +4,7 @@ Contracts (DESIGN §3 "Splits"), pinned by tests:
 
 - Time splits cut on the spine's event time, start inclusive and end exclusive: train is
   ``t < validation_from`` (or ``t < test_from``), validation is ``validation_from <= t < test_from``,
-  test is ``t >= test_from``. Boundary strings are read as UTC unless they carry an offset
+  test is ``t >= test_from`` (and ``t < test_until`` when given; rows after it are in no split). Boundary strings are read as UTC unless they carry an offset
   (``"2013-11-01"`` is ``2013-11-01T00:00Z``). A naive event-time column is taken to be UTC.
 - Random splits draw one ``numpy.random.Generator(seed)`` permutation of row *positions*: the result
   depends on the frame's row order, so the caller sorts the frame deterministically first (by the
@@ -37,8 +37,9 @@ def _boundary(column: pd.Series, text: str):
 
 
 def split_by_time(frame: pd.DataFrame, event_time: str, test_from: str,
-                  validation_from: str | None = None) -> dict[str, pd.DataFrame]:
-    """Split on ``event_time``: keys ``train``, ``validation`` (only with validation_from), ``test``."""
+                  validation_from: str | None = None, test_until: str | None = None) -> dict[str, pd.DataFrame]:
+    """Split on ``event_time``: keys ``train``, ``validation`` (only with validation_from), ``test``
+    (``test_from <= t``, and ``t < test_until`` when given: later rows are in no split)."""
     import pandas as pd
 
     if validation_from is not None and parse_utc(validation_from) >= parse_utc(test_from):
@@ -55,14 +56,19 @@ def split_by_time(frame: pd.DataFrame, event_time: str, test_from: str,
     parts = {"train": frame[(column < train_end).to_numpy()]}
     if validation_from is not None:
         parts["validation"] = frame[((column >= train_end) & (column < test_start)).to_numpy()]
-    parts["test"] = frame[(column >= test_start).to_numpy()]
+    in_test = column >= test_start
+    if test_until is not None:
+        if parse_utc(test_until) <= parse_utc(test_from):
+            raise ValueError(f"test_until ({test_until}) must be after test_from ({test_from})")
+        in_test &= column < _boundary(column, test_until)
+    parts["test"] = frame[in_test.to_numpy()]
     span = _span(column)
     if parts["train"].empty:
         raise DataError(f"the training split is empty: no spine rows before {validation_from or test_from}{span}")
     if "validation" in parts and parts["validation"].empty:
         raise DataError(f"the validation split is empty: no spine rows from {validation_from} up to {test_from}{span}")
     if parts["test"].empty:
-        raise DataError(f"the test split is empty: no spine rows at or after {test_from}{span}")
+        raise DataError(f"the test split is empty: no spine rows at or after {test_from}" + (f" and before {test_until}" if test_until else "") + span)
     return parts
 
 

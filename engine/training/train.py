@@ -41,7 +41,7 @@ def _split(frame, model: m.Model, event_time: str | None) -> dict:
     s = model.split
     match s.by:
         case m.SplitKind.TIME:
-            return split_by_time(frame, event_time, s.test_from, s.validation_from)
+            return split_by_time(frame, event_time, s.test_from, s.validation_from, s.test_until)
         case m.SplitKind.RANDOM:
             return split_random(frame, s.test_size if s.test_size is not None else 0.2, s.validation_size, s.seed)
 

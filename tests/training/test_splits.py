@@ -141,3 +141,29 @@ def test_time_split_is_disjoint_complete_and_ordered(offsets, cut, gap):
     assert sorted(i for p in parts.values() for i in p.index) == list(frame.index)
     assert (parts["train"]["t"] < parse_utc(validation_from or test_from)).all()
     assert (parts["test"]["t"] >= parse_utc(test_from)).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(offsets=st.lists(st.integers(0, 1_000), min_size=1, max_size=40), cut=st.integers(1, 1_000), length=st.integers(1, 500))
+def test_test_until_ends_the_test_split_and_later_rows_are_in_no_split(offsets, cut, length):
+    """issue 11, item 5: test is [test_from, test_until); rows at or after test_until are left out."""
+    base = pd.Timestamp("2013-01-01", tz="UTC")
+    frame = pd.DataFrame({"t": [base + pd.Timedelta(minutes=o) for o in offsets]})
+    test_from, test_until = (base + pd.Timedelta(minutes=cut)).isoformat(), (base + pd.Timedelta(minutes=cut + length)).isoformat()
+    expected = {
+        "train": [i for i, o in enumerate(offsets) if o < cut],
+        "test": [i for i, o in enumerate(offsets) if cut <= o < cut + length],
+    }
+    if not expected["train"] or not expected["test"]:
+        with pytest.raises(DataError):
+            split_by_time(frame, "t", test_from, None, test_until)
+        return
+    parts = split_by_time(frame, "t", test_from, None, test_until)
+    assert {k: list(v.index) for k, v in parts.items()} == expected
+
+
+def test_test_until_must_come_after_test_from():
+    with pytest.raises(ValueError, match="must be after"):
+        split_by_time(_frame(TIMES), "sched_dep", "2013-11-01", None, "2013-11-01")
+    assert check_split("time", "2013-11-01", test_until="2013-10-01") == [(("split", "test_until"), "test_until (2013-10-01) must be after test_from (2013-11-01)", None)]
+    assert check_split("time", "2013-11-01", test_until="2013-12-01") == []
