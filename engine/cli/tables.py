@@ -202,6 +202,8 @@ def model_table(info: dict) -> str:
         f"features ({len(m['feature_columns'])}): {', '.join(m['feature_columns'])}",
         f"artifact: {m['artifact']['file']} ({m['artifact']['format']}, sha256 {m['artifact']['sha256'][:16]}…)",
     ]
+    if m.get("decision_threshold") is not None:
+        head.append(f"decision threshold: {m['label_classes'][1] if m.get('label_classes') else 'positive'} when its probability is >= {m['decision_threshold']:.4g}")
     names = sorted({k for split in info["metrics"].values() for k in split})
     table = Table(title="metrics", title_justify="left")
     table.add_column("split")

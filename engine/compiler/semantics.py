@@ -394,9 +394,25 @@ class _Checker:
             for sub, message, hint in check_metrics(model.estimator, list(model.metrics), dict(model.params)):
                 self.fail(path + tuple(sub), message, hint)
             self.check_gates(path, model)
+            self.check_threshold(path, model)
         s = model.split
         for sub, message, hint in check_split(s.by, s.test_from, s.validation_from, s.test_size, s.validation_size, s.test_until):
             self.fail(path + ("split",) + tuple(sub), message, hint)
+
+    def check_threshold(self, path: tuple, model: m.Model) -> None:
+        """A decision threshold needs a classifier with predicted probabilities; tuning it, a
+        validation split to tune on."""
+        from engine.model.catalogue import estimator_entry, supports_proba
+
+        if model.threshold is None and model.threshold_tune is None:
+            return
+        entry = estimator_entry(model.estimator)
+        if entry is None:
+            return  # reported by check_model_params
+        if entry["task"] != "classifier" or not supports_proba(model.estimator, dict(model.params)):
+            self.fail(path + ("threshold",), f"a decision threshold applies to classifiers with predicted probabilities; {model.estimator} {'is a regressor' if entry['task'] != 'classifier' else 'gives none'}", "remove threshold")
+        elif model.threshold_tune is not None and model.split.validation_size is None and model.split.validation_from is None:
+            self.fail(path + ("threshold", "tune"), f"tuning the threshold needs a validation split, and model '{model.name}' has none", "add validation_size (or validation_from) to its split, or give the threshold as a number")
 
     def check_gates(self, path: tuple, model: m.Model) -> None:
         """A gate names a metric the model computes (on a split it has: validation needs

@@ -285,6 +285,8 @@ class _Builder:
             class_weight=tuple(sorted(d["class_weight"].items())) if isinstance(d.get("class_weight"), dict) else d.get("class_weight"),
             aliases=tuple(d.get("aliases") or ()),
             gates=self.gates(("models", name, "aliases"), d.get("aliases") or ()),
+            threshold=float(d["threshold"]) if isinstance(d.get("threshold"), int | float) and not isinstance(d.get("threshold"), bool) else None,
+            threshold_tune=d["threshold"]["tune"] if isinstance(d.get("threshold"), dict) else None,
             description=d.get("description"),
             origin=m.Origin(("models", name)),
         )

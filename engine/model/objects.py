@@ -415,6 +415,8 @@ class Model:
     class_weight: str | tuple[tuple[str, float], ...] | None = None
     aliases: tuple[str, ...] = ()
     gates: tuple[Gate, ...] = ()  # the aliases that move only when their conditions hold
+    threshold: float | None = None  # binary classifiers: decide positive when p >= threshold
+    threshold_tune: str | None = None  # or: the threshold maximising this metric on the validation split
     description: str | None = None
     tags: tuple[str, ...] = ()  # free-form labels: `--select tag:NAME`; never part of a fingerprint
     origin: Origin = Origin(())

@@ -85,6 +85,8 @@ class ModelManifest:
     # on-demand function name -> {"python": "module:function", "code": code digest of its package}:
     # what scoring and serving compare with the code on disk (``engine.transforms.on_demand.code_drift``)
     function_code: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # binary classifiers with a threshold: the positive class is predicted when its probability is >= it
+    decision_threshold: float | None = None
 
     @property
     def feature_view_ref(self) -> str:
@@ -119,6 +121,8 @@ class ModelManifest:
         }
         if self.function_code:
             out["function_code"] = {name: dict(entry) for name, entry in self.function_code.items()}
+        if self.decision_threshold is not None:
+            out["decision_threshold"] = self.decision_threshold
         registry = {
             "name": self.name,
             "version": self.version,
@@ -164,6 +168,7 @@ class ModelManifest:
             created_at=data.get("created_at"),
             engine_version=data.get("engine_version"),
             function_code=data.get("function_code") or {},
+            decision_threshold=data.get("decision_threshold"),
         )
 
 

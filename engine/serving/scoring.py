@@ -70,7 +70,9 @@ class LoadedModel:
             # class). Batch, stream and online all score through here, so they always agree.
             proba = self.estimator.predict_proba(X).astype(np.float64)
             proba /= proba.sum(axis=1, keepdims=True)
-            raw = proba.argmax(axis=1)
+            threshold = self.manifest.get("decision_threshold")
+            # A binary model with a decision threshold: the positive class (code 1) from p >= it.
+            raw = (proba[:, 1] >= threshold).astype(int) if threshold is not None and proba.shape[1] == 2 else proba.argmax(axis=1)
         else:
             raw = self.estimator.predict(X)
         if self.task == "classifier":

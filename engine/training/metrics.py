@@ -167,3 +167,44 @@ def _show(value: object) -> str:
     if hasattr(value, "item"):
         value = value.item()
     return repr(value) if isinstance(value, str) else str(value)
+
+
+THRESHOLD_METRICS = ("f1", "accuracy", "precision", "recall")
+
+
+def tune_threshold(y_true, p_positive, metric: str) -> float:
+    """The decision threshold on the positive class's probability that maximises ``metric`` on
+    these rows (a row is positive when ``p >= threshold``). Every distinct probability is a
+    candidate; the scores of all of them come from one sort and cumulative sums, so the cost is
+    that of a sort. Ties go to the candidate closest to 0.5, then the lower one.
+
+    >>> tune_threshold([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8], "f1")
+    0.35
+    """
+    import numpy as np
+
+    if metric not in THRESHOLD_METRICS:
+        raise ValueError(f"cannot tune a threshold for {metric!r} (use one of {', '.join(THRESHOLD_METRICS)})")
+    y = np.asarray(y_true, dtype=np.int64)
+    p = np.asarray(p_positive, dtype=np.float64)
+    if len(p) == 0:
+        raise ValueError("no rows to tune the threshold on")
+    order = np.argsort(-p, kind="stable")
+    p, y = p[order], y[order]
+    ends = np.r_[np.nonzero(np.diff(p))[0], len(p) - 1]  # last row of each distinct probability
+    tp = np.cumsum(y)[ends].astype(np.float64)
+    fp = np.cumsum(1 - y)[ends].astype(np.float64)
+    positives, negatives = float(y.sum()), float(len(y) - y.sum())
+    fn, tn = positives - tp, negatives - fp
+    with np.errstate(divide="ignore", invalid="ignore"):
+        score = {
+            "precision": tp / (tp + fp),
+            "recall": tp / positives if positives else np.zeros_like(tp),
+            "f1": 2 * tp / (2 * tp + fp + fn),
+            "accuracy": (tp + tn) / len(y),
+        }[metric]
+    score = np.nan_to_num(score, nan=0.0)
+    candidates = p[ends]
+    best = np.flatnonzero(score == score.max())
+    pick = min(best, key=lambda i: (abs(candidates[i] - 0.5), candidates[i]))
+    return float(candidates[pick])

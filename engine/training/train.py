@@ -146,6 +146,7 @@ def train_model(stores, model: m.Model, project: m.Project, *, run_id: str) -> T
 
     has_proba = supports_proba(model.estimator, params)
     metric_names = model.metrics or default_metrics(task, has_proba)
+    threshold = _decision_threshold(model, estimator, mapping, X, y, label) if task == "classifier" and has_proba else None
     metrics: dict[str, dict[str, float | None]] = {}
     for split in ("validation", "test"):
         if split not in X:
@@ -157,6 +158,8 @@ def train_model(stores, model: m.Model, project: m.Project, *, run_id: str) -> T
                 # XGBoost returns float32 rows that sum to 1 only within float32 precision.
                 proba = estimator.predict_proba(X[split]).astype(np.float64)
                 proba /= proba.sum(axis=1, keepdims=True)
+                if threshold is not None:  # as every scoring path decides (LoadedModel.predict_matrix)
+                    pred = (proba[:, 1] >= threshold).astype(int)
             classes = list(range(len(mapping.classes))) if mapping is not None else None
             result = compute_metrics(task, metric_names, y[split], pred, proba, classes=classes)
         metrics[split] = {k: _float_or_none(v) for k, v in result.values.items()}
@@ -186,10 +189,29 @@ def train_model(stores, model: m.Model, project: m.Project, *, run_id: str) -> T
         training_data=TrainingData(dataset_table, data_fingerprint, rows),
         run_id=run_id,
         function_code=function_code(project.root, [project.functions[name] for name in fv.on_demand]),
+        decision_threshold=threshold,
     )
     version = registry.register(model.name, fingerprint, manifest.to_json(), estimator)
     shown = [f"warning while training: {w}" for w in warnings[:5]] + ([f"... and {len(warnings) - 5} more warnings (engine show model {model.name})"] if len(warnings) > 5 else [])
     return TrainOutcome(len(train), version, True, (*shown, *_set_aliases(registry, model, version)))
+
+
+def _decision_threshold(model: m.Model, estimator, mapping, X: dict, y: dict, label: str) -> float | None:
+    """The model's decision threshold: as declared, or tuned on the validation split; None
+    without one. DataError for a label that is not binary."""
+    import numpy as np
+
+    from engine.training.metrics import tune_threshold
+
+    if model.threshold is None and model.threshold_tune is None:
+        return None
+    if len(mapping.classes) != 2:
+        raise DataError(f"{model.id}: a decision threshold applies to binary labels, and '{label}' has {len(mapping.classes)} classes; nothing registered")
+    if model.threshold is not None:
+        return float(model.threshold)
+    proba = estimator.predict_proba(X["validation"]).astype(np.float64)
+    proba /= proba.sum(axis=1, keepdims=True)
+    return tune_threshold(y["validation"], proba[:, 1], model.threshold_tune)
 
 
 class _captured_warnings:

@@ -210,3 +210,29 @@ models:
 """)
     code, out, err = run_engine("validate", str(tiny_project))
     assert code == 3 and "models.m.metrics[1]: unknown metric 'precison_at_10' (did you mean 'precision_at_10'?)" in err, err
+
+
+@settings(max_examples=80, deadline=None)
+@given(rows=st.lists(st.tuples(st.integers(0, 1), st.integers(0, 20).map(lambda k: k / 20)), min_size=1, max_size=40),
+       metric=st.sampled_from(["f1", "accuracy", "precision", "recall"]))
+def test_tuned_threshold_maximises_the_metric_among_every_candidate(rows, metric) -> None:
+    """issue 11, item 5: the oracle scores every distinct probability as a threshold with
+    scikit-learn and finds none better than the tuned one."""
+    import warnings
+
+    from sklearn import metrics as skm
+
+    from engine.training.metrics import tune_threshold
+
+    y = np.array([r[0] for r in rows])
+    p = np.array([r[1] for r in rows])
+    score = {"f1": skm.f1_score, "accuracy": skm.accuracy_score, "precision": skm.precision_score, "recall": skm.recall_score}[metric]
+
+    def at(t):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return score(y, (p >= t).astype(int), **({} if metric == "accuracy" else {"zero_division": 0}))
+
+    chosen = tune_threshold(y, p, metric)
+    assert chosen in set(p)
+    assert math.isclose(at(chosen), max(at(t) for t in set(p)), abs_tol=1e-12)
