@@ -509,6 +509,7 @@ class _Checker:
                     break
                 produced[out_name] = join.feature_group
         available = set(produced) | set(spine_cols or ()) if spine_cols is not None else None
+        self.check_model_inputs(project, fv, path, spine_cols)
         for i, name in enumerate(fv.on_demand):
             fn = project.functions.get(name)
             if fn is not None and available is not None and all(self.columns.get(j.feature_group) is not None for j in fv.joins):
@@ -517,6 +518,48 @@ class _Checker:
                         self.fail(path + ("on_demand", i), f"function '{name}' needs column '{col}', which the feature view does not have", did_you_mean(col, list(available)))
             if name not in project.functions:
                 self.fail(path + ("on_demand", i), f"unknown function '{name}' (known: {', '.join(sorted(project.functions)) or 'none'})", did_you_mean(name, list(project.functions)))
+
+
+    def check_model_inputs(self, project: m.Project, fv: m.FeatureView, path: tuple, spine_cols) -> None:
+        """What the view feeds a model must become numbers: a timestamp or date feature cannot
+        (training would stop on it, exit 4, after every feature was built); a transform must name
+        a feature and suit its type. Checked where the columns' types are known."""
+        if spine_cols is None or any(self.columns.get(j.feature_group) is None for j in fv.joins if j.feature_group in project.feature_groups):
+            return
+        features: dict[str, tuple[str, tuple]] = {}  # name -> (type, where it comes from)
+        for i, col in enumerate(fv.features):
+            if col in spine_cols:
+                features[col] = (spine_cols[col], path + ("features", i))
+        groups = project.feature_groups
+        for i, join in enumerate(fv.joins):
+            target = groups.get(join.feature_group)
+            tcols = self.columns.get(join.feature_group)
+            if target is None or tcols is None:
+                continue
+            skip = set(join.right_on) | ({target.event_time} if target.event_time else set())
+            for k, col in enumerate(list(join.select) if join.select is not None else [c for c in tcols if c not in skip and c not in join.exclude]):
+                if col in tcols:
+                    where = path + ("join", i) + (("select", k) if join.select is not None else ())
+                    features.setdefault(join.prefix + col, (tcols[col], where))
+        returns = {"int64": "BIGINT", "float64": "DOUBLE", "string": "VARCHAR", "bool": "BOOLEAN", "timestamp": "TIMESTAMP"}
+        for i, name in enumerate(fv.on_demand):
+            fn = project.functions.get(name)
+            if fn is not None:
+                features[name] = (returns.get(fn.returns, "UNKNOWN"), path + ("on_demand", i))
+        for name, (typ, where) in features.items():
+            if typ != "UNKNOWN" and _type_family(typ) == "time":
+                self.fail(where, f"feature '{name}' is a {typ}, and a model takes numbers",
+                          "derive a number from it (an on-demand function: hour, days since ...), or keep it out of the features (except: [...] on a join)")
+        numeric_only = {"standard_scaler", "min_max_scaler", "robust_scaler", "impute_mean", "impute_median", "impute_constant"}
+        for column, transformer in fv.transforms:
+            tpath = path + ("transforms", column)
+            if column not in features:
+                self.fail(tpath, f"transform for '{column}', which is not a feature of feature view '{fv.name}'", did_you_mean(column, list(features)))
+                continue
+            typ = features[column][0]
+            if transformer in numeric_only and typ != "UNKNOWN" and _type_family(typ) != "number":
+                hint = "use one_hot_encoder or label_encoder for text" if _type_family(typ) == "string" else None
+                self.fail(tpath, f"{transformer} applies to numbers, and '{column}' is a {typ}", hint)
 
 
 def check_project(project: m.Project, source_map: SourceMap) -> CheckedProject:
