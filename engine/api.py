@@ -39,7 +39,8 @@ from engine.inspect import (  # noqa: E402
 
 
 def plan(
-    path: str | Path, *, workspace: str | Path | None = None, select: tuple[str, ...] = (), exclude: tuple[str, ...] = (), force: bool = False, full_refresh: bool = False
+    path: str | Path, *, workspace: str | Path | None = None, select: tuple[str, ...] = (), exclude: tuple[str, ...] = (), force: bool = False, full_refresh: bool = False,
+    backfill: tuple[str, str] | None = None,
 ) -> Plan:
     """What ``apply`` would do, diffed against the workspace's stored state."""
     from engine.compiler.planner import make_plan
@@ -50,7 +51,7 @@ def plan(
     ws = workspace_of(checked, workspace)
     steps, consumed = _stored_state(ws)
     with digests(ws):
-        return make_plan(checked, steps, select=select, exclude=exclude, force=force, full_refresh=full_refresh, consumed=consumed)
+        return make_plan(checked, steps, select=select, exclude=exclude, force=force, full_refresh=full_refresh, consumed=consumed, backfill=_backfill(backfill))
 
 
 def lineage(path: str | Path, name: str | None = None):
@@ -77,6 +78,7 @@ def apply(
     exclude: tuple[str, ...] = (),
     force: bool = False,
     full_refresh: bool = False,
+    backfill: tuple[str, str] | None = None,
     options: "RunOptions | None" = None,
     lock_timeout_s: float = 0.0,
     listener: Listener = ignore,
@@ -96,13 +98,29 @@ def apply(
     ws = workspace_of(checked, workspace)
     with ProjectLock(ws, timeout_s=lock_timeout_s), digests(ws):
         steps, consumed = _stored_state(ws)
-        the_plan = make_plan(checked, steps, select=select, exclude=exclude, force=force, full_refresh=full_refresh, consumed=consumed)
+        the_plan = make_plan(checked, steps, select=select, exclude=exclude, force=force, full_refresh=full_refresh, consumed=consumed, backfill=_backfill(backfill))
         listener(PlanMade(the_plan))
         if not the_plan.has_changes:
             _repair_online_snapshot(checked, ws, listener)
             return ApplyResult(the_plan, None)
         run = execute(the_plan, checked, ws, run_id=new_run_id(), options=options or RunOptions(), listener=listener)
     return ApplyResult(the_plan, run)
+
+
+def _backfill(window: tuple[str, str] | None) -> tuple[str, str] | None:
+    """``(start, end)`` as UTC ISO times; UsageError (exit 2) for a bound that is not a time or
+    an empty range."""
+    if window is None:
+        return None
+    from engine.model.catalogue import parse_utc
+
+    try:
+        start, end = parse_utc(window[0]), parse_utc(window[1])
+    except ValueError as exc:
+        raise UsageError(f"--start/--end: {exc}") from None
+    if not start < end:
+        raise UsageError(f"--start ({window[0]}) must be before --end ({window[1]})")
+    return start.isoformat(), end.isoformat()
 
 
 def _repair_online_snapshot(checked: CheckedProject, ws, listener: Listener) -> None:

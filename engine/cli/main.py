@@ -20,7 +20,7 @@ from engine.cli.observe_commands import docs, monitor
 from engine.cli.options import BACKEND, EXCLUDE, FORMATS, PATH, PROJECT, SELECT, WORKSPACE, Context, guard, locate, split_project
 from engine.cli.serve_commands import predict, serve
 from engine.cli.show import show
-from engine.errors import EngineError, ExitCode
+from engine.errors import EngineError, ExitCode, UsageError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,6 +40,16 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = Context(debug)
 
 
+
+
+BACKFILL_START = click.option("--start", default=None, metavar="TIME", help="Backfill: the selected batch jobs score [--start, --end) once, instead of their range (recorded nowhere else).")
+BACKFILL_END = click.option("--end", default=None, metavar="TIME", help="Backfill: the end (exclusive) of the range; with --start.")
+
+
+def _window(start: str | None, end: str | None) -> tuple[str, str] | None:
+    if (start is None) != (end is None):
+        raise UsageError("--start and --end go together: the backfill range is [--start, --end)")
+    return (start, end) if start is not None else None
 
 
 def _memory_limit(value: str | None) -> str | None:
@@ -81,11 +91,13 @@ def validate(path: Path | None, project: Path | None, fmt: str, backend: str | N
 @WORKSPACE
 @SELECT
 @EXCLUDE
+@BACKFILL_START
+@BACKFILL_END
 @click.option("--force", is_flag=True, help="Plan every selected step to run.")
 @click.option("--full-refresh", is_flag=True, help="Plan the selected sources and feature groups to be rebuilt from scratch.")
 @click.option("--format", "fmt", type=FORMATS, default="text")
 @BACKEND
-def plan(path: Path | None, project: Path | None, workspace: Path | None, select: tuple[str, ...], exclude: tuple[str, ...], force: bool, full_refresh: bool, fmt: str, backend: str | None) -> None:
+def plan(path: Path | None, project: Path | None, workspace: Path | None, select: tuple[str, ...], exclude: tuple[str, ...], start: str | None, end: str | None, force: bool, full_refresh: bool, fmt: str, backend: str | None) -> None:
     """Show what `apply` would run, and why."""
 
     @guard(fmt)
@@ -95,7 +107,7 @@ def plan(path: Path | None, project: Path | None, workspace: Path | None, select
         from engine.compiler.printer import render_plan
 
         where = locate(path, project, workspace)
-        the_plan = api.plan(where.path, workspace=where.workspace, select=select, exclude=exclude, force=force, full_refresh=full_refresh)
+        the_plan = api.plan(where.path, workspace=where.workspace, select=select, exclude=exclude, force=force, full_refresh=full_refresh, backfill=_window(start, end))
         emit(json.dumps(the_plan.as_dict(), indent=2) if fmt == "json" else render_plan(the_plan))
 
     body(fmt=fmt)
@@ -107,6 +119,8 @@ def plan(path: Path | None, project: Path | None, workspace: Path | None, select
 @WORKSPACE
 @SELECT
 @EXCLUDE
+@BACKFILL_START
+@BACKFILL_END
 @click.option("--force", is_flag=True, help="Run every selected step even if unchanged.")
 @click.option("--full-refresh", is_flag=True, help="Re-ingest the selected sources and rebuild the selected feature groups from scratch (incremental ones too).")
 @click.option("--sql-timeout", type=float, default=600.0, show_default=True, help="Seconds a SQL transform may run.")
@@ -117,7 +131,7 @@ def plan(path: Path | None, project: Path | None, workspace: Path | None, select
 @click.option("--log-format", "log_format", type=click.Choice(["text", "json"]), default="text", help="json: progress as one JSON object per line on stderr (no live display).")
 @click.option("--allow-code-drift", is_flag=True, help="Score with a pinned model version even if its on-demand functions' code on disk differs from the code it was trained with.")
 @BACKEND
-def apply(path: Path | None, project: Path | None, workspace: Path | None, select: tuple[str, ...], exclude: tuple[str, ...], force: bool, full_refresh: bool, sql_timeout: float, memory_limit: str | None, threads: int | None, lock_timeout: float, fmt: str, log_format: str, allow_code_drift: bool, backend: str | None) -> None:
+def apply(path: Path | None, project: Path | None, workspace: Path | None, select: tuple[str, ...], exclude: tuple[str, ...], start: str | None, end: str | None, force: bool, full_refresh: bool, sql_timeout: float, memory_limit: str | None, threads: int | None, lock_timeout: float, fmt: str, log_format: str, allow_code_drift: bool, backend: str | None) -> None:
     """Run the plan: build features, train models, score batch and stream jobs.
 
     Shows each step as it finishes (rows, seconds) and the running one live; after Ctrl-C or a
@@ -143,7 +157,7 @@ def apply(path: Path | None, project: Path | None, workspace: Path | None, selec
         options = RunOptions(sql_timeout_s=sql_timeout, memory_limit=memory_limit, threads=threads, allow_code_drift=allow_code_drift)
         try:
             with display:  # the plan arrives as a PlanMade event, made under the project lock
-                result = api.apply(where.path, workspace=where.workspace, select=select, exclude=exclude, force=force, full_refresh=full_refresh, options=options, lock_timeout_s=lock_timeout, listener=listener)
+                result = api.apply(where.path, workspace=where.workspace, select=select, exclude=exclude, backfill=_window(start, end), force=force, full_refresh=full_refresh, options=options, lock_timeout_s=lock_timeout, listener=listener)
         except KeyboardInterrupt:
             display.interrupted(fmt)
             raise

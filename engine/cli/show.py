@@ -348,7 +348,7 @@ def definition(obj, project) -> dict:
             return {"feature_view": fv, "estimator": obj.estimator, "params": dict(obj.params), "split": split, "metrics": list(obj.metrics), "class_weight": weight, "aliases": list(obj.aliases)}
         case m.InferenceJob():
             output = ", ".join(x for x in (obj.output_table and f"table {obj.output_table}", obj.output_path) if x) or None
-            doc = {"mode": obj.mode, "model": obj.model, "range": list(obj.range) if obj.range else None, "source": obj.source, "output": output}
+            doc = {"mode": obj.mode, "model": obj.model, "range": list(obj.range) if obj.range else ({"last": obj.range_last} if obj.range_last else None), "source": obj.source, "output": output}
             if obj.mode == "online":
                 doc.update({"keys": list(obj.keys), "request": list(obj.request), "endpoint": f"POST /jobs/{obj.name}/predict (engine serve)"})
             return doc

@@ -6,11 +6,14 @@ fingerprints are passed in).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from engine.compiler.fingerprint import definition_fingerprint, digest, file_digest, files_fingerprint, python_package_fingerprint
 from engine.compiler.semantics import CheckedProject
 from engine.compiler.steps import Action, Plan, PlannedStep, Reason, Step, StepKind
+from engine.errors import UsageError
 from engine.ids import ModelRef
 from engine.model import objects as m
 from engine.model.graph import topological_order
@@ -24,8 +27,9 @@ class StoredStep:
     fingerprint: str
 
 
-def compile_steps(checked: CheckedProject) -> dict[str, Step]:
-    """All steps of the project, keyed by ``kind:name@version``, in dependency order."""
+def compile_steps(checked: CheckedProject, *, now: datetime | None = None) -> dict[str, Step]:
+    """All steps of the project, keyed by ``kind:name@version``, in dependency order. ``now``: the
+    time a relative batch range (``range: {last: 30d}``) is resolved at (default: the clock)."""
     project = checked.project
     steps: dict[str, Step] = {}
     key_of: dict[str, str] = {}
@@ -87,9 +91,15 @@ def compile_steps(checked: CheckedProject) -> dict[str, Step]:
         # it runs after training in a full apply, but selecting a job never retrains its model.
         model_key, fv_key = str(model.id), view_key[model.feature_view]
         definition = definition_fingerprint(job)
+        window = None
+        if kind is StepKind.SCORE_BATCH and job.range_last is not None:
+            from engine.model.windows import relative_range
+
+            start, end = relative_range(job.range_last, job.range_last_seconds, now or datetime.now(UTC))
+            window = (start.isoformat(), end.isoformat())
         step = Step(
-            job.id, kind, (fv_key,), definition, digest(definition, steps[fv_key].fingerprint, steps[model_key].fingerprint),
-            after=(model_key,), payload=job, view_fingerprint=steps[fv_key].fingerprint,
+            job.id, kind, (fv_key,), definition, digest(definition, steps[fv_key].fingerprint, steps[model_key].fingerprint, *(window or ())),
+            after=(model_key,), payload=job, view_fingerprint=steps[fv_key].fingerprint, window=window,
         )
         steps[step.key] = step
     return steps
@@ -114,6 +124,8 @@ def make_plan(
     force: bool = False,
     full_refresh: bool = False,
     consumed: dict[str, dict[str, str]] | None = None,
+    backfill: tuple[str, str] | None = None,
+    now: datetime | None = None,
 ) -> Plan:
     """Diff the compiled steps against what the workspace stored; every step gets a reason.
 
@@ -128,7 +140,7 @@ def make_plan(
     as up to date."""
     from engine.compiler.selection import excluded_steps, object_graph, select_steps
 
-    steps = compile_steps(checked)
+    steps = compile_steps(checked, now=now)
     graph = object_graph(checked.project, steps)
     chosen = select_steps(graph, select)
     excluded = excluded_steps(graph, exclude)
@@ -139,6 +151,9 @@ def make_plan(
         if key not in chosen:
             continue
         step = steps[key]
+        if backfill is not None and step.kind is StepKind.SCORE_BATCH:
+            planned[key] = PlannedStep(dataclasses.replace(step, window=backfill), Action.RUN, Reason.BACKFILL)
+            continue
         if any(d in held for d in step.depends_on):
             held.add(key)
             planned[key] = PlannedStep(step, Action.SKIP, Reason.UPSTREAM_EXCLUDED)
@@ -155,6 +170,8 @@ def make_plan(
             action, reason = Action.RUN, Reason.CHANGED
         elif upstream_runs:
             action, reason = Action.RUN, _upstream_reason(step, planned)
+        elif previous.fingerprint != step.fingerprint and step.window is not None and not upstream_runs:
+            action, reason = Action.RUN, Reason.RANGE_MOVED
         elif previous.fingerprint != step.fingerprint:
             if step.kind is StepKind.INGEST_SOURCE:
                 action, reason = Action.RUN, _ingest_reason(checked.project.root, step.payload, (consumed or {}).get(step.id.name))
@@ -166,6 +183,8 @@ def make_plan(
             held.add(key)
             action, reason = Action.SKIP, Reason.EXCLUDED
         planned[key] = PlannedStep(step, action, reason)
+    if backfill is not None and not any(p.reason is Reason.BACKFILL for p in planned.values()):
+        raise UsageError("--start/--end backfill batch jobs, and no batch job is selected: add --select JOB")
     return Plan(project=checked.project.name, steps=tuple(planned.values()))
 
 

@@ -17,7 +17,8 @@ def render_plan(plan: Plan) -> str:
     width = max(len(s.step.key) for s in plan.steps)
     lines = [f"Plan for project '{plan.project}':"]
     for s in plan.steps:
-        lines.append(f"  {_SYMBOL[s.action]} {s.step.key:<{width}}  {s.action.value:<4}  ({s.reason.value})")
+        window = f"  [{s.step.window[0]}, {s.step.window[1]})" if s.step.window is not None else ""
+        lines.append(f"  {_SYMBOL[s.action]} {s.step.key:<{width}}  {s.action.value:<4}  ({s.reason.value}){window}")
     n = len(plan.to_run)
     lines.append("No changes." if n == 0 else f"{n} of {len(plan.steps)} steps to run.")
     return "\n".join(lines) + "\n"

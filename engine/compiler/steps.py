@@ -40,6 +40,8 @@ class Reason(str, Enum):
     UNCHANGED = "unchanged"
     EXCLUDED = "excluded (has changes)"
     UPSTREAM_EXCLUDED = "upstream excluded"  # it reads an excluded step that has changes
+    RANGE_MOVED = "range moved"  # range: {last: ...} now ends at a later day (hour, ...)
+    BACKFILL = "backfill"  # --start/--end: a batch job scores that range once
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class Step:
     after: tuple[str, ...] = ()  # ordering only: run after these when they are planned too
     payload: Payload | None = field(default=None, compare=False, repr=False)
     view_fingerprint: str | None = None  # scoring steps: the fingerprint of the view they read
+    window: tuple[str, str] | None = None  # batch scoring: the resolved [start, end) (a relative range, or a backfill)
 
     @property
     def key(self) -> str:
@@ -67,7 +70,10 @@ class PlannedStep:
     reason: Reason
 
     def as_dict(self) -> dict[str, str]:
-        return {"id": self.step.key, "kind": self.step.kind.value, "action": self.action.value, "reason": self.reason.value}
+        out = {"id": self.step.key, "kind": self.step.kind.value, "action": self.action.value, "reason": self.reason.value}
+        if self.step.window is not None:
+            out["range"] = list(self.step.window)
+        return out
 
 
 @dataclass(frozen=True)

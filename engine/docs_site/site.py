@@ -139,7 +139,7 @@ def _write_objects(checked: "CheckedProject", stores: "Stores | None", write, li
         write(f"models/{model.name}.html", f"Model {model.name}", _model(stores, model) + lineage_block(str(model.id)))
     for job in p.inference.values():
         body = h.facts([("mode", job.mode.value), ("model", job.model), ("keys", ", ".join(job.keys)), ("request", ", ".join(job.request)),
-                        ("range", " – ".join(job.range) if job.range else None), ("output table", job.output_table), ("output file", job.output_path),
+                        ("range", " – ".join(job.range) if job.range else (f"the last {job.range_last}" if job.range_last else None)), ("output table", job.output_table), ("output file", job.output_path),
                         ("source", job.source), ("description", job.description)])
         write(f"inference/{job.name}.html", f"Inference job {job.name}", body + lineage_block(f"inference:{job.name}"))
 

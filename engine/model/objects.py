@@ -444,6 +444,8 @@ class InferenceJob:
     mode: InferenceMode
     model: str  # reference as written: name, name@3, name@latest, name@best:metric, name@alias
     range: tuple[str, str] | None = None
+    range_last: str | None = None  # range: {last: 30d} — the window ending at the run's day (hour, ...)
+    range_last_seconds: int | None = None
     output_table: str | None = None
     output_path: str | None = None
     source: str | None = None

@@ -202,11 +202,20 @@ def train_model(ctx: "RunContext", ps: PlannedStep) -> StepOutcome:
 
 
 def score_batch(ctx: "RunContext", ps: PlannedStep) -> StepOutcome:
+    """Score the job's range: as written, resolved (``range: {last: …}``) or a backfill's. A
+    backfill is not recorded: the job's own state, and so the next plan, stay as they were."""
+    import dataclasses
+
+    from engine.compiler.steps import Reason
     from engine.serving.batch import score_batch as run
 
-    _check_output(ctx, ps.step.payload)
-    outcome = run(_scoring(ctx, ps), ps.step.payload)
-    _record(ctx, ps)
+    job = ps.step.payload
+    if ps.step.window is not None:
+        job = dataclasses.replace(job, range=ps.step.window)
+    _check_output(ctx, job)
+    outcome = run(_scoring(ctx, ps), job)
+    if ps.reason is not Reason.BACKFILL:
+        _record(ctx, ps)
     return StepOutcome(outcome.rows, outcome.path or outcome.table)
 
 

@@ -26,8 +26,7 @@ from engine.sql.ops import NotIn, Relation, Scan, TimeRange, key_columns
 from engine.state import metadata
 from engine.state.metadata import ConsumedInput
 
-EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
-LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+from engine.sql.ops import EARLIEST, LATEST  # noqa: E402,F401 (the open ends, re-exported)
 
 
 @dataclass

@@ -170,6 +170,24 @@ def prediction_rows(ctx: ScoringContext, res: Resolved, spine_where: Sequence[Sp
     return pd.concat([frame[ids], predicted], axis=1), layout
 
 
+def _outside(ctx: ScoringContext, relation, event_time: str, start, end):
+    """A staging copy of the predictions ``relation`` holds outside ``[start, end)`` (None when it
+    holds none, or no table yet)."""
+    from engine.sql.ops import EARLIEST, LATEST
+
+    backend = ctx.backend
+    if not backend.exists(relation) or event_time not in backend.columns(relation):
+        return None
+    kept = Relation("staging", f"_kept__{relation.name}")
+    backend.drop(kept)
+    backend.create(kept, Scan(relation, filters=(TimeRange(event_time, EARLIEST, start),)))
+    backend.append(kept, Scan(relation, filters=(TimeRange(event_time, end, LATEST),)))
+    if backend.count(kept) == 0:
+        backend.drop(kept)
+        return None
+    return kept
+
+
 def stamp(ctx: ScoringContext, res: Resolved):
     from engine.serving.outputs import Stamp, run_timestamp
 
@@ -182,7 +200,10 @@ def relative_path(ctx: ScoringContext, path) -> str:
 
 
 def score_batch(ctx: ScoringContext, job: m.InferenceJob) -> ScoreOutcome:
-    """Score the spine rows with event time in ``[range[0], range[1])`` and replace the job's predictions.
+    """Score the spine rows with event time in ``[range[0], range[1])`` and replace the job's
+    predictions *in that range*: rows the table holds for other times (a backfill, yesterday's
+    window of a ``range: {last: …}`` job) stay, unless the predictions' columns changed (another
+    model, other classes), which replaces the whole table.
 
     Raises PlanError (model trained on another feature-view version, M2), DataError (no spine rows
     in the range, or rows the stored transforms cannot handle), StorageIOError (the file could not
@@ -214,7 +235,12 @@ def score_batch(ctx: ScoringContext, job: m.InferenceJob) -> ScoreOutcome:
     pending = outputs.PendingFile(target) if target else None
     try:
         with ctx.backend.transaction():
+            kept = _outside(ctx, relation, res.spine.event_time, start, end)
             rows = ctx.backend.write(relation, frame, mode="replace", constants=outputs.stamp_columns(stamp(ctx, res)))
+            if kept is not None:
+                if ctx.backend.columns(kept) == ctx.backend.columns(relation):
+                    ctx.backend.append(relation, kept)
+                ctx.backend.drop(kept)
             if pending:
                 pending.write(ctx.backend.fetch(relation))
         if pending:

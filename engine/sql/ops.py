@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from typing import TYPE_CHECKING
 
@@ -79,6 +79,11 @@ class UserFilter:
     each backend generates it in its own dialect, so it is never pasted into SQL as text."""
 
     condition: "exp.Expression"
+
+
+#: Open ends of a TimeRange: before and after every time a column holds.
+EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+LATEST = datetime(9999, 12, 30, tzinfo=UTC)
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,9 @@ def test_range_accepts_timestamps_with_offsets(rides: Path, checked: CheckedProj
     assert a.rows == b.rows
 
 
-def test_output_file_equals_table_and_rerun_replaces(rides: Path, checked: CheckedProject):
+def test_output_file_equals_table_and_rerun_replaces_its_range(rides: Path, checked: CheckedProject):
+    """A run replaces the predictions of the range it scores and keeps the table's other rows
+    (issue 10, item 7: backfills and moving windows accumulate); the file mirrors the table."""
     with scoring_context(rides, checked) as ctx:
         first = score_batch(ctx, job(checked, "january"))
     assert first.path == "out/january.parquet"
@@ -115,9 +117,12 @@ def test_output_file_equals_table_and_rerun_replaces(rides: Path, checked: Check
     with scoring_context(rides, checked, run_id="20240302T000000Z-test0002") as ctx:
         second = score_batch(ctx, job(checked, "january", range=("2024-01-10", "2024-01-12")))
     table = read_table(rides, second.table)
-    assert len(table) == second.rows < first.rows  # replaced, not appended
-    assert set(table.run_id) == {"20240302T000000Z-test0002"}
-    assert len(pd.read_parquet(rides / second.path)) == second.rows
+    assert second.rows < first.rows and len(table) == first.rows  # replaced in its range, not appended
+    times = pd.to_datetime(table["requested_at"], utc=True)
+    inside = times < pd.Timestamp("2024-01-12", tz="UTC")
+    assert int(inside.sum()) == second.rows
+    assert set(table.run_id[inside]) == {"20240302T000000Z-test0002"} and set(table.run_id[~inside]) == {"20240301T120000Z-test0001"}
+    assert len(pd.read_parquet(rides / second.path)) == len(table)
     assert not [p for p in (rides / "out").iterdir() if p.name.startswith(outputs.TMP_PREFIX)]
 
 
