@@ -51,7 +51,8 @@ def plan(
     ws = workspace_of(checked, workspace)
     steps, consumed = _stored_state(ws)
     with digests(ws):
-        return make_plan(checked, steps, select=select, exclude=exclude, force=force, full_refresh=full_refresh, consumed=consumed, backfill=_backfill(backfill))
+        the_plan = make_plan(checked, steps, select=select, exclude=exclude, force=force, full_refresh=full_refresh, consumed=consumed, backfill=_backfill(backfill))
+    return _with_bumps(checked, ws, the_plan)
 
 
 def lineage(path: str | Path, name: str | None = None):
@@ -98,13 +99,34 @@ def apply(
     ws = workspace_of(checked, workspace)
     with ProjectLock(ws, timeout_s=lock_timeout_s), digests(ws):
         steps, consumed = _stored_state(ws)
-        the_plan = make_plan(checked, steps, select=select, exclude=exclude, force=force, full_refresh=full_refresh, consumed=consumed, backfill=_backfill(backfill))
+        the_plan = _with_bumps(checked, ws, make_plan(checked, steps, select=select, exclude=exclude, force=force, full_refresh=full_refresh, consumed=consumed, backfill=_backfill(backfill)))
+        if the_plan.blocked:
+            from engine.errors import PlanError
+
+            raise PlanError("\n".join(the_plan.blocked) + f"\n{len(the_plan.blocked)} breaking change{'s' if len(the_plan.blocked) != 1 else ''}: nothing was run")
         listener(PlanMade(the_plan))
         if not the_plan.has_changes:
             _repair_online_snapshot(checked, ws, listener)
             return ApplyResult(the_plan, None)
         run = execute(the_plan, checked, ws, run_id=new_run_id(), options=options or RunOptions(), listener=listener)
     return ApplyResult(the_plan, run)
+
+
+def _with_bumps(checked: CheckedProject, ws, the_plan):
+    """``the_plan`` with the version bumps its feature groups need (``store.offline.required_bumps``)."""
+    import dataclasses
+
+    from engine.compiler.steps import Action, StepKind
+
+    groups = [ps.step.payload for ps in the_plan.steps if ps.action is Action.RUN and ps.step.kind is StepKind.BUILD_FEATURE_GROUP]
+    if not groups or not ws.exists():
+        return the_plan
+    from engine.session import catalog_reading
+    from engine.store.offline import required_bumps
+
+    with catalog_reading(ws) as catalog:
+        blocked = required_bumps(catalog, groups, checked.columns)
+    return dataclasses.replace(the_plan, blocked=tuple(blocked)) if blocked else the_plan
 
 
 def _backfill(window: tuple[str, str] | None) -> tuple[str, str] | None:

@@ -80,6 +80,7 @@ class PlannedStep:
 class Plan:
     project: str
     steps: tuple[PlannedStep, ...]  # dependencies first
+    blocked: tuple[str, ...] = ()  # breaking changes found before running: apply refuses (exit 3)
 
     @property
     def to_run(self) -> tuple[PlannedStep, ...]:
@@ -90,4 +91,4 @@ class Plan:
         return bool(self.to_run)
 
     def as_dict(self) -> dict[str, object]:
-        return {"project": self.project, "steps": [s.as_dict() for s in self.steps], "changes": len(self.to_run)}
+        return {"project": self.project, "steps": [s.as_dict() for s in self.steps], "changes": len(self.to_run), "breaking": list(self.blocked)}

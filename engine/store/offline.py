@@ -258,6 +258,30 @@ def _version_row(fg: FeatureGroup, columns: dict[str, str], fitted: dict, stats:
     )
 
 
+def required_bumps(catalog, groups, columns) -> list[str]:
+    """Before anything runs: every feature group in ``groups`` whose new output (``columns``:
+    name -> column -> type, as the semantic check inferred them, or None where unknown) would be a
+    breaking change to its published version, with the bump it needs — all of them at once,
+    instead of one failed apply each (issue 10). Structure only: a removed column, a changed
+    primary key or event time. Types are not compared here (storage normalises them: an event
+    time is stored as TIMESTAMPTZ, a HUGEINT as a DECIMAL); the publish-time check
+    (``check_compatible``) still compares the stored types."""
+    out = []
+    for fg in groups:
+        old = metadata.feature_group_version(catalog, fg.name, fg.version)
+        new = columns.get(fg.name)
+        if old is None or new is None:
+            continue
+        known = {c: old.columns.get(c, t) for c, t in new.items()}
+        problems = breaking_changes(old, fg, known)
+        if problems:
+            out.append(
+                f"{fg.id}: breaking change without a new version: {'; '.join(problems)}. "
+                f"Bump feature_groups.{fg.name}.version to {fg.version + 1}; version {fg.version} stays readable."
+            )
+    return out
+
+
 def check_compatible(backend: Backend, fg: FeatureGroup, new_columns: dict[str, str]) -> FeatureGroupVersion | None:
     """The stored version of ``fg``, after checking the new output does not break it."""
     old = metadata.feature_group_version(backend.catalog, fg.name, fg.version)
