@@ -88,8 +88,10 @@ def start_server(root: Path) -> MlflowServer:
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
     ]  # fmt: skip
     log = open(root / "server.log", "wb")
+    from tests.support_spark import _die_with_parent  # SIGTERM to the server when pytest dies, even by a signal atexit misses
+
     process = subprocess.Popen(
-        command, cwd=root, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **QUIET}, start_new_session=True
+        command, cwd=root, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **QUIET}, start_new_session=True, preexec_fn=_die_with_parent
     )
     log.close()
     server = MlflowServer(uri, root, artifacts, process)
