@@ -22,11 +22,9 @@ from datetime import UTC, date, datetime, timedelta
 
 from engine.errors import DataError
 from engine.model import objects as m
-from engine.sql.ops import NotIn, Relation, Scan, TimeRange, key_columns
+from engine.sql.ops import EARLIEST, LATEST, NotIn, Relation, Scan, TimeRange, key_columns  # noqa: F401 (EARLIEST, LATEST: re-exported)
 from engine.state import metadata
 from engine.state.metadata import ConsumedInput
-
-from engine.sql.ops import EARLIEST, LATEST  # noqa: E402,F401 (the open ends, re-exported)
 
 
 @dataclass
