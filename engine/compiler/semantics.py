@@ -521,9 +521,11 @@ class _Checker:
 
 
     def check_model_inputs(self, project: m.Project, fv: m.FeatureView, path: tuple, spine_cols) -> None:
-        """What the view feeds a model must become numbers: a timestamp or date feature cannot
+        """What the view feeds its models must become numbers: a timestamp or date feature cannot
         (training would stop on it, exit 4, after every feature was built); a transform must name
         a feature and suit its type. Checked where the columns' types are known."""
+        if not any(model.feature_view == fv.name for model in project.models.values()):
+            return  # no model trains on it: its rows and vectors may hold any type
         if spine_cols is None or any(self.columns.get(j.feature_group) is None for j in fv.joins if j.feature_group in project.feature_groups):
             return
         features: dict[str, tuple[str, tuple]] = {}  # name -> (type, where it comes from)
