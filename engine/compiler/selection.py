@@ -68,10 +68,6 @@ def object_graph(project: m.Project, steps: Mapping[str, Step]) -> ObjectGraph:
     return ObjectGraph(reads, names, tags, frozenset(steps), needs)
 
 
-def _descendants(users: Mapping[str, Iterable[str]], roots: Iterable[str]) -> set[str]:
-    return ancestors(users, roots)
-
-
 def _matches(graph: ObjectGraph, selector: str, option: str) -> tuple[set[str], bool]:
     """The objects ``selector`` names (before expansion) and whether it asks for downstream."""
     text = selector.strip()
@@ -103,7 +99,7 @@ def resolve(graph: ObjectGraph, selectors: Iterable[str], *, option: str = "--se
     out: set[str] = set()
     for selector in selectors:
         found, downstream = _matches(graph, selector, option)
-        out |= _descendants(users, found) if downstream else found
+        out |= ancestors(users, found) if downstream else found  # reachable along "read by" edges: downstream
     return out
 
 

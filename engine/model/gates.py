@@ -35,13 +35,6 @@ class Condition:
     against_current: bool
     value: float  # the offset from current, or the fixed bar
 
-    def describe_reference(self) -> str:
-        if not self.against_current:
-            return f"{self.value:g}"
-        if self.value:
-            return f"current {'+' if self.value > 0 else '-'} {abs(self.value):g}"
-        return "current"
-
 
 @dataclass(frozen=True)
 class Gate:

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_engine
+from tests.conftest import run_engine, write
 from tests.e2e.test_training import SPEC, TIME_PY, _data
-from tests.conftest import write
 
 
 def _rides(root: Path, spec: str) -> Path:
