@@ -171,12 +171,22 @@ def files_fingerprint(root: Path, files: tuple[Path, ...]) -> str:
     return digest([(str(p.relative_to(root.resolve())), file_digest(p)) for p in sorted(files)])
 
 
-def python_package_fingerprint(root: Path, module: str) -> str:
+def python_package_fingerprint(root: Path, module: str, function: str | None = None) -> str:
     """Hash of the code (``code_digest``) of every ``.py`` file of the top-level package a Python
     reference lives in. Editing what a feature function does re-runs the feature groups and views
     that use it; a comment, a docstring or reformatting does not.
+
+    A module of an installed feature library (``requires``) hashes the library's distribution
+    name, its version, its package's code and the normalised syntax tree of ``function``: an
+    upgrade of the library changes what uses it.
     """
+    from engine.compiler.libraries import function_digest, locate, project_has_module
+
     top = module.split(".")[0]
+    if not project_has_module(root, top):
+        lib = library_code(top)
+        if lib is not None:
+            return digest(lib["code"], function_digest(locate(module), function) if function else "")
     parts: list[tuple[str, str]] = []
     for base in (root, root / "src"):
         pkg, single = base / top, base / f"{top}.py"
@@ -185,3 +195,16 @@ def python_package_fingerprint(root: Path, module: str) -> str:
         elif single.is_file():
             parts.append((single.name, code_digest(single)))
     return digest(parts)
+
+
+def library_code(top: str) -> dict[str, str] | None:
+    """What identity records of the installed feature library providing import name ``top``: its
+    distribution name, version and the digest of its package's code; None when not installed."""
+    from engine.compiler.libraries import library_of, package_files
+
+    files = package_files(top)
+    if not files:
+        return None
+    lib = library_of(top)
+    name, version = (lib.name, lib.version) if lib else ("", "")
+    return {"package": name, "version": version, "code": digest(["library", name, version, [(rel, code_digest(p)) for rel, p in files]])}

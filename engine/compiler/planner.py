@@ -48,7 +48,7 @@ def compile_steps(checked: CheckedProject, *, now: datetime | None = None) -> di
         fg = project.feature_groups[name]
         deps = tuple(key_of[i] for i in fg.inputs if i in key_of)
         definition = definition_fingerprint(fg)
-        code = python_package_fingerprint(project.root, fg.transform.module) if isinstance(fg.transform, m.PythonTransform) else ""
+        code = python_package_fingerprint(project.root, fg.transform.module, fg.transform.function) if isinstance(fg.transform, m.PythonTransform) else ""
         step = Step(
             id=fg.id,
             kind=StepKind.BUILD_FEATURE_GROUP,
@@ -64,7 +64,7 @@ def compile_steps(checked: CheckedProject, *, now: datetime | None = None) -> di
         needed = [fv.spine, *(j.feature_group for j in fv.joins)]
         deps = tuple(dict.fromkeys(key_of[n] for n in needed if n in key_of))
         functions = [project.functions[f] for f in fv.on_demand if f in project.functions]
-        code = digest([python_package_fingerprint(project.root, f.module) for f in functions])
+        code = digest([python_package_fingerprint(project.root, f.module, f.function) for f in functions])
         definition = digest(definition_fingerprint(fv), [definition_fingerprint(f) for f in functions], code)
         step = Step(fv.id, StepKind.BUILD_FEATURE_VIEW, deps, definition, digest(definition, [steps[d].fingerprint for d in deps]), payload=fv)
         steps[step.key] = step

@@ -83,6 +83,11 @@ class _Builder:
             retention_seconds=duration_seconds((self.data.get("storage") or {}).get("retention", "7d")),
             registry=m.RegistrySettings(**(self.data.get("registry") or {})),
             backend=backend,
+            requires=tuple(
+                m.Requirement(str(r["package"]), r.get("version"), m.Origin(("requires", i)))
+                for i, r in enumerate(self.data.get("requires") or [])
+                if isinstance(r, dict) and r.get("package")
+            ),
         )
 
     def backend_settings(self) -> m.BackendSettings:

@@ -486,6 +486,15 @@ class BackendSettings:
 
 
 @dataclass(frozen=True)
+class Requirement:
+    """A declared feature library (``requires``): an installed distribution within a version range."""
+
+    package: str
+    version: str | None = None  # a PEP 440 specifier set; None: any version
+    origin: Origin = Origin(())
+
+
+@dataclass(frozen=True)
 class Project:
     """The whole typed spec."""
 
@@ -501,6 +510,7 @@ class Project:
     retention_seconds: int = 7 * 86_400  # storage.retention: how long replaced commits stay readable
     registry: RegistrySettings = field(default_factory=RegistrySettings)
     backend: BackendSettings = field(default_factory=BackendSettings)
+    requires: tuple[Requirement, ...] = ()  # feature libraries its Python references may name
 
     def table_names(self) -> set[str]:
         """Names a SQL transform may read: sources and feature groups."""

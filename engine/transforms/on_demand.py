@@ -58,20 +58,29 @@ def _purge_stale(top: str, base: Path) -> None:
 
 
 def import_function(root: Path, module: str, function: str, owner: str):
-    """Import ``module:function`` from the project folder (and ``src/``), never from elsewhere first."""
+    """Import ``module:function`` from the project folder (and ``src/``), never from elsewhere
+    first; a module the project does not hold is imported as installed (a declared feature
+    library, checked by validate)."""
+    from engine.compiler.libraries import project_has_module
+
     base = Path(root).resolve()
     if not base.is_dir():  # a Spark executor on another machine: the package came with the job (pyFiles)
         return _import_shipped(module, function, owner)
-    for path in (str(base / "src"), str(base)):
-        if path in sys.path:
-            sys.path.remove(path)
-        sys.path.insert(0, path)
-    _purge_stale(module.split(".")[0], base)
+    top = module.split(".")[0]
+    if project_has_module(base, top):
+        for path in (str(base / "src"), str(base)):
+            if path in sys.path:
+                sys.path.remove(path)
+            sys.path.insert(0, path)
+        home = base
+    else:
+        home = _installed_home(top) or base
+    _purge_stale(top, home)
     try:
         mod = importlib.import_module(module)
         for name, loaded in list(sys.modules.items()):
             file = getattr(loaded, "__file__", None)
-            if name not in _LOADED and (name == module.split(".")[0] or name.startswith(module.split(".")[0] + ".")) and _inside(base, file):
+            if name not in _LOADED and (name == top or name.startswith(top + ".")) and _inside(home, file):
                 _LOADED[name] = (file, os.stat(file).st_mtime_ns)
     except Exception as exc:
         raise ExecutionError(f"{owner}: importing '{module}' failed: {type(exc).__name__}: {exc}") from exc
@@ -79,6 +88,18 @@ def import_function(root: Path, module: str, function: str, owner: str):
     if not callable(fn):
         raise ExecutionError(f"{owner}: '{module}' has no function '{function}'")
     return fn
+
+
+def _installed_home(top: str) -> Path | None:
+    """The folder an installed top-level package ``top`` lives in (its files are checked for
+    edits like the project's, so an upgraded or edited library is imported afresh)."""
+    from engine.compiler.libraries import package_files
+
+    files = package_files(top)
+    if not files:
+        return None
+    rel, path = files[0]
+    return path.resolve().parents[len(Path(rel).parts) - 1]
 
 
 def _import_shipped(module: str, function: str, owner: str):
@@ -106,22 +127,44 @@ def user_frame(exc: BaseException, root: Path) -> str:
 
 def function_code(root: Path, functions: list[m.Function]) -> dict[str, dict[str, str]]:
     """What a model records of the on-demand functions it was trained with: each function's
-    reference and the code digest of its package (syntax trees: comments and formatting do not count)."""
+    reference and the code digest of its package (syntax trees: comments and formatting do not
+    count); for a function of an installed feature library, also the library's distribution name,
+    its version and the function's own syntax-tree digest."""
     from engine.compiler.fingerprint import python_package_fingerprint
+    from engine.compiler.libraries import function_digest, library_of, locate, project_has_module
 
-    return {f.name: {"python": f"{f.module}:{f.function}", "code": python_package_fingerprint(root, f.module)} for f in functions}
+    out: dict[str, dict[str, str]] = {}
+    for f in functions:
+        entry = {"python": f"{f.module}:{f.function}", "code": python_package_fingerprint(root, f.module, f.function)}
+        top = f.module.split(".")[0]
+        if not project_has_module(Path(root), top) and (lib := library_of(top)) is not None:
+            entry |= {"package": lib.name, "version": lib.version, "function": function_digest(locate(f.module), f.function)}
+        out[f.name] = entry
+    return out
 
 
 def code_drift(recorded: "Mapping[str, Mapping[str, str]]", root: Path) -> list[str]:
-    """The recorded functions whose package code on disk differs from the recorded digest, as
-    ``function:NAME (module:function)``; empty when the code is the code a model was trained with."""
+    """The recorded functions whose code now differs from the code a model was trained with, as
+    ``function:NAME (module:function)`` — for a library function, naming the library version it
+    was trained with and the one installed now; empty when nothing drifted."""
     from engine.compiler.fingerprint import python_package_fingerprint
+    from engine.compiler.libraries import library_of
 
-    return [
-        f"function:{name} ({entry['python']})"
-        for name, entry in sorted(recorded.items())
-        if python_package_fingerprint(root, entry["python"].partition(":")[0]) != entry["code"]
-    ]
+    out = []
+    for name, entry in sorted(recorded.items()):
+        module, _, function = entry["python"].partition(":")
+        if entry.get("package"):
+            lib = library_of(module.split(".")[0])
+            now = f"{lib.name} {lib.version}" if lib is not None else "not installed"
+            if lib is None or lib.version != entry.get("version"):
+                out.append(f"function:{name} ({entry['python']}: trained with {entry['package']} {entry.get('version')}, installed: {now})")
+                continue
+            if python_package_fingerprint(root, module, function) != entry["code"]:
+                out.append(f"function:{name} ({entry['python']}: the code of {entry['package']} {entry.get('version')} changed since training)")
+            continue
+        if python_package_fingerprint(root, module) != entry["code"]:
+            out.append(f"function:{name} ({entry['python']})")
+    return out
 
 
 #: The engine type of each declared ``returns`` (what a backend stores the column as).
@@ -204,6 +247,10 @@ class OnDemandFrames:
     def added(self) -> dict[str, str]:
         """The columns this adds, with their engine types."""
         return {name: RETURN_TYPES[returns] for name, _, _, _, returns in self.functions}
+
+    def modules(self) -> tuple[str, ...]:
+        """The modules its functions live in (a distributed backend ships the libraries among them)."""
+        return tuple(dict.fromkeys(module for _, module, _, _, _ in self.functions))
 
     def __call__(self, frame):
         functions = [m.Function(name, module, function, inputs, returns) for name, module, function, inputs, returns in self.functions]
