@@ -159,7 +159,9 @@ class Backend(Protocol):
         """Store ``fn`` over ``source``'s rows as ``target`` (which may be ``source``): ``fn`` takes a
         pandas frame and returns it with the ``added`` columns (name -> engine type). ``fn`` is
         row-wise, so a backend may call it on any slices of the rows, in other processes (it is
-        picklable); an ExecutionError it raises reaches the caller with its message."""
+        picklable); an ExecutionError it raises reaches the caller with its message. A ``fn`` with a
+        ``modules()`` method names the Python modules it imports: a backend whose workers run in
+        other environments ships the installed feature libraries among them with the job."""
         ...
     def append_new(self, target: Relation, rows: Any, keys: Sequence[str], *, constants: Sequence[Constant] = ()) -> int: ...
     def merge(self, target: Relation, staged: Relation, keys: Sequence[str]) -> None: ...

@@ -343,6 +343,11 @@ class SparkBackend(SparkTables):
         inside ``fn`` is its own ExecutionError (exit 5), the worker's trace goes to the log."""
         from engine.backends.spark.frames import engine_message, map_frames
 
+        modules = getattr(fn, "modules", None)
+        if callable(modules) and not self.settings.master.startswith("sc://"):
+            from engine.backends.spark.shipping import ship_libraries
+
+            ship_libraries(self.spark, modules(), getattr(fn, "root", None))
         try:
             return self._store(target, map_frames(self.compile(source), fn, added))
         except EngineError:
