@@ -52,7 +52,34 @@ def plan(
     steps, consumed = _stored_state(ws)
     with digests(ws):
         the_plan = make_plan(checked, steps, select=select, exclude=exclude, force=force, full_refresh=full_refresh, consumed=consumed, backfill=_backfill(backfill))
-    return _with_bumps(checked, ws, the_plan)
+    return _with_libraries(checked, ws, _with_bumps(checked, ws, the_plan))
+
+
+def _library_versions(checked: CheckedProject) -> dict[str, str]:
+    """The installed version of each declared feature library (validate checked they are)."""
+    from engine.compiler.libraries import LibraryError, installed
+
+    out = {}
+    for req in checked.project.requires:
+        try:
+            found = installed(req.package)
+        except LibraryError:
+            found = None
+        if found is not None:
+            out[found.name] = found.version
+    return out
+
+
+def _with_libraries(checked: CheckedProject, ws, the_plan):
+    """``the_plan`` naming each declared library installed at another version than at the last
+    successful apply (what uses it is planned as changed: its version is in the fingerprints)."""
+    import dataclasses
+
+    if not ws.exists():
+        return the_plan
+    before = ws.read_libraries()
+    changed = tuple(f"{name} {before[name]} -> {version}" for name, version in sorted(_library_versions(checked).items()) if name in before and before[name] != version)
+    return dataclasses.replace(the_plan, libraries=changed) if changed else the_plan
 
 
 def lineage(path: str | Path, name: str | None = None):
@@ -99,7 +126,7 @@ def apply(
     ws = workspace_of(checked, workspace)
     with ProjectLock(ws, timeout_s=lock_timeout_s), digests(ws):
         steps, consumed = _stored_state(ws)
-        the_plan = _with_bumps(checked, ws, make_plan(checked, steps, select=select, exclude=exclude, force=force, full_refresh=full_refresh, consumed=consumed, backfill=_backfill(backfill)))
+        the_plan = _with_libraries(checked, ws, _with_bumps(checked, ws, make_plan(checked, steps, select=select, exclude=exclude, force=force, full_refresh=full_refresh, consumed=consumed, backfill=_backfill(backfill))))
         if the_plan.blocked:
             from engine.errors import PlanError
 
@@ -107,9 +134,23 @@ def apply(
         listener(PlanMade(the_plan))
         if not the_plan.has_changes:
             _repair_online_snapshot(checked, ws, listener)
+            _record_libraries(checked, ws, bool(select or exclude))
             return ApplyResult(the_plan, None)
         run = execute(the_plan, checked, ws, run_id=new_run_id(), options=options or RunOptions(), listener=listener)
+        _record_libraries(checked, ws, bool(select or exclude), run)
     return ApplyResult(the_plan, run)
+
+
+def _record_libraries(checked: CheckedProject, ws, selected: bool, run=None) -> None:
+    """After an apply of the whole project in which nothing failed, the declared libraries'
+    versions are what its outputs were built with (what a later plan compares against). A
+    selection records nothing: what it left out may still be built with the old version."""
+    from engine.runtime.events import StepStatus
+
+    if selected or (run is not None and any(s.status is StepStatus.FAILED for s in run.steps)):
+        return
+    if checked.project.requires or ws.libraries_file.exists():
+        ws.write_libraries(_library_versions(checked))
 
 
 def _with_bumps(checked: CheckedProject, ws, the_plan):

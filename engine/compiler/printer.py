@@ -21,6 +21,9 @@ def render_plan(plan: Plan) -> str:
         lines.append(f"  {_SYMBOL[s.action]} {s.step.key:<{width}}  {s.action.value:<4}  ({s.reason.value}){window}")
     n = len(plan.to_run)
     lines.append("No changes." if n == 0 else f"{n} of {len(plan.steps)} steps to run.")
+    if plan.libraries:
+        lines.append("Feature libraries changed since the last apply (what uses them is 'changed'):")
+        lines += [f"  ~ {b}" for b in plan.libraries]
     if plan.blocked:
         lines.append(f"Breaking changes ({len(plan.blocked)}): apply refuses until each is resolved:")
         lines += [f"  ! {b}" for b in plan.blocked]

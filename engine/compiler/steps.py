@@ -81,6 +81,7 @@ class Plan:
     project: str
     steps: tuple[PlannedStep, ...]  # dependencies first
     blocked: tuple[str, ...] = ()  # breaking changes found before running: apply refuses (exit 3)
+    libraries: tuple[str, ...] = ()  # declared feature libraries installed at another version since the last apply
 
     @property
     def to_run(self) -> tuple[PlannedStep, ...]:
@@ -91,4 +92,4 @@ class Plan:
         return bool(self.to_run)
 
     def as_dict(self) -> dict[str, object]:
-        return {"project": self.project, "steps": [s.as_dict() for s in self.steps], "changes": len(self.to_run), "breaking": list(self.blocked)}
+        return {"project": self.project, "steps": [s.as_dict() for s in self.steps], "changes": len(self.to_run), "breaking": list(self.blocked), "libraries": list(self.libraries)}

@@ -80,6 +80,25 @@ class Workspace:
                 "choose a writable folder with --workspace (or workspace: in engine.yaml)"
             ) from None
 
+    @property
+    def libraries_file(self) -> Path:
+        """The feature libraries' versions at the last successful apply (``requires``)."""
+        return self.root / "libraries.json"
+
+    def read_libraries(self) -> dict[str, str]:
+        """``{distribution: version}`` recorded by the last successful apply; {} when none."""
+        try:
+            data = json.loads(self.libraries_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def write_libraries(self, versions: dict[str, str]) -> None:
+        from engine.state.atomic import write_atomic
+
+        if versions != self.read_libraries():
+            write_atomic(self.libraries_file, json.dumps(versions, indent=2, sort_keys=True).encode())
+
     def write_run_log(self, run_id: str, record: dict) -> Path:
         """Write ``runs/<run_id>.json`` atomically (temp file, fsync, rename)."""
         from engine.state.atomic import write_atomic

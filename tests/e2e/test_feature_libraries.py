@@ -238,6 +238,8 @@ def test_apply_train_serve_with_a_library_and_an_upgrade(site, tmp_path) -> None
 
     # Upgrade within the range: plan shows what changes, scoring refuses the old model.
     install(site, "tip-lib", "1.1.0", {"tiplib/__init__.py": "", "tiplib/time.py": UPGRADED})
+    code, out, err = run_engine("plan", str(root))
+    assert code == 0 and "Feature libraries changed since the last apply" in out and "  ~ tip-lib 1.0.0 -> 1.1.0" in out, out + err
     reasons = _plan(root)
     assert reasons["feature_view:tips@1"] == "changed" and reasons["model:tip_model"] == "upstream changed"
     assert reasons["feature_group:trips@1"] == reasons["feature_group:driver_activity@1"] == "unchanged"  # what does not use the library stays
