@@ -362,10 +362,31 @@ def gc(path: Path | None, project: Path | None, workspace: Path | None) -> None:
 
 @cli.command()
 @click.argument("directory", type=click.Path(path_type=Path), required=False, default=Path("."))
-@click.option("--name", default=None, help="Project name (default: the folder's name; with --marker-only, the specs' project).")
+@click.option(
+    "--name",
+    default=None,
+    help="Project name (default: the folder's name; with --marker-only, the specs' project). With --layout library, "
+    "the distribution name, e.g. shared-features (default: the folder's name, _ read as -).",
+)
 @click.option("--marker-only", is_flag=True, help="Mark an existing project: write only engine.yaml at its root.")
-def init(directory: Path, name: str | None, marker_only: bool) -> None:
-    """Create a new, working project (engine.yaml, specs, sample data, a feature package, tests).
+@click.option(
+    "--layout",
+    type=click.Choice(["monorepo", "library"]),
+    default="monorepo",
+    show_default=True,
+    help="monorepo: a project with its own feature package; library: a pip-installable feature library "
+    "(src layout, versioned) that projects declare under requires:.",
+)
+@click.option(
+    "--uses",
+    metavar="DIST",
+    default=None,
+    help="A project whose feature functions come from the installed feature library DIST: its specs declare "
+    "requires: with a range around the installed version, and call the library's functions.",
+)
+def init(directory: Path, name: str | None, marker_only: bool, layout: str, uses: str | None) -> None:
+    """Create a new, working project (engine.yaml, specs, sample data, a feature package, tests),
+    or a feature library that projects share.
 
     DIRECTORY (default: the current folder) must be new or empty; with --marker-only it is an
     existing project, and only its engine.yaml is written.
@@ -374,6 +395,28 @@ def init(directory: Path, name: str | None, marker_only: bool) -> None:
     @guard("text")
     def body(fmt: str = "text") -> None:
         from engine.cli.render import emit
+        from engine.errors import UsageError
+
+        if uses is not None and (marker_only or layout == "library"):
+            raise UsageError(f"--uses makes a new pipeline project; it can't be combined with {'--marker-only' if marker_only else '--layout library'}")
+        if marker_only and layout == "library":
+            raise UsageError("--marker-only marks an existing engine project; it can't be combined with --layout library")
+        where = "" if directory.resolve() == Path.cwd().resolve() else f"cd {directory} && "
+        if layout == "library":
+            from engine.scaffold.library import init_library
+
+            library = init_library(directory, name)
+            emit(f"Created {len(library.files)} files in {directory}: feature library {library.dist} (import {library.package}). "
+                 f"Next: {where}pip install -e '.[test]' && python -m pytest")
+            return
+        if uses is not None:
+            from engine.scaffold.library import init_using
+
+            project = init_using(directory, uses, name)
+            source = f"calls {project.package}.time:hour_of_day" if project.wired else "lists its functions in specs/library_functions.yaml"
+            emit(f"Created {len(project.files)} files in {directory}, using feature library {project.dist} {project.version} "
+                 f"(requires {project.requirement}; the sample spec {source}). Next: {where}engine apply")
+            return
         from engine.scaffold import init_project, mark_project
 
         if marker_only:
@@ -381,7 +424,6 @@ def init(directory: Path, name: str | None, marker_only: bool) -> None:
             emit(f"Wrote {marker}. engine verbs run anywhere below {directory} now find the project.")
             return
         files = init_project(directory, name)
-        where = "" if directory.resolve() == Path.cwd().resolve() else f"cd {directory} && "
         emit(f"Created {len(files)} files in {directory}. Next: {where}engine apply")
 
     body()

@@ -58,47 +58,12 @@ def _schema_text() -> str:
     return json.dumps(load_schema(format_names()), indent=2) + "\n"
 
 
-def _files(name: str) -> dict[str, str]:
-    pkg = f"{name}_features"
-    trips, drivers = _sample_data()
-    return {
-        MARKER: marker_text(name),
-        SCHEMA_FILE: _schema_text(),
-        ".gitignore": ".engine/\nout/\n__pycache__/\n",
-        "README.md": f"""# {name}
-
-A feature-store ML system declared with engine: features, training and inference from the
-specs in `specs/`. `engine.yaml` marks the project root: run these anywhere below it.
-
-```sh
-engine validate          # what CI runs on every pull request (pure, fast)
-engine plan              # what apply would do
-engine apply             # build features, train, score
-engine show              # every object and its state
-engine show models       # registered model versions and their metrics
-python -m pytest tests   # tests of the feature functions
-```
-
-Layout: `specs/` (YAML), `{pkg}/` (feature functions, importable and pip-installable),
-`data/` (sample data), `tests/`, `schemas/` (the spec JSON Schema for editors; refresh it after
-upgrading engine with `engine schema > {SCHEMA_FILE}`).
-""",
-        "pyproject.toml": f"""[project]
-name = "{name.replace('_', '-')}-features"
-version = "0.1.0"
-requires-python = ">=3.11"
-dependencies = ["pandas"]
-
-[tool.setuptools]
-packages = ["{pkg}"]
-""",
-        "data/trips.csv": trips,
-        "data/drivers.csv": drivers,
-        f"{pkg}/__init__.py": '"""Feature functions of this project: pure, deterministic, tested."""\n',
-        f"{pkg}/time.py": '''"""Time features. Each works on a scalar (online) and on a pandas Series (offline)."""
+TIME_MODULE_HEAD = '''"""Time features. Each works on a scalar (online) and on a pandas Series (offline)."""
 
 import pandas as pd
+'''
 
+HOUR_OF_DAY = '''
 
 def hour_of_day(ts):
     """Hour (0-23, UTC) of a timestamp.
@@ -109,21 +74,92 @@ def hour_of_day(ts):
     if isinstance(ts, pd.Series):
         return ts.dt.hour
     return pd.Timestamp(ts).hour
-''',
-        "tests/test_features.py": f'''import pandas as pd
+'''
 
-from {pkg}.time import hour_of_day
+
+def readme_text(name: str, layout: str, tests: str = "tests of the feature functions", more: str = "") -> str:
+    """A project's README: what it is, the verbs to run, its ``layout`` paragraph, then ``more``."""
+    return f"""# {name}
+
+A feature-store ML system declared with engine: features, training and inference from the
+specs in `specs/`. `engine.yaml` marks the project root: run these anywhere below it.
+
+```sh
+engine validate          # what CI runs on every pull request (pure, fast)
+engine plan              # what apply would do
+engine apply             # build features, train, score
+engine show              # every object and its state
+engine show models       # registered model versions and their metrics
+python -m pytest tests   # {tests}
+```
+
+{layout}{more}"""
+
+
+def project_files(name: str, functions_module: str, readme: str, requires: str = "") -> dict[str, str]:
+    """The files every generated project has: marker, schema, sample data and the sample spec,
+    whose ``hour_of_day`` function comes from ``functions_module`` (``pkg.time``); ``requires`` is
+    the spec's ``requires:`` block (a feature library), if any."""
+    trips, drivers = _sample_data()
+    return {
+        MARKER: marker_text(name),
+        SCHEMA_FILE: _schema_text(),
+        ".gitignore": ".engine/\nout/\n__pycache__/\n",
+        "README.md": readme,
+        "data/trips.csv": trips,
+        "data/drivers.csv": drivers,
+        "specs/project.yaml": spec_text(name, functions_module, requires),
+    }
+
+
+def features_test_text(module: str) -> str:
+    """The project's test of the ``hour_of_day`` its spec uses, from ``module``."""
+    return f'''import pandas as pd
+
+from {module} import hour_of_day
 
 
 def test_hour_of_day_scalar_and_series_agree():
     times = pd.Series(pd.to_datetime(["2024-01-01 00:10", "2024-01-01 23:59"], utc=True))
     assert list(hour_of_day(times)) == [hour_of_day(t) for t in times] == [0, 23]
-''',
+'''
+
+
+def package_files(name: str) -> dict[str, str]:
+    """The project's own feature package ``<name>_features`` (pip-installable) and its tests."""
+    pkg = f"{name}_features"
+    return {
+        "pyproject.toml": f"""[project]
+name = "{name.replace('_', '-')}-features"
+version = "0.1.0"
+requires-python = ">=3.11"
+dependencies = ["pandas"]
+
+[tool.setuptools]
+packages = ["{pkg}"]
+""",
+        f"{pkg}/__init__.py": '"""Feature functions of this project: pure, deterministic, tested."""\n',
+        f"{pkg}/time.py": TIME_MODULE_HEAD + HOUR_OF_DAY,
+        "tests/test_features.py": features_test_text(f"{pkg}.time"),
         "tests/conftest.py": "import sys\nfrom pathlib import Path\n\nsys.path.insert(0, str(Path(__file__).resolve().parents[1]))\n",
-        "specs/project.yaml": f"""# yaml-language-server: $schema=../{SCHEMA_FILE}
+    }
+
+
+def _files(name: str) -> dict[str, str]:
+    pkg = f"{name}_features"
+    readme = readme_text(name, f"""Layout: `specs/` (YAML), `{pkg}/` (feature functions, importable and pip-installable),
+`data/` (sample data), `tests/`, `schemas/` (the spec JSON Schema for editors; refresh it after
+upgrading engine with `engine schema > {SCHEMA_FILE}`).
+""")
+    return {**project_files(name, f"{pkg}.time", readme), **package_files(name)}
+
+
+def spec_text(name: str, functions_module: str, requires: str = "") -> str:
+    """The sample spec: trips, drivers, a trailing aggregate, ``hour_of_day`` from ``functions_module``, a model and two inference jobs."""
+    return f"""# yaml-language-server: $schema=../{SCHEMA_FILE}
 spec_version: 1
 project: {name}
-
+{requires}
 sources:
   trips_raw: {{format: csv, path: data/trips.csv, timezone: UTC}}
   drivers_raw: {{format: csv, path: data/drivers.csv}}
@@ -149,7 +185,7 @@ feature_groups:
       - {{column: trip_id, function: count, window: 7d, name: trips_7d}}
 
 functions:
-  hour_of_day: {{python: {pkg}.time:hour_of_day, inputs: [requested_at], returns: int64}}
+  hour_of_day: {{python: {functions_module}:hour_of_day, inputs: [requested_at], returns: int64}}
 
 feature_views:
   tips:
@@ -182,31 +218,44 @@ inference:
     model: tip_model@production
     keys: [driver_id]
     request: [distance_km, requested_at]
-""",
-    }
+"""
 
 
-def _checked_name(root: Path, name: str | None) -> str:
+def checked_name(root: Path, name: str | None) -> str:
+    """The project name: ``name``, else derived from the folder's; UsageError unless an identifier."""
     name = name or re.sub(r"[^a-z0-9_]", "_", root.resolve().name.lower()).strip("_") or "project"
     if not _NAME.match(name):
         raise UsageError(f"project name '{name}' must be lowercase letters, digits and _ (starting with a letter); pass --name")
     return name
 
 
-def init_project(directory: str | Path, name: str | None = None) -> list[Path]:
-    """Write a new project into ``directory`` (which must not exist or be empty)."""
-    root = Path(directory)
-    name = _checked_name(root, name)
+def check_empty(root: Path, directory: str | Path, marker_hint: bool = True) -> None:
+    """Refuse a ``root`` that exists and holds anything: engine init never overwrites."""
     if root.exists() and any(root.iterdir()):
-        hint = f"; to mark an existing project, engine init {directory} --marker-only" if not (root / MARKER).exists() else f" (it already holds {MARKER})"
+        if (root / MARKER).exists():
+            hint = f" (it already holds {MARKER})"
+        else:
+            hint = f"; to mark an existing project, engine init {directory} --marker-only" if marker_hint else ""
         raise UsageError(f"{root} is not empty; engine init writes only into a new or empty folder{hint}")
+
+
+def write_files(root: Path, files: dict[str, str]) -> list[Path]:
+    """Write ``files`` (relative path -> text) below ``root``; returns their paths."""
     written = []
-    for rel, text in _files(name).items():
+    for rel, text in files.items():
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         written.append(path)
     return written
+
+
+def init_project(directory: str | Path, name: str | None = None) -> list[Path]:
+    """Write a new project into ``directory`` (which must not exist or be empty)."""
+    root = Path(directory)
+    name = checked_name(root, name)
+    check_empty(root, directory)
+    return write_files(root, _files(name))
 
 
 def mark_project(directory: str | Path, name: str | None = None) -> Path:
@@ -232,6 +281,6 @@ def mark_project(directory: str | Path, name: str | None = None) -> Path:
         except SpecError:  # the specs' own problems are validate's to report, after marking
             declared = None
         name = declared if isinstance(declared, str) else None
-    name = _checked_name(root, name)
+    name = checked_name(root, name)
     marker.write_text(marker_text(name, None if (root / "specs").is_dir() else "."), encoding="utf-8")
     return marker
