@@ -19,6 +19,16 @@ REPO = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
 
+def pytest_configure(config) -> None:
+    """The example feature library (examples/nyc_features) that the flights and taxi examples
+    declare under ``requires``: installed in editable mode before anything is collected, if it is
+    not installed yet (tests/support_libraries.py), so the README's test command works on a fresh
+    machine."""
+    from tests.support_libraries import ensure_example_library
+
+    ensure_example_library()
+
+
 def run_engine(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 120) -> tuple[int, str, str]:
     """Run the CLI in a subprocess (as a user would) and return (exit code, stdout, stderr)."""
     full_env = {**os.environ, "PYTHONHASHSEED": "0", "COLUMNS": "200", **(env or {})}

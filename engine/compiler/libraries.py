@@ -126,6 +126,13 @@ def owner_of(top: str) -> str | None:
     """The installed distribution that provides the import name ``top``, if any."""
     from importlib import metadata
 
+    try:  # the common case first: the distribution is named after its package (nyc_features -> nyc-features)
+        guess = metadata.distribution(top)
+        name = guess.metadata["Name"]
+        if name and top in _top_level(guess, name):
+            return name
+    except Exception:
+        pass
     try:
         owners = metadata.packages_distributions().get(top) or []
     except Exception:

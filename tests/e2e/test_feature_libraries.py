@@ -261,7 +261,12 @@ def test_apply_train_serve_with_a_library_and_an_upgrade(site, tmp_path) -> None
     assert api.show_model(root, "tip_model")["manifest"]["function_code"]["hour_of_day"]["version"] == "1.1.0"
     again = _predict(root)
     assert again.exit_code == 0, again.output
-    create_app(api.validate(root), Workspace.for_project(root).root)
+    from tests.serving.conftest import LiveServer
+    from tests.serving.test_http import call
+
+    with LiveServer(root) as server:  # the real endpoint, over HTTP on 127.0.0.1
+        status, _, body = call(server.port, "POST", "/jobs/api/predict", ROW[0])
+    assert status == 200 and body["predictions"][0]["prediction"] == json.loads(again.output)["predictions"][0]["prediction"], body
 
     # An upgrade out of the declared range: validate (and so plan and apply) refuse, exit 3.
     install(site, "tip-lib", "2.0.0", {"tiplib/__init__.py": "", "tiplib/time.py": UPGRADED})

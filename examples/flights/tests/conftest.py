@@ -13,6 +13,15 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.append(str(PROJECT_ROOT))
 
+try:  # the shared feature library the specs declare under requires (specs/sources.yaml)
+    import nyc_features  # noqa: F401
+except ImportError:
+    try:  # run from the engine repository: its test support installs it (editable)
+        from tests.support_libraries import ensure_example_library
+    except ImportError:
+        raise pytest.UsageError("the flights example needs its feature library: pip install -e examples/nyc_features") from None
+    ensure_example_library()
+
 # Feature groups computed by SQL files, in dependency order (inputs before readers).
 SQL_GROUPS = ("flights", "landed_flights", "weather", "weather_complete", "airports", "airlines")
 SOURCES = ("flights_raw", "weather_raw", "planes_raw", "airlines_raw", "airports_raw")
