@@ -52,7 +52,24 @@ def plan(
     steps, consumed = _stored_state(ws)
     with digests(ws):
         the_plan = make_plan(checked, steps, select=select, exclude=exclude, force=force, full_refresh=full_refresh, consumed=consumed, backfill=_backfill(backfill))
-    return _with_libraries(checked, ws, _with_bumps(checked, ws, the_plan))
+    return _with_changes(checked, ws, _with_libraries(checked, ws, _with_bumps(checked, ws, the_plan)))
+
+
+def _with_changes(checked: CheckedProject, ws, the_plan):
+    """``the_plan`` with its change report: what changed in each object since it last ran
+    (``engine.compiler.changes``), read from the definitions the workspace recorded."""
+    import dataclasses
+
+    if not ws.exists():
+        return the_plan
+    from engine.compiler.changes import change_report
+    from engine.session import catalog_reading
+    from engine.state.metadata import stored_definitions
+
+    with catalog_reading(ws) as catalog:
+        stored = stored_definitions(catalog)
+    report = change_report(the_plan, checked, stored) if stored else ()
+    return dataclasses.replace(the_plan, changes=report) if report else the_plan
 
 
 def _library_versions(checked: CheckedProject) -> dict[str, str]:
@@ -126,7 +143,7 @@ def apply(
     ws = workspace_of(checked, workspace)
     with ProjectLock(ws, timeout_s=lock_timeout_s), digests(ws):
         steps, consumed = _stored_state(ws)
-        the_plan = _with_libraries(checked, ws, _with_bumps(checked, ws, make_plan(checked, steps, select=select, exclude=exclude, force=force, full_refresh=full_refresh, consumed=consumed, backfill=_backfill(backfill))))
+        the_plan = _with_changes(checked, ws, _with_libraries(checked, ws, _with_bumps(checked, ws, make_plan(checked, steps, select=select, exclude=exclude, force=force, full_refresh=full_refresh, consumed=consumed, backfill=_backfill(backfill)))))
         if the_plan.blocked:
             from engine.errors import PlanError
 

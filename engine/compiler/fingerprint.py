@@ -42,6 +42,9 @@ def _canonical(value: object) -> object:
     return value
 
 
+canonical = _canonical  # the structured form fingerprints hash (change reports diff it)
+
+
 def _is_default(f: dataclasses.Field, value: object) -> bool:
     if f.default is not dataclasses.MISSING:
         return value == f.default

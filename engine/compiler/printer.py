@@ -21,6 +21,11 @@ def render_plan(plan: Plan) -> str:
         lines.append(f"  {_SYMBOL[s.action]} {s.step.key:<{width}}  {s.action.value:<4}  ({s.reason.value}){window}")
     n = len(plan.to_run)
     lines.append("No changes." if n == 0 else f"{n} of {len(plan.steps)} steps to run.")
+    if plan.changes:
+        lines.append(f"Changes since the last apply ({len(plan.changes)}):")
+        for c in plan.changes:
+            lines.append(f"  {c.object}  [{c.classification}]")
+            lines += [f"      {line}" for line in c.lines()]
     if plan.libraries:
         lines.append("Feature libraries changed since the last apply (what uses them is 'changed'):")
         lines += [f"  ~ {b}" for b in plan.libraries]

@@ -82,6 +82,7 @@ class Plan:
     steps: tuple[PlannedStep, ...]  # dependencies first
     blocked: tuple[str, ...] = ()  # breaking changes found before running: apply refuses (exit 3)
     libraries: tuple[str, ...] = ()  # declared feature libraries installed at another version since the last apply
+    changes: tuple = ()  # engine.compiler.changes.Change per object whose definition changed since it last ran
 
     @property
     def to_run(self) -> tuple[PlannedStep, ...]:
@@ -92,4 +93,4 @@ class Plan:
         return bool(self.to_run)
 
     def as_dict(self) -> dict[str, object]:
-        return {"project": self.project, "steps": [s.as_dict() for s in self.steps], "changes": len(self.to_run), "breaking": list(self.blocked), "libraries": list(self.libraries)}
+        return {"project": self.project, "steps": [s.as_dict() for s in self.steps], "changes": len(self.to_run), "breaking": list(self.blocked), "libraries": list(self.libraries), "report": [c.as_dict() for c in self.changes]}

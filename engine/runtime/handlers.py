@@ -21,7 +21,12 @@ Handler = Callable[["RunContext", PlannedStep], StepOutcome]
 
 
 def _record(ctx: "RunContext", ps: PlannedStep) -> None:
+    from engine.compiler.changes import definition_document
+
     metadata.record_step(ctx.backend.catalog, ps.step.key, ps.step.definition_fingerprint, ps.step.fingerprint, ctx.run_id)
+    document = definition_document(ps.step, ctx.checked)
+    if document is not None:  # what the next plan's change report compares with
+        metadata.record_definition(ctx.backend.catalog, ps.step.key, document, ctx.run_id)
 
 
 def ingest(ctx: "RunContext", ps: PlannedStep) -> StepOutcome:

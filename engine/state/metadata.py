@@ -119,6 +119,12 @@ _DDL = [
         version INTEGER NOT NULL,
         watermark TEXT,
         PRIMARY KEY (step_id, input_name))""",
+    # change reports (engine.compiler.changes): the definition document of each step as it last
+    # ran, written with the step's record.
+    """CREATE TABLE IF NOT EXISTS _engine.step_definitions (
+        step_id TEXT PRIMARY KEY,
+        document TEXT NOT NULL,
+        run_id TEXT NOT NULL)""",
     # inference (engine.serving): one watermark row per streaming job, written in the same
     # transaction as the rows it appends.
     """CREATE TABLE IF NOT EXISTS _engine.stream_watermarks (
@@ -172,6 +178,27 @@ def record_step(catalog: Catalog, step_id: str, definition_fingerprint: str, fin
         "INSERT OR REPLACE INTO _engine.steps VALUES (?, ?, ?, ?, now())",
         [step_id, definition_fingerprint, fingerprint, run_id],
     )
+
+
+def record_definition(catalog: Catalog, step_id: str, document: dict, run_id: str) -> None:
+    """The definition document a step ran with (``engine.compiler.changes``), replacing the last."""
+    catalog.execute(
+        "INSERT OR REPLACE INTO _engine.step_definitions VALUES (?, ?, ?)",
+        [step_id, json.dumps(document, sort_keys=True, default=str), run_id],
+    )
+
+
+def stored_definitions(catalog: Catalog) -> dict[str, dict]:
+    """step id -> the definition document it last ran with; {} in a workspace without them."""
+    if not catalog.has_table("_engine", "step_definitions"):
+        return {}
+    out = {}
+    for step_id, text in catalog.query("SELECT step_id, document FROM _engine.step_definitions"):
+        try:
+            out[step_id] = json.loads(text)
+        except ValueError:
+            continue
+    return out
 
 
 def start_run(catalog: Catalog, run_id: str) -> None:

@@ -1,0 +1,172 @@
+"""`plan` as a change report (issue 10, item 1): day-2 changes to an applied project, each with
+its column-level diff, classification and downstream objects, in the text plan and in JSON.
+
+Scenarios: change a window, edit a function, change only a comment, add a column, remove a
+column, rename a feature, change a description, change a model's parameters; and a new version
+of a group compared with the version before it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from engine.compiler.changes import compare, sql_changes
+from engine.scaffold import init_project
+from tests.conftest import run_engine
+
+SPEC = "specs/project.yaml"
+
+
+@pytest.fixture(scope="module")
+def applied(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("day2") / "tips"
+    init_project(root, "tips")
+    code, out, err = run_engine("apply", str(root))
+    assert code == 0, out + err
+    return root
+
+
+@pytest.fixture
+def project(applied, tmp_path) -> Path:
+    """A copy of the applied project (workspace included) for one scenario."""
+    import shutil
+
+    root = tmp_path / "tips"
+    shutil.copytree(applied, root, symlinks=True)
+    return root
+
+
+def _edit(root: Path, old: str, new: str, rel: str = SPEC) -> None:
+    path = root / rel
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1))
+
+
+def _report(root: Path) -> dict[str, dict]:
+    code, out, err = run_engine("plan", str(root), "--format", "json")
+    assert code == 0, out + err
+    return {c["object"]: c for c in json.loads(out)["report"]}
+
+
+def _text(root: Path) -> str:
+    code, out, err = run_engine("plan", str(root))
+    assert code in (0, 3), out + err
+    return out
+
+
+def test_a_first_plan_and_an_unchanged_project_report_nothing(applied) -> None:
+    assert _report(applied) == {}
+    assert "Changes since the last apply" not in _text(applied)
+
+
+def test_changing_a_window_is_breaking_and_names_the_parameter_and_what_it_affects(project) -> None:
+    _edit(project, "{column: distance_km, function: mean, window: 7d, name: distance_mean_7d}", "{column: distance_km, function: mean, window: 14d, name: distance_mean_7d}")
+    change = _report(project)["feature_group:driver_activity@1"]
+    assert change["classification"] == "breaking"
+    assert {"path": "transform.aggregations[distance_mean_7d].window", "from": "7d", "to": "14d"} in change["parameters"]
+    assert change["columns"] == {"added": [], "removed": [], "retyped": []}  # same columns, new meaning
+    assert change["downstream"][:2] == ["feature_view:tips@1", "model:tip_model"]
+    text = _text(project)
+    assert "  feature_group:driver_activity@1  [breaking]" in text
+    assert "      ~ transform.aggregations[distance_mean_7d].window: 7d -> 14d" in text
+    assert "      affects: feature_view:tips@1, model:tip_model" in text
+
+
+def test_editing_a_function_is_a_breaking_change_of_the_view_that_uses_it(project) -> None:
+    _edit(project, "return ts.dt.hour", "return (ts.dt.hour + 1) % 24", rel="tips_features/time.py")
+    report = _report(project)
+    assert report["feature_view:tips@1"]["classification"] == "breaking"
+    assert report["feature_view:tips@1"]["code"] == ["tips_features.time:hour_of_day"]
+    assert "model:tip_model" in report["feature_view:tips@1"]["downstream"]
+    assert [k for k in report if k.startswith("feature_group")] == []
+
+
+def test_only_a_comment_or_formatting_is_no_change(project) -> None:
+    _edit(project, "def hour_of_day(ts):", "def hour_of_day(ts):  # the hour, UTC", rel="tips_features/time.py")
+    _edit(project, "sql: SELECT trip_id, driver_id, requested_at, distance_km, tipped FROM trips_raw", "sql: SELECT trip_id,   driver_id, requested_at, distance_km, tipped  FROM trips_raw")
+    assert _report(project) == {}
+    assert "No changes." in _text(project)
+
+
+def test_adding_a_column_is_non_breaking_with_its_expression(project) -> None:
+    _edit(project, "SELECT driver_id, rating, years FROM drivers_raw", "SELECT driver_id, rating, years, rating * years AS seniority FROM drivers_raw")
+    report = _report(project)
+    group = report["feature_group:drivers@1"]
+    assert group["classification"] == "non-breaking"
+    assert group["columns"]["added"] == [{"name": "seniority", "type": None}]  # CSV columns are not typed statically
+    assert group["expressions"] == [{"column": "column seniority", "from": "(none)", "to": "rating * years AS seniority"}]
+    view = report["feature_view:tips@1"]  # the join now brings driver_seniority
+    assert view["columns"]["added"] == [{"name": "driver_seniority", "type": None}] and view["classification"] == "non-breaking"
+
+
+def test_removing_a_column_is_breaking_and_blocked_until_a_bump(project) -> None:
+    _edit(project, "SELECT driver_id, rating, years FROM drivers_raw", "SELECT driver_id, rating FROM drivers_raw")
+    code, out, err = run_engine("plan", str(project), "--format", "json")
+    assert code == 0, out + err
+    plan = json.loads(out)
+    change = {c["object"]: c for c in plan["report"]}["feature_group:drivers@1"]
+    assert change["classification"] == "breaking" and change["columns"]["removed"] == [{"name": "years", "type": None}]
+    assert any("Bump feature_groups.drivers.version to 2" in b for b in plan["breaking"])
+    # Bumped, the new version is compared with version 1.
+    _edit(project, "  drivers:\n    primary_key: [driver_id]", "  drivers:\n    version: 2\n    primary_key: [driver_id]")
+    report = _report(project)
+    bumped = report["feature_group:drivers@2 (from @1)"]
+    assert bumped["classification"] == "breaking" and bumped["columns"]["removed"] == [{"name": "years", "type": None}]
+    assert report["feature_view:tips@1"]["columns"]["removed"] == [{"name": "driver_years", "type": None}]
+
+
+def test_renaming_a_feature_is_a_removal_and_an_addition(project) -> None:
+    _edit(project, "SELECT driver_id, rating, years FROM drivers_raw", "SELECT driver_id, rating AS score, years FROM drivers_raw")
+    change = _report(project)["feature_group:drivers@1"]
+    assert change["classification"] == "breaking"
+    assert change["columns"]["removed"] == [{"name": "rating", "type": None}] and change["columns"]["added"] == [{"name": "score", "type": None}]
+    assert {"column": "column score", "from": "(none)", "to": "rating AS score"} in change["expressions"]
+
+
+def test_a_description_is_metadata_only_and_nothing_runs(project) -> None:
+    _edit(project, "description: One row per trip; the spine of the feature view (label tipped).", "description: Every trip, once.")
+    code, out, err = run_engine("plan", str(project), "--format", "json")
+    plan = json.loads(out)
+    assert plan["changes"] == 0
+    change = {c["object"]: c for c in plan["report"]}["feature_group:trips@1"]
+    assert change["classification"] == "metadata-only" and change["metadata"] == ["description"]
+
+
+def test_a_model_parameter_change_is_breaking_for_the_model_only(project) -> None:
+    _edit(project, "params: {n_estimators: 50, max_depth: 3}", "params: {n_estimators: 5, max_depth: 3}")
+    report = _report(project)
+    assert list(report) == ["model:tip_model"]
+    assert report["model:tip_model"]["parameters"] == [{"path": "params.n_estimators", "from": 50, "to": 5}], report["model:tip_model"]
+    assert report["model:tip_model"]["classification"] == "breaking"
+    assert "inference:march" in report["model:tip_model"]["downstream"]
+
+
+# --- units -------------------------------------------------------------------------------------------
+
+
+def test_sql_changes_compare_expressions_by_name_and_clauses() -> None:
+    old = "SELECT a, b + 1 AS c FROM t WHERE x > 1"
+    new = "SELECT a, b + 2 AS c, d FROM t WHERE x > 2 GROUP BY a, c, d"
+    changes = sql_changes(old, new, {"d"})
+    assert ("column c", "b + 1 AS c", "b + 2 AS c") in changes
+    assert ("column d", "(none)", "d") in changes
+    assert ("WHERE", "WHERE x > 1", "WHERE x > 2") in changes
+    assert any(c[0] == "GROUP BY" for c in changes)
+    assert sql_changes(old, old, set()) == []
+
+
+def test_compare_classifies_additions_expectations_and_metadata() -> None:
+    base = {"columns": {"a": "BIGINT"}, "definition": {"expectations": []}, "code": {}, "description": "x", "tags": []}
+    assert compare("k", base, dict(base)) is None
+    more = {**base, "columns": {"a": "BIGINT", "b": "DOUBLE"}}
+    assert compare("k", base, more).classification == "non-breaking"
+    checked = {**base, "definition": {"expectations": [{"column": "a", "not_null": True}]}}
+    assert compare("k", base, checked).classification == "non-breaking"
+    retyped = {**base, "columns": {"a": "VARCHAR"}}
+    assert compare("k", base, retyped).retyped == (("a", "BIGINT", "VARCHAR"),)
+    assert compare("k", base, retyped).classification == "breaking"
+    assert compare("k", base, {**base, "tags": ["fraud"]}).classification == "metadata-only"
