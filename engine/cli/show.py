@@ -339,13 +339,18 @@ def definition(obj, project) -> dict:
                 "filter": obj.filter,
                 "joins": [_join(j) for j in obj.joins],
                 "on_demand": list(obj.on_demand),
-                "transforms": dict(obj.transforms),
+                "transforms": {c: m.transform_text(t) for c, t in obj.transforms},
             }
         case m.Model():
             fv = obj.feature_view + (f"@{obj.feature_view_version}" if obj.feature_view_version is not None else "")
             split = {k: v for k, v in vars(obj.split).items() if v is not None}
             weight = dict(obj.class_weight) if isinstance(obj.class_weight, tuple) else obj.class_weight
-            return {"feature_view": fv, "estimator": obj.estimator, "params": dict(obj.params), "split": split, "metrics": list(obj.metrics), "class_weight": weight, "aliases": list(obj.aliases)}
+            doc = {"feature_view": fv, "estimator": obj.estimator, "params": dict(obj.params), "split": split, "metrics": list(obj.metrics), "class_weight": weight, "aliases": list(obj.aliases)}
+            if obj.features or obj.exclude:
+                doc["features" if obj.features else "exclude"] = list(obj.features or obj.exclude)
+            if obj.transforms:
+                doc["transforms"] = {c: m.transform_text(t) for c, t in obj.transforms}
+            return doc
         case m.InferenceJob():
             output = ", ".join(x for x in (obj.output_table and f"table {obj.output_table}", obj.output_path) if x) or None
             doc = {"mode": obj.mode, "model": obj.model, "range": list(obj.range) if obj.range else ({"last": obj.range_last} if obj.range_last else None), "source": obj.source, "output": output}

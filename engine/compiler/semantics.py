@@ -632,20 +632,49 @@ class _Checker:
             fn = project.functions.get(name)
             if fn is not None:
                 features[name] = (returns.get(fn.returns, "UNKNOWN"), path + ("on_demand", i))
-        for name, (typ, where) in features.items():
-            if typ != "UNKNOWN" and _type_family(typ) == "time":
-                self.fail(where, f"feature '{name}' is a {typ}, and a model takes numbers",
-                          "derive a number from it (an on-demand function: hour, days since ...), or keep it out of the features (except: [...] on a join)")
-        numeric_only = {"standard_scaler", "min_max_scaler", "robust_scaler", "impute_mean", "impute_median", "impute_constant"}
-        for column, transformer in fv.transforms:
+        reported: set[tuple] = set()
+        for model in (mo for mo in project.models.values() if mo.feature_view == fv.name):
+            mpath = model.origin.path
+            if model.features and model.exclude:
+                self.fail(mpath + ("exclude",), "features and exclude are alternatives: name the features the model uses, or those it does not", "keep one of them")
+            for key, names in (("features", model.features), ("exclude", model.exclude)):
+                for i, col in enumerate(names):
+                    if col not in features:
+                        self.fail(mpath + (key, i), f"'{col}' is not a feature of feature view '{fv.name}'", did_you_mean(col, list(features)))
+            inputs = [c for c in features if (c in model.features if model.features else c not in model.exclude)]
+            for name in inputs:
+                typ, where = features[name]
+                if model.features:
+                    where = mpath + ("features", model.features.index(name))
+                if typ != "UNKNOWN" and _type_family(typ) == "time" and where not in reported:
+                    reported.add(where)
+                    self.fail(where, f"feature '{name}' is a {typ}, and a model takes numbers",
+                              "derive a number from it (an on-demand function: hour, days since ...), leave it out of the model (exclude: [...]), or keep it out of the view (except: [...] on a join)")
+            for column, spec in model.transforms:
+                tpath = mpath + ("transforms", column)
+                if column not in inputs:
+                    self.fail(tpath, f"transform for '{column}', which is not an input of model '{model.name}'", did_you_mean(column, inputs))
+                    continue
+                self.check_transform_type(tpath, column, spec, features[column][0])
+        for column, spec in fv.transforms:
             tpath = path + ("transforms", column)
             if column not in features:
                 self.fail(tpath, f"transform for '{column}', which is not a feature of feature view '{fv.name}'", did_you_mean(column, list(features)))
                 continue
-            typ = features[column][0]
-            if transformer in numeric_only and typ != "UNKNOWN" and _type_family(typ) != "number":
-                hint = "use one_hot_encoder or label_encoder for text" if _type_family(typ) == "string" else None
-                self.fail(tpath, f"{transformer} applies to numbers, and '{column}' is a {typ}", hint)
+            self.check_transform_type(tpath, column, spec, features[column][0])
+
+    def check_transform_type(self, tpath: tuple, column: str, spec, typ: str) -> None:
+        """A numeric transformer (or any chain: chains are numeric) on a column that is not a number."""
+        numeric_only = {"standard_scaler", "min_max_scaler", "robust_scaler", "impute_mean", "impute_median", "impute_constant", "log1p"}
+        if not isinstance(spec, str):
+            for i, (kind, params) in enumerate(spec):
+                if kind == "clip" and params[0] >= params[1]:
+                    self.fail(tpath + (i, "clip"), f"clip bounds must be increasing, got [{params[0]:g}, {params[1]:g}]", "write [LOW, HIGH]")
+        numeric = not isinstance(spec, str) or spec in numeric_only
+        if numeric and typ != "UNKNOWN" and _type_family(typ) != "number":
+            what = "a chain of numeric steps" if not isinstance(spec, str) else spec
+            hint = "use one_hot_encoder or label_encoder for text" if _type_family(typ) == "string" else None
+            self.fail(tpath, f"{what} applies to numbers, and '{column}' is a {typ}", hint)
 
 
 def check_project(project: m.Project, source_map: SourceMap) -> CheckedProject:

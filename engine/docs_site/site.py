@@ -245,6 +245,8 @@ def _expectations(stores: "Stores", fgv, fg: "m.FeatureGroup") -> str:
 
 
 def _feature_view(fv: "m.FeatureView") -> str:
+    from engine.model.objects import transform_text
+
     parts = [h.facts([("description", fv.description), ("version", fv.version), ("spine", fv.spine), ("label", ", ".join(fv.labels)),
                       ("features from the spine", ", ".join(fv.features)), ("helpers", ", ".join(fv.helpers)), ("filter", fv.filter),
                       ("on-demand features", ", ".join(fv.on_demand))])]
@@ -258,7 +260,7 @@ def _feature_view(fv: "m.FeatureView") -> str:
         f"Point-in-time: each spine row of {fv.spine} at event time t gets, from each joined feature group, the row with the same keys "
         "and the largest event time ≤ t (ties: last written); none, or older than t − ttl, gives NULLs. A group without an event time joins on its keys alone."))
     if fv.transforms:
-        parts.append("<h2>Model-dependent transforms</h2>" + h.table(["column", "transform"], fv.transforms))
+        parts.append("<h2>Model-dependent transforms</h2>" + h.table(["column", "transform"], [(c, transform_text(t)) for c, t in fv.transforms]))
     return "".join(parts)
 
 

@@ -262,7 +262,7 @@ class _Builder:
             filter=d.get("filter"),
             joins=tuple(joins),
             on_demand=tuple(d.get("on_demand") or ()),
-            transforms=tuple(sorted((d.get("transforms") or {}).items())),
+            transforms=transform_specs(d.get("transforms")),
             description=d.get("description"),
             origin=m.Origin(path),
         )
@@ -292,6 +292,9 @@ class _Builder:
             gates=self.gates(("models", name, "aliases"), d.get("aliases") or ()),
             threshold=float(d["threshold"]) if isinstance(d.get("threshold"), int | float) and not isinstance(d.get("threshold"), bool) else None,
             threshold_tune=d["threshold"]["tune"] if isinstance(d.get("threshold"), dict) else None,
+            features=tuple(d.get("features") or ()),
+            exclude=tuple(d.get("exclude") or ()),
+            transforms=transform_specs(d.get("transforms")),
             description=d.get("description"),
             origin=m.Origin(("models", name)),
         )
@@ -361,3 +364,26 @@ def _tagged(obj, d: dict[str, Any]):
 def _conf_text(value: object) -> str:
     """A Spark setting as Spark reads it: YAML ``true`` is ``"true"``, not Python's ``"True"``."""
     return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def transform_specs(d: dict | None) -> tuple[tuple[str, m.TransformSpec], ...]:
+    """``transforms:`` (column -> a transformer's name, or a chain) as typed specs, by column.
+    A chain step is a name (``log1p``), ``{impute: median}``, ``{clip: [LOW, HIGH]}`` or
+    ``{kbins: N}``; the schema has checked the shapes."""
+    out = []
+    for column, spec in sorted((d or {}).items()):
+        if isinstance(spec, str):
+            out.append((str(column), spec))
+            continue
+        steps = []
+        for step in spec:
+            if isinstance(step, str):
+                steps.append((step, ()))
+            elif "impute" in step:
+                steps.append((f"impute_{step['impute']}", ()))
+            elif "clip" in step:
+                steps.append(("clip", (float(step["clip"][0]), float(step["clip"][1]))))
+            else:
+                steps.append(("kbins", (int(step["kbins"]),)))
+        out.append((str(column), tuple(steps)))
+    return tuple(out)

@@ -375,7 +375,7 @@ class FeatureView:
     filter: str | None = None
     joins: tuple[Join, ...] = ()
     on_demand: tuple[str, ...] = ()
-    transforms: tuple[tuple[str, str], ...] = ()  # (column, transformer name)
+    transforms: tuple[tuple[str, "TransformSpec"], ...] = ()  # (column, transformer name or chain)
     description: str | None = None
     tags: tuple[str, ...] = ()  # free-form labels: `--select tag:NAME`; never part of a fingerprint
     origin: Origin = Origin(())
@@ -383,6 +383,19 @@ class FeatureView:
     @property
     def id(self) -> ObjectId:
         return ObjectId(Kind.FEATURE_VIEW, self.name, self.version)
+
+
+# A column's model-dependent transform: one transformer's name, or a chain of numeric steps
+# (kind, parameters) applied in order — ("impute_median", ()), ("clip", (0.0, 100.0)), ("kbins", (5,)).
+TransformSpec = str | tuple[tuple[str, tuple], ...]
+
+
+def transform_text(spec: TransformSpec) -> str:
+    """A transform spec as the user reads it: ``standard_scaler``, or
+    ``impute_median -> log1p -> clip(0, 100) -> standard_scaler``."""
+    if isinstance(spec, str):
+        return spec
+    return " -> ".join(kind + (f"({', '.join(f'{p:g}' for p in params)})" if params else "") for kind, params in spec)
 
 
 class SplitKind(StrEnum):
@@ -417,6 +430,9 @@ class Model:
     gates: tuple[Gate, ...] = ()  # the aliases that move only when their conditions hold
     threshold: float | None = None  # binary classifiers: decide positive when p >= threshold
     threshold_tune: str | None = None  # or: the threshold maximising this metric on the validation split
+    features: tuple[str, ...] = ()  # the view's features it uses (default: all)
+    exclude: tuple[str, ...] = ()  # or: the view's features it does not use
+    transforms: tuple[tuple[str, TransformSpec], ...] = ()  # its own transforms, replacing the view's per column
     description: str | None = None
     tags: tuple[str, ...] = ()  # free-form labels: `--select tag:NAME`; never part of a fingerprint
     origin: Origin = Origin(())

@@ -282,8 +282,9 @@ class OnlineState:
             declared = f"@{fv.version}" if fv else " (absent)"
             return Endpoint(job.name if job else name, model, None, {}, f"{model.ref} was trained on {pinned}; the spec declares feature_view:{man['feature_view']}{declared}")
         service = self.view(fv.name)
-        if list(service.layout.features) != list(man["feature_columns"]):
-            return Endpoint(label, model, None, {}, f"{model.ref} expects features {man['feature_columns']} but {pinned} online gives {list(service.layout.features)}")
+        absent = [c for c in man["feature_columns"] if c not in service.layout.features]
+        if absent:  # a model may take a subset of the view's features (features / exclude), never more
+            return Endpoint(label, model, None, {}, f"{model.ref} expects features {absent} that {pinned} online does not give (it gives {list(service.layout.features)})")
         fields = dict(service.fields)
         if job is not None:
             fields = _job_fields(job, service)

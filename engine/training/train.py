@@ -129,8 +129,10 @@ def train_model(stores, model: m.Model, project: m.Project, *, run_id: str) -> T
     else:
         encode = lambda part, split: part[label].to_numpy(dtype=float)  # noqa: E731
 
+    features = model_features(model, layout.features)
+    chosen = {**{c: t for c, t in fv.transforms if c in features}, **dict(model.transforms)}  # the model's own win
     try:
-        transforms = fit_transforms(train, layout.features, dict(fv.transforms))
+        transforms = fit_transforms(train, features, chosen)
     except ValueError as exc:
         raise DataError(f"{model.id}: cannot prepare the features of {fv.id}: {exc}") from exc
     params = dict(model.params)
@@ -181,9 +183,9 @@ def train_model(stores, model: m.Model, project: m.Project, *, run_id: str) -> T
         layout=layout.as_dict(),
         label=label,
         label_classes=tuple(mapping.classes) if mapping is not None else None,
-        feature_columns=tuple(layout.features),
+        feature_columns=tuple(features),
         model_inputs=tuple(transforms.output_columns),
-        input_schema={c: view_types.get(c, "UNKNOWN") for c in layout.features},
+        input_schema={c: view_types.get(c, "UNKNOWN") for c in features},
         transformers=transforms.to_dict(),
         split=_split_dict(model.split),
         training_data=TrainingData(dataset_table, data_fingerprint, rows),
@@ -194,6 +196,13 @@ def train_model(stores, model: m.Model, project: m.Project, *, run_id: str) -> T
     version = registry.register(model.name, fingerprint, manifest.to_json(), estimator)
     shown = [f"warning while training: {w}" for w in warnings[:5]] + ([f"... and {len(warnings) - 5} more warnings (engine show model {model.name})"] if len(warnings) > 5 else [])
     return TrainOutcome(len(train), version, True, (*shown, *_set_aliases(registry, model, version)))
+
+
+def model_features(model: m.Model, view_features) -> list[str]:
+    """The view's features ``model`` takes, in the view's order (``features`` / ``exclude``)."""
+    if model.features:
+        return [c for c in view_features if c in model.features]
+    return [c for c in view_features if c not in model.exclude]
 
 
 def _decision_threshold(model: m.Model, estimator, mapping, X: dict, y: dict, label: str) -> float | None:

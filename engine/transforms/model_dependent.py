@@ -36,6 +36,14 @@ Contracts
   (ties -> the smallest). String columns: NULL becomes the most frequent key (ties -> the
   smallest string) and the column is then label-encoded with the training categories, because
   the model matrix is numeric.
+* ``log1p``: ``log(1 + x)`` (``math.log1p`` in both paths); needs training values > -1; a value
+  <= -1 later gives NaN.
+* **Chains** (``[impute: median, log1p, standard_scaler]``, ``chain`` kind): numeric steps
+  applied in order, each fitted on the training split's output of the steps before it. Steps:
+  the numeric transformers above, ``log1p``, ``clip`` (declared bounds: values outside become
+  the bound; NaN stays NaN) and ``kbins`` (N equal-frequency bins: edges are the training
+  quantiles, deduplicated; a value becomes the index of its bin, ``bisect_right`` of the edges;
+  NaN stays NaN). One output column.
 * All state is JSON-safe (str, float, int, lists); NaN and infinities are never stored.
 * ``transform_row`` is pure Python over lookups built once per fitted object (do not mutate a
   ``FittedColumn.state`` after building one).
@@ -55,8 +63,10 @@ if TYPE_CHECKING:
     import pandas
 
 TRANSFORMERS = ("standard_scaler", "min_max_scaler", "robust_scaler", "label_encoder", "one_hot_encoder",
-                "impute_mean", "impute_median", "impute_most_frequent", "impute_constant")
+                "impute_mean", "impute_median", "impute_most_frequent", "impute_constant", "log1p")
 AUTO_KINDS = ("passthrough", "bool_to_int", "auto_label_encoder")
+CHAIN_STEPS = ("standard_scaler", "min_max_scaler", "robust_scaler", "impute_mean", "impute_median", "impute_constant",
+               "impute_most_frequent", "log1p", "clip", "kbins")
 MAX_ONE_HOT_CATEGORIES = 1000
 FORMAT_VERSION = 1
 
@@ -69,6 +79,10 @@ _STATE_KEYS: dict[str, frozenset[str]] = {
     **dict.fromkeys(("label_encoder", "auto_label_encoder", "one_hot_encoder"), frozenset({"categories"})),
     **dict.fromkeys(("impute_mean", "impute_median", "impute_constant"), frozenset({"value"})),
     "impute_most_frequent": frozenset({"value", "categories"}),  # categories: None for numbers
+    "log1p": frozenset(),
+    "clip": frozenset({"min", "max"}),
+    "kbins": frozenset({"edges"}),
+    "chain": frozenset({"steps"}),
 }
 _NA_TYPE_NAMES = frozenset({"NAType", "NaTType"})
 _BOOL_TYPE_NAMES = frozenset({"bool", "bool_"})
@@ -188,6 +202,8 @@ class FittedColumn:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data."""
         state = {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in self.state.items()}
+        if self.kind == "chain":
+            state = {"steps": [{"kind": st["kind"], "state": {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in st["state"].items()}} for st in self.state["steps"]]}
         return {"column": self.column, "kind": self.kind, "state": state, "outputs": list(self.outputs)}
 
     @classmethod
@@ -212,6 +228,25 @@ class FittedColumn:
 
 
 def _valid_state_value(column: str, kind: str, key: str, value: Any) -> Any:
+    if key == "steps":
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ValueError(f"stored chain of '{column}' must be a non-empty list of steps")
+        steps = []
+        for step in value:
+            if not isinstance(step, Mapping) or set(step) != {"kind", "state"} or step["kind"] not in CHAIN_STEPS:
+                raise ValueError(f"stored chain step of '{column}' must be {{kind, state}} with a numeric kind: {step!r}")
+            if not isinstance(step["state"], Mapping) or set(step["state"]) != _STATE_KEYS[step["kind"]]:
+                raise ValueError(f"stored {step['kind']} state in the chain of '{column}' has the wrong keys: {step['state']!r}")
+            if step["kind"] == "impute_most_frequent" and step["state"]["categories"] is not None:
+                raise ValueError(f"stored chain of '{column}' imputes categories; chains are numeric")
+            steps.append({"kind": step["kind"], "state": {k: _valid_state_value(column, step["kind"], k, v) for k, v in step["state"].items()}})
+        return steps
+    if key == "edges":
+        if not isinstance(value, (list, tuple)) or not all(isinstance(e, (int, float)) and not isinstance(e, bool) and math.isfinite(e) for e in value):
+            raise ValueError(f"stored kbins edges of '{column}' must be a list of finite numbers")
+        if list(value) != sorted(set(value)):
+            raise ValueError(f"stored kbins edges of '{column}' must be increasing")
+        return [float(e) for e in value]
     if key == "categories":
         if value is None and kind == "impute_most_frequent":
             return None
@@ -326,6 +361,12 @@ def _apply_column(fc: FittedColumn, series: pandas.Series) -> numpy.ndarray:
         block[np.flatnonzero(hit), codes[hit]] = 1.0
         return block
     x = _numeric_array(series, fc.column)
+    if kind == "chain":
+        for step in state["steps"]:
+            x = _apply_numeric(step["kind"], step["state"], x)
+        return x
+    if kind in ("log1p", "clip", "kbins"):
+        return _apply_numeric(kind, state, x)
     if kind == "standard_scaler":
         return (x - state["mean"]) / state["scale"]
     if kind == "min_max_scaler":
@@ -337,9 +378,63 @@ def _apply_column(fc: FittedColumn, series: pandas.Series) -> numpy.ndarray:
     return x  # passthrough, bool_to_int
 
 
+def _apply_numeric(kind: str, state: Mapping[str, Any], x: numpy.ndarray) -> numpy.ndarray:
+    """One numeric step over a float64 array (NaN is missing); ``_scalar_step`` mirrors it."""
+    import numpy as np
+
+    if kind == "standard_scaler":
+        return (x - state["mean"]) / state["scale"]
+    if kind == "min_max_scaler":
+        return (x - state["min"]) / state["scale"]
+    if kind == "robust_scaler":
+        return (x - state["median"]) / state["scale"]
+    if kind.startswith("impute_"):
+        return np.where(np.isnan(x), state["value"], x)
+    if kind == "clip":
+        return np.where(np.isnan(x), x, np.minimum(np.maximum(x, state["min"]), state["max"]))
+    if kind == "log1p":  # math.log1p element by element: the online path computes the same bits
+        return np.fromiter((math.log1p(v) if v > -1.0 else _NAN for v in x.tolist()), dtype="float64", count=len(x))
+    if kind == "kbins":
+        edges = np.asarray(state["edges"], dtype="float64")
+        return np.where(np.isnan(x), x, np.searchsorted(edges, x, side="right").astype("float64"))
+    raise ValueError(f"unknown numeric step {kind!r}")
+
+
+def _scalar_step(kind: str, state: Mapping[str, Any]) -> Callable[[float], float]:
+    """One numeric step over one float (NaN is missing); the same numbers as ``_apply_numeric``."""
+    import bisect
+
+    if kind in ("standard_scaler", "min_max_scaler", "robust_scaler"):
+        center = state["mean" if kind == "standard_scaler" else "min" if kind == "min_max_scaler" else "median"]
+        scale = state["scale"]
+        return lambda x: (x - center) / scale
+    if kind.startswith("impute_"):
+        fill = state["value"]
+        return lambda x: fill if x != x else x
+    if kind == "clip":
+        low, high = state["min"], state["max"]
+        return lambda x: x if x != x else min(max(x, low), high)
+    if kind == "log1p":
+        return lambda x: math.log1p(x) if x > -1.0 else _NAN
+    if kind == "kbins":
+        edges = list(state["edges"])
+        return lambda x: x if x != x else float(bisect.bisect_right(edges, x))
+    raise ValueError(f"unknown numeric step {kind!r}")
+
+
 def _row_step(fc: FittedColumn) -> RowStep:
     """A closure applying one column to one value; mirrors ``_apply_column`` operation for operation."""
     kind, state, col = fc.kind, fc.state, fc.column
+    if kind in ("chain", "log1p", "clip", "kbins"):
+        steps = [_scalar_step(st["kind"], st["state"]) for st in state["steps"]] if kind == "chain" else [_scalar_step(kind, state)]
+
+        def chained(v: object, append: Callable, extend: Callable) -> None:
+            x = v if type(v) is float else _to_float(v, col)
+            for step in steps:
+                x = step(x)
+            append(x)
+
+        return chained
     if kind in ("label_encoder", "auto_label_encoder"):
         codes = {c: float(i) for i, c in enumerate(state["categories"])}
 
@@ -443,12 +538,60 @@ def _fit_numeric(column: str, kind: str, x: numpy.ndarray) -> dict[str, Any]:
     return {"value": float(uniques[int(np.argmax(counts))]), "categories": None}
 
 
-def _fit_column(series: pandas.Series, column: str, transformer: str | None) -> FittedColumn:
+def _fit_step(column: str, kind: str, params: tuple, x: numpy.ndarray) -> dict[str, Any]:
+    """The state of one numeric step, fitted on ``x`` (the previous steps' output)."""
+    import numpy as np
+
+    if kind == "clip":
+        low, high = float(params[0]), float(params[1])
+        if not low < high:
+            raise ValueError(f"feature '{column}': clip bounds must be increasing, got [{low}, {high}]")
+        return {"min": low, "max": high}
+    if kind == "log1p":
+        values = x[~np.isnan(x)]
+        if values.size and float(values.min()) <= -1.0:
+            raise ValueError(f"feature '{column}': log1p needs values > -1, and the training split has {float(values.min())} (clip first)")
+        return {}
+    if kind == "kbins":
+        values = x[~np.isnan(x)]
+        if values.size == 0:
+            raise ValueError(f"feature '{column}' has no non-null training values; cannot fit kbins")
+        n = int(params[0])
+        inner = np.quantile(values, np.linspace(0.0, 1.0, n + 1)[1:-1]) if n > 1 else np.array([])
+        return {"edges": sorted({_finite(column, kind, "edge", float(e)) for e in inner})}
+    if kind == "impute_most_frequent":
+        state = _fit_numeric(column, kind, x)
+        return {"value": state["value"], "categories": None}
+    return _fit_numeric(column, kind, x)
+
+
+def _fit_chain(series: pandas.Series, column: str, steps: Sequence[tuple[str, tuple]]) -> FittedColumn:
+    """A chain of numeric steps, each fitted on the output of those before it (training split)."""
+    if _feature_kind(series, column) == "category":
+        raise ValueError(f"feature '{column}' is not numeric; a chain of numeric steps needs numbers (use label_encoder or one_hot_encoder)")
+    x = _numeric_array(series, column)
+    fitted = []
+    for kind, params in steps:
+        if kind not in CHAIN_STEPS:
+            raise ValueError(f"unknown chain step {kind!r} for feature '{column}'; known: {', '.join(CHAIN_STEPS)}")
+        state = _fit_step(column, kind, tuple(params), x)
+        fitted.append({"kind": kind, "state": state})
+        x = _apply_numeric(kind, state, x)
+    return FittedColumn(column=column, kind="chain", state={"steps": fitted}, outputs=(column,))
+
+
+def _fit_column(series: pandas.Series, column: str, transformer: "str | Sequence[tuple[str, tuple]] | None") -> FittedColumn:
+    if transformer is not None and not isinstance(transformer, str):
+        return _fit_chain(series, column, transformer)
     feature_kind = _feature_kind(series, column)
     automatic = {"numeric": "passthrough", "bool": "bool_to_int", "category": "auto_label_encoder"}
     kind = transformer or automatic[feature_kind]
     if kind in ("passthrough", "bool_to_int"):
         return _make_column(column, kind, {})
+    if kind == "log1p":
+        if feature_kind == "category":
+            raise ValueError(f"feature '{column}' is not numeric; log1p needs numbers")
+        return _make_column(column, kind, _fit_step(column, kind, (), _numeric_array(series, column)))
     if kind in _NUMERIC_ONLY or (kind == "impute_most_frequent" and feature_kind != "category"):
         if feature_kind == "category":
             raise ValueError(
@@ -472,7 +615,7 @@ def _fit_column(series: pandas.Series, column: str, transformer: str | None) -> 
 
 
 def fit_transforms(
-    train: pandas.DataFrame, features: Sequence[str], transforms: Mapping[str, str]
+    train: pandas.DataFrame, features: Sequence[str], transforms: Mapping[str, "str | Sequence[tuple[str, tuple]]"]
 ) -> FittedTransforms:
     """Fit one transform per feature on ``train`` (the training split only), in feature order.
 
@@ -482,6 +625,10 @@ def fit_transforms(
     that cannot be fitted.
     """
     for column, name in transforms.items():
+        if not isinstance(name, str):
+            if column not in features:
+                raise ValueError(f"transform for '{column}', which is not a feature of the view")
+            continue
         if name not in TRANSFORMERS:
             from engine.errors import did_you_mean
 
