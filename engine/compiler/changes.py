@@ -155,7 +155,7 @@ def view_columns(fv: m.FeatureView, checked: "CheckedProject") -> dict[str, str]
             return None
         skip = set(join.right_on) | ({target.event_time} if target.event_time else set())
         chosen = list(join.select) if join.select is not None else [c for c in cols if c not in skip and c not in join.exclude]
-        out.update({join.prefix + c: cols.get(c, "UNKNOWN") for c in chosen})
+        out.update({join.prefix + c: cols.get(c, "UNKNOWN") for c in chosen if join.prefix + c not in fv.helpers})
     for name in fv.on_demand:
         f = project.functions.get(name)
         if f is not None:

@@ -538,9 +538,6 @@ class _Checker:
             for i, col in enumerate(fv.features):
                 if col not in spine_cols:
                     self.fail(path + ("features", i), f"feature '{col}' is not a column of feature group '{fv.spine}'", did_you_mean(col, list(spine_cols)))
-            for i, col in enumerate(fv.helpers):
-                if col not in spine_cols:
-                    self.fail(path + ("helpers", i), f"helper column '{col}' is not a column of feature group '{fv.spine}'", did_you_mean(col, list(spine_cols)))
         timed = [j for j in fv.joins if j.feature_group in groups and groups[j.feature_group].event_time]
         if not spine.event_time and timed:
             self.fail(path + ("spine",), f"feature group '{fv.spine}' has no event time, so '{timed[0].feature_group}' cannot be joined point-in-time", "give the spine an event_time")
@@ -588,11 +585,15 @@ class _Checker:
                     self.fail(jpath + ("except", k), f"column '{col}' is not a column of feature group '{join.feature_group}'", did_you_mean(col, list(tcols)))
             for col in chosen:
                 out_name = join.prefix + col
-                if out_name in produced or (spine_cols is not None and out_name in (set(fv.labels) | set(fv.helpers))):
+                if out_name in produced or (spine_cols is not None and out_name in (set(fv.labels) | {h for h in fv.helpers if h in spine_cols})):
                     self.fail(jpath, f"column '{out_name}' from feature group '{join.feature_group}' clashes with a column from '{produced.get(out_name, fv.spine)}'", f"add prefix: {join.feature_group}_")
                     break
                 produced[out_name] = join.feature_group
         available = set(produced) | set(spine_cols or ()) if spine_cols is not None else None
+        if available is not None and all(self.columns.get(j.feature_group) is not None for j in fv.joins if j.feature_group in groups):
+            for i, col in enumerate(fv.helpers):  # a spine column, or a column a join brings
+                if col not in available:
+                    self.fail(path + ("helpers", i), f"helper column '{col}' is not a column of feature group '{fv.spine}' nor of a joined group", did_you_mean(col, sorted(available)))
         self.check_model_inputs(project, fv, path, spine_cols)
         for i, name in enumerate(fv.on_demand):
             fn = project.functions.get(name)
@@ -627,6 +628,8 @@ class _Checker:
                 if col in tcols:
                     where = path + ("join", i) + (("select", k) if join.select is not None else ())
                     features.setdefault(join.prefix + col, (tcols[col], where))
+        for helper in fv.helpers:  # a joined helper is returned with the vector, never a feature
+            features.pop(helper, None)
         returns = {"int64": "BIGINT", "float64": "DOUBLE", "string": "VARCHAR", "bool": "BOOLEAN", "timestamp": "TIMESTAMP"}
         for i, name in enumerate(fv.on_demand):
             fn = project.functions.get(name)

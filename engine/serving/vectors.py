@@ -297,9 +297,10 @@ class FeatureVectorService:
             for f in (project.functions[name],)
         )
         spine = project.feature_groups[fv.spine]
-        self.layout = ViewLayout(spine.primary_key, spine.event_time, fv.helpers, fv.labels, (*fv.features, *joined, *fv.on_demand), fv.on_demand)
+        self.layout = ViewLayout(spine.primary_key, spine.event_time, fv.helpers, fv.labels, (*fv.features, *(c for c in joined if c not in fv.helpers), *fv.on_demand), fv.on_demand)
         self._spine_features = tuple(fv.features)
-        self._helpers = tuple(fv.helpers)
+        self._joined_helpers = tuple(h for h in fv.helpers if h in joined)  # from the online rows, not the request
+        self._helpers = tuple(h for h in fv.helpers if h not in joined)
         self.event_time = spine.event_time
         produced = set(joined) | set(fv.features)
         needed = [*fv.features, *(k for j in fv.joins for k in j.left_on)]
@@ -309,7 +310,7 @@ class FeatureVectorService:
         for name in needed:
             if name not in fields:
                 fields[name] = InputField(name, input_kind(spine_types.get(name, "")), True, name in keys)
-        for name in (*fv.helpers, *((spine.event_time,) if spine.event_time else ())):
+        for name in (*self._helpers, *((spine.event_time,) if spine.event_time else ())):
             if name not in fields:
                 fields[name] = InputField(name, input_kind(spine_types.get(name, "")), False)
         self.fields = fields  # what a request may give: required inputs, then optional helpers/event time
@@ -357,4 +358,6 @@ class FeatureVectorService:
         for h in self._helpers:
             if h in inputs:
                 result.helpers[h] = inputs[h]
+        for h in self._joined_helpers:  # given to the on-demand functions above, never to a model
+            result.helpers[h] = values.pop(h, None)
         return result

@@ -80,7 +80,8 @@ def plan_joins(backend: Backend, fv: m.FeatureView, project: m.Project, relation
         pairs = join_columns(fv, join, fg.event_time, list(fg_cols), taken)
         joined += [out for _, out in pairs]
         specs.append(JoinSpec(relation_of(fg.name), join.left_on, join.right_on, fg.event_time, tuple(pairs), join.ttl_seconds, exclusive=join.exclusive))
-    features = (*fv.features, *joined, *fv.on_demand)
+    # a helper may come from a join: stored and returned with the rows, never a feature
+    features = (*fv.features, *(c for c in joined if c not in fv.helpers), *fv.on_demand)
     layout = ViewLayout(spine.primary_key, spine.event_time, fv.helpers, fv.labels, tuple(features), fv.on_demand)
     return specs, layout, list(spine_cols)
 
