@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
-from tests.conftest import run_engine
 from tests.e2e.test_feature_libraries import TIME_PY, install, library_project
 
 WHERE_PY = '''"""Where this module was imported from."""
@@ -27,7 +28,14 @@ def from_zip(ts):
 '''
 
 
-def test_a_declared_library_is_shipped_to_the_cluster_executors(tmp_path, spark_cluster) -> None:
+def test_a_declared_library_is_shipped_to_the_cluster_executors(tmp_path, spark_cluster, monkeypatch) -> None:
+    """In this process, on the session every cluster test shares (a second application would
+    wait for the cores the shared one holds): the driver sees the library on its path, the
+    executors only through what the job ships."""
+    from engine import api
+    from engine.compiler import libraries as libs
+    from tests.support_spark import cluster_settings, lake_arrow
+
     site = tmp_path / "site"
     site.mkdir()
     install(site, "tip-lib", "1.0.0", {"tiplib/__init__.py": "", "tiplib/time.py": TIME_PY, "tiplib/where.py": WHERE_PY})
@@ -38,14 +46,18 @@ def test_a_declared_library_is_shipped_to_the_cluster_executors(tmp_path, spark_
         .replace("functions:\n", "functions:\n  shipped: {python: tiplib.where:from_zip, inputs: [requested_at], returns: int64}\n")
         .replace("on_demand: [hour_of_day]", "on_demand: [hour_of_day, shipped]")
     )
-    conf = {"spark.cores.max": "2", "spark.executor.memory": "768m", "spark.sql.shuffle.partitions": "2",
-            "spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"}
-    env = {"ENGINE_SPARK_MASTER": spark_cluster.master_url, "ENGINE_SPARK_CONF": json.dumps(conf),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
-    code, out, err = run_engine("apply", str(root), "--backend", "spark", "--select", "tips", env=env, timeout=600)
-    assert code == 0, out + err
-
-    from tests.support_spark import lake_arrow
+    settings = cluster_settings()
+    monkeypatch.setenv("ENGINE_BACKEND", "spark")
+    monkeypatch.setenv("ENGINE_SPARK_MASTER", settings.master)
+    monkeypatch.setenv("ENGINE_SPARK_CONF", json.dumps(dict(settings.conf)))
+    monkeypatch.syspath_prepend(str(site))
+    libs._owner_cached.cache_clear()
+    try:
+        api.apply(root, select=("tips",))
+    finally:
+        for name in [n for n in sys.modules if n == "tiplib" or n.startswith("tiplib.")]:
+            sys.modules.pop(name)
+        libs._owner_cached.cache_clear()
 
     tables = lake_arrow(root / ".engine", ("views",))  # read through the lake's file lists (neither backend)
     frame = next(t for name, t in tables.items() if name.startswith("views.tips")).to_pandas()
@@ -53,7 +65,7 @@ def test_a_declared_library_is_shipped_to_the_cluster_executors(tmp_path, spark_
     assert set(frame["shipped"]) == {1}  # every executor imported the library from the shipped zip
     assert frame["hour_of_day"].notna().all()
 
-    zips = list(Path(os.environ.get("TMPDIR", "/tmp")).glob(f"engine-libraries-{os.getuid()}/tip_lib-1.0.0-*.zip"))
+    zips = list(Path(tempfile.gettempdir()).glob(f"engine-libraries-{os.getuid()}/tip_lib-1.0.0-*.zip"))
     assert zips, "no library zip was built"
     names = set(zipfile.ZipFile(zips[0]).namelist())
     assert {"tiplib/__init__.py", "tiplib/time.py", "tiplib/where.py", "tip_lib-1.0.0.dist-info/METADATA"} <= names
