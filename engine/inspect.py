@@ -239,10 +239,12 @@ def check(path: str | Path, *, workspace: str | Path | None = None) -> list[str]
         return sorted(stores.registry.check() + online_problems(stores, workspace_of(checked, workspace)))
 
 
-def gc(path: str | Path, *, workspace: str | Path | None = None, lock_timeout_s: float = 0.0) -> list[Path]:
-    """Remove what is no longer needed: orphan model directories a crashed run left (G6), and the
-    files of table commits older than ``storage.retention`` (default 7d) that no current commit
-    uses, with the folders of tables dropped that long ago. Returns what was removed."""
+def gc(path: str | Path, *, workspace: str | Path | None = None, lock_timeout_s: float = 0.0) -> list:
+    """Remove what is no longer needed: orphan model directories a crashed run left (G6); feature
+    group and view versions that nothing references (not declared, not joined by number, no model
+    version trained on them) once published longer than ``storage.retention`` (default 7d) ago;
+    and the files of table commits older than that which no current commit uses, with the folders
+    of tables dropped that long ago. Returns what was removed."""
     from datetime import timedelta
 
     from engine.project import validate, workspace_of
@@ -253,10 +255,62 @@ def gc(path: str | Path, *, workspace: str | Path | None = None, lock_timeout_s:
     ws = workspace_of(checked, workspace)
     if not ws.exists():
         raise UsageError(f"no workspace at {ws.root}: run `engine apply` first")
+    retention = timedelta(seconds=checked.project.retention_seconds)
     with ProjectLock(ws, timeout_s=lock_timeout_s), writing(ws, spill=False, project=checked.project) as stores:
-        removed = stores.registry.gc()
-        removed += stores.backend.lake.vacuum(timedelta(seconds=checked.project.retention_seconds))
+        removed: list = stores.registry.gc()
+        removed += collect_versions(stores, checked.project, retention)
+        removed += stores.backend.lake.vacuum(retention)
     return removed
+
+
+def unreferenced_versions(catalog, project, registry, retention) -> list[tuple[str, str, int, list[str]]]:
+    """Feature group and view versions nothing references any more, published longer than
+    ``retention`` ago: (kind, name, version, their tables). Referenced: the version the spec
+    declares, a group version a declared view joins by number (``weather@2``), a view version a
+    registered model version was trained on (it stays readable and servable while one uses it)."""
+    from datetime import UTC, datetime
+
+    from engine.state import metadata
+
+    cutoff = datetime.now(UTC) - retention
+    pinned = {(j.feature_group, j.version) for fv in project.feature_views.values() for j in fv.joins if j.version is not None}
+    used_views = {(mv.info.feature_view, mv.info.feature_view_version) for mv in registry.list()}
+    out = []
+    for fgv in metadata.all_feature_group_versions(catalog):
+        declared = project.feature_groups.get(fgv.name)
+        if (declared is not None and declared.version == fgv.version) or (fgv.name, fgv.version) in pinned:
+            continue
+        if datetime.fromisoformat(fgv.published_at) > cutoff:
+            continue
+        out.append(("feature_group", fgv.name, fgv.version, [t for t in (fgv.offline_table, fgv.online_table) if t]))
+    for row in metadata.feature_view_versions(catalog):
+        declared = project.feature_views.get(row["name"])
+        if (declared is not None and declared.version == row["version"]) or (row["name"], row["version"]) in used_views:
+            continue
+        if row["published_at"] > cutoff:
+            continue
+        out.append(("feature_view", row["name"], row["version"], [row["table_name"]]))
+    return out
+
+
+def collect_versions(stores, project, retention) -> list[str]:
+    """Drop the tables and records of ``unreferenced_versions`` (one catalog transaction; the
+    lake's vacuum then deletes their files once past retention). Returns their ids."""
+    from engine.sql.ops import Relation
+    from engine.state import metadata
+
+    backend = stores.backend
+    found = unreferenced_versions(backend.catalog, project, stores.registry, retention)
+    if not found:
+        return []
+    with backend.transaction():
+        for kind, name, version, tables in found:
+            for table in tables:
+                relation = Relation.parse(table)
+                if backend.exists(relation):
+                    backend.drop(relation)
+            metadata.forget_version(backend.catalog, kind, name, version)
+    return [f"{kind}:{name}@{version} (no longer declared or used)" for kind, name, version, _ in found]
 
 
 def _resolve(checked: "CheckedProject", stores, name: str, selector) -> "ModelVersion":

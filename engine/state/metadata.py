@@ -314,6 +314,24 @@ def feature_view_row(catalog: Catalog, name: str, version: int | None = None) ->
     return rec
 
 
+def feature_view_versions(catalog: Catalog) -> list[dict[str, Any]]:
+    """Every materialised view version (name, version, table_name, published_at), by name and version."""
+    if not catalog.has_table("_engine", "feature_views"):
+        return []
+    return [_timed(r) for r in catalog.query_dicts("SELECT name, version, table_name, published_at FROM _engine.feature_views ORDER BY name, version")]
+
+
+def forget_version(catalog: Catalog, kind: str, name: str, version: int) -> None:
+    """Remove a collected feature group or view version's records (its tables are dropped by the
+    caller in the same transaction): the published row and the step's record and definition."""
+    table = {"feature_group": "feature_groups", "feature_view": "feature_views"}[kind]
+    catalog.execute(f"DELETE FROM _engine.{table} WHERE name = ? AND version = ?", [name, version])
+    step = f"{kind}:{name}@{version}"
+    catalog.execute("DELETE FROM _engine.steps WHERE step_id = ?", [step])
+    if catalog.has_table("_engine", "step_definitions"):
+        catalog.execute("DELETE FROM _engine.step_definitions WHERE step_id = ?", [step])
+
+
 def has_training_dataset(catalog: Catalog, name: str) -> bool:
     return bool(catalog.query("SELECT count(*) FROM _engine.training_datasets WHERE name = ?", [name])[0][0])
 
