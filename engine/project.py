@@ -74,7 +74,8 @@ def capability_problems(project: m.Project, caps: "Capabilities", smap: "SourceM
             if isinstance(fg.transform, m.PythonTransform):
                 lacks(fg.origin.path + ("python",), "run Python feature functions")
         for fn in project.functions.values():
-            lacks(fn.origin.path + ("python",), "run Python on-demand functions")
+            if not fn.builtin:
+                lacks(fn.origin.path + ("python",), "run Python on-demand functions")
     return problems
 
 

@@ -131,7 +131,7 @@ def definition_document(step: Step, checked: "CheckedProject") -> dict[str, Any]
     elif isinstance(obj, m.FeatureView):
         for name in obj.on_demand:
             f = project.functions.get(name)
-            if f is not None:
+            if f is not None and not f.builtin:
                 code[f"{f.module}:{f.function}"] = python_package_fingerprint(project.root, f.module, f.function)
         doc["columns"] = view_columns(obj, checked)
         doc["functions"] = {name: canonical(project.functions[name]) for name in obj.on_demand if name in project.functions}

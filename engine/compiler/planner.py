@@ -61,10 +61,11 @@ def compile_steps(checked: CheckedProject, *, now: datetime | None = None) -> di
         key_of[name] = step.key
     view_key: dict[str, str] = {}
     for name, fv in sorted(project.feature_views.items()):
-        needed = [fv.spine, *(j.feature_group for j in fv.joins)]
-        deps = tuple(dict.fromkeys(key_of[n] for n in needed if n in key_of))
         functions = [project.functions[f] for f in fv.on_demand if f in project.functions]
-        code = digest([python_package_fingerprint(project.root, f.module, f.function) for f in functions])
+        # a built-in function reads its group's stored edges or fit: the view depends on the group
+        needed = [fv.spine, *(j.feature_group for j in fv.joins), *(f.builtin[1] for f in functions if f.builtin)]
+        deps = tuple(dict.fromkeys(key_of[n] for n in needed if n in key_of))
+        code = digest([python_package_fingerprint(project.root, f.module, f.function) for f in functions if not f.builtin])
         definition = digest(definition_fingerprint(fv), [definition_fingerprint(f) for f in functions], code)
         step = Step(fv.id, StepKind.BUILD_FEATURE_VIEW, deps, definition, digest(definition, [steps[d].fingerprint for d in deps]), payload=fv)
         steps[step.key] = step

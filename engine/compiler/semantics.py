@@ -62,7 +62,8 @@ def project_reads(project: m.Project) -> "ProjectReads":
         elif isinstance(t, m.PythonTransform):
             modules.setdefault(t.module, f"feature group '{fg.name}'")
     for fn in project.functions.values():
-        modules.setdefault(fn.module, f"function '{fn.name}'")
+        if not fn.builtin:
+            modules.setdefault(fn.module, f"function '{fn.name}'")
     for module, user in modules.items():
         rel = Path(*module.split("."))
         for base in (root, root / "src"):
@@ -129,7 +130,10 @@ class _Checker:
                 self.columns[name] = self.feature_group_columns(groups[name])
                 self.check_incremental(groups[name])
         for fn in project.functions.values():
-            self.check_python_module(("functions", fn.name, "python"), fn.module, fn.function)
+            if fn.builtin:
+                self.check_builtin(project, fn)
+            else:
+                self.check_python_module(("functions", fn.name, "python"), fn.module, fn.function)
         for fv in project.feature_views.values():
             self.check_feature_view(project, fv)
         for model in project.models.values():
@@ -172,6 +176,32 @@ class _Checker:
     def unknown_input(self, path: tuple, name: str, tables: set[str]) -> None:
         known = ", ".join(sorted(tables)) or "none"
         self.fail(path, f"unknown input '{name}': not a source or feature group (known: {known})", did_you_mean(name, tables))
+
+    def check_builtin(self, project: m.Project, fn: m.Function) -> None:
+        """A built-in function names a binning (or PCA) feature group and one of its outputs, with
+        one input per value it bins (per column of the PCA, in its order)."""
+        kind, group, column = fn.builtin
+        path = ("functions", fn.name, kind)
+        fg = project.feature_groups.get(group)
+        if fg is None:
+            self.fail(path, f"unknown feature group '{group}'", did_you_mean(group, list(project.feature_groups)))
+            return
+        t = fg.transform
+        if kind == "binning":
+            if not isinstance(t, m.BinningTransform):
+                self.fail(path, f"feature group '{group}' is not a binning group", "name a feature group declared with from: and binning:")
+                return
+            outputs, wanted = [b.name for b in t.bins], 1
+        else:
+            if not isinstance(t, m.PcaTransform):
+                self.fail(path, f"feature group '{group}' is not a PCA group", "name a feature group declared with from: and pca:")
+                return
+            outputs, wanted = [f"{t.pca.prefix}{i}" for i in range(1, t.pca.n_components + 1)], len(t.pca.columns)
+        if column not in outputs:
+            self.fail(path, f"'{column}' is not a {'bin column' if kind == 'binning' else 'principal component'} of feature group '{group}' (it has: {', '.join(outputs)})", did_you_mean(column, outputs))
+        if len(fn.inputs) != wanted:
+            what = "one input (the value to bin)" if kind == "binning" else f"{wanted} inputs, one per PCA column ({', '.join(t.pca.columns)}), in that order"
+            self.fail(("functions", fn.name, "inputs"), f"'{fn.name}' takes {what}, got {len(fn.inputs)}")
 
     def check_requires(self) -> None:
         """Each declared feature library is installed, within its range, with readable metadata:

@@ -223,8 +223,20 @@ class _Builder:
         raise AssertionError("schema guarantees one expectation kind")
 
     def function(self, name: str, d: dict[str, Any]) -> m.Function:
+        for kind in ("binning", "pca"):
+            if kind in d:  # a built-in: the group's stored binning or PCA, at request time
+                group, _, column = str(d[kind]).partition(".")
+                returns = d.get("returns") or ("float64" if kind == "pca" else "string" if self._labelled_bin(group, column) else "int64")
+                return m.Function(name, "", "", tuple(d.get("inputs") or ()), returns, d.get("description"),
+                                  origin=m.Origin(("functions", name)), builtin=(kind, group, column))
         module, _, function = d["python"].partition(":")
-        return m.Function(name, module, function, tuple(d.get("inputs") or ()), d["returns"], d.get("description"), origin=m.Origin(("functions", name)))
+        if "returns" not in d:
+            self.fail(("functions", name), "missing required key 'returns'", "declare the type the function returns: int64, float64, string, bool or timestamp", value=False)
+        return m.Function(name, module, function, tuple(d.get("inputs") or ()), d.get("returns", "float64"), d.get("description"), origin=m.Origin(("functions", name)))
+
+    def _labelled_bin(self, group: str, column: str) -> bool:
+        bins = (self.section("feature_groups").get(group) or {}).get("binning") or []
+        return any(isinstance(b, dict) and b.get("name", f"{b.get('column')}_bin") == column and b.get("labels") for b in bins)
 
     def feature_view(self, name: str, d: dict[str, Any]) -> m.FeatureView:
         path = ("feature_views", name)

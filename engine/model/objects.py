@@ -343,10 +343,18 @@ class Function:
     description: str | None = None
     tags: tuple[str, ...] = ()  # free-form labels: `--select tag:NAME`; never part of a fingerprint
     origin: Origin = Origin(())
+    # a built-in instead of Python: ("binning" | "pca", feature group, its output column), applied
+    # with the state the group stored with its version (engine.transforms.builtin_functions)
+    builtin: tuple[str, str, str] | None = None
 
     @property
     def id(self) -> ObjectId:
         return ObjectId(Kind.FUNCTION, self.name)
+
+    @property
+    def reference(self) -> str:
+        """``module:function``, or ``binning:group.column`` for a built-in."""
+        return f"{self.builtin[0]}:{self.builtin[1]}.{self.builtin[2]}" if self.builtin else f"{self.module}:{self.function}"
 
 
 @dataclass(frozen=True)

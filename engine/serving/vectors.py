@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from operator import itemgetter
 from typing import Any
 
-from engine.errors import SpecError
+from engine.errors import ExecutionError, SpecError
 from engine.model import objects as m
 from engine.store.views import ViewLayout, join_columns
 
@@ -292,7 +292,7 @@ class FeatureVectorService:
             joined += [o for _, o in pairs]
         self._joins = tuple(joins)
         self._on_demand = tuple(
-            _OnDemand(name, import_function(project.root, f.module, f.function, str(f.id)), f.inputs, f.returns)
+            _OnDemand(name, self._builtin(project, f) if f.builtin else import_function(project.root, f.module, f.function, str(f.id)), f.inputs, f.returns)
             for name in fv.on_demand
             for f in (project.functions[name],)
         )
@@ -315,6 +315,19 @@ class FeatureVectorService:
                 fields[name] = InputField(name, input_kind(spine_types.get(name, "")), False)
         self.fields = fields  # what a request may give: required inputs, then optional helpers/event time
         self.spine_types = spine_types
+
+    def _builtin(self, project: m.Project, f: m.Function):
+        """A built-in function over the state its group stored, from the snapshot (as offline)."""
+        from engine.transforms.builtin_functions import builtin_function
+
+        kind, group, column = f.builtin
+        entry = self.store.feature_group(group) or {}
+        fg = project.feature_groups[group]
+        labels = {b.name: b.labels for b in fg.transform.bins} if isinstance(fg.transform, m.BinningTransform) else {}
+        try:
+            return builtin_function(kind, group, column, entry.get("fitted"), labels)
+        except ExecutionError as exc:
+            raise SpecError(f"{f.id}: {exc.message} (online snapshot {self.store.snapshot_id})") from None
 
     def vector(self, entity: Mapping[str, object], request: Mapping[str, object]) -> VectorResult:
         """The feature vector for entity keys and request values (already typed, see ``coerce_row``)."""

@@ -38,6 +38,7 @@ _CHOICES: dict[str, tuple[tuple[str, ...], str, str]] = {
         "not_null, unique, between, in_set, regex or row_count",
     ),
     "bin": (("edges", "quantiles"), "a bin", "edges or quantiles"),
+    "function": (("python", "binning", "pca"), "a function", "python, binning or pca"),
     "join": (("on", "left_on"), "a join", "on or left_on + right_on"),
 }
 

@@ -82,6 +82,7 @@ def _feature_groups(stores, directory: Path) -> dict[str, dict]:
             "event_time": fgv.event_time,
             "columns": dict(fgv.columns),
             "online": fgv.online_table is not None,
+            "fitted": fgv.fitted or {},  # bin edges, PCA fit: built-in on-demand functions apply them online
             "file": None,
             "rows": 0,
         }

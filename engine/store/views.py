@@ -86,6 +86,24 @@ def plan_joins(backend: Backend, fv: m.FeatureView, project: m.Project, relation
     return specs, layout, list(spine_cols)
 
 
+def builtin_callables(backend: Backend, project: m.Project, functions) -> dict[str, object]:
+    """The built-in functions among ``functions`` (a group's binning or PCA at request time) as
+    callables over the state the group stored with its declared version."""
+    from engine.state import metadata
+    from engine.transforms.builtin_functions import builtin_function
+
+    out: dict[str, object] = {}
+    for f in functions:
+        if not f.builtin:
+            continue
+        kind, group, column = f.builtin
+        fg = project.feature_groups[group]
+        fgv = metadata.feature_group_version(backend.catalog, group, fg.version)
+        labels = {b.name: b.labels for b in fg.transform.bins} if isinstance(fg.transform, m.BinningTransform) else {}
+        out[f.name] = builtin_function(kind, group, column, fgv.fitted if fgv else None, labels)
+    return out
+
+
 def spine_filters(fv: m.FeatureView, extra: Sequence[SpineFilter] = ()) -> tuple[SpineFilter, ...]:
     """The view's own ``filter`` (gated again here, as an expression: defence in depth), then ``extra``."""
     from engine.sql.gate import gate_filter
@@ -153,7 +171,8 @@ def materialise(
     backend.create(staging, join, timeout_s=timeout_s)
     if fv.on_demand:
         # Row-wise: the backend runs them where the rows are (Spark: on the executors).
-        functions = OnDemandFrames([project.functions[name] for name in fv.on_demand], project.root, str(fv.id))
+        chosen = [project.functions[name] for name in fv.on_demand]
+        functions = OnDemandFrames(chosen, project.root, str(fv.id), builtin_callables(backend, project, chosen))
         backend.map_frames(staging, staging, functions, functions.added())
     rows = backend.count(staging)
     if rows == 0 and spine is None:

@@ -135,6 +135,8 @@ def function_code(root: Path, functions: list[m.Function]) -> dict[str, dict[str
 
     out: dict[str, dict[str, str]] = {}
     for f in functions:
+        if f.builtin:  # no code: the group's stored state, part of the view's data
+            continue
         entry = {"python": f"{f.module}:{f.function}", "code": python_package_fingerprint(root, f.module, f.function)}
         top = f.module.split(".")[0]
         if not project_has_module(Path(root), top) and (lib := library_of(top)) is not None:
@@ -171,7 +173,7 @@ def code_drift(recorded: "Mapping[str, Mapping[str, str]]", root: Path) -> list[
 RETURN_TYPES = {"int64": "BIGINT", "float64": "DOUBLE", "string": "VARCHAR", "bool": "BOOLEAN", "timestamp": "TIMESTAMPTZ"}
 
 
-def apply_functions(frame, functions: list[m.Function], root: Path, owner: str | None = None):
+def apply_functions(frame, functions: list[m.Function], root: Path, owner: str | None = None, builtins: "Mapping[str, object] | None" = None):
     """Add one column per function (named after it) to a pandas frame, vectorised.
 
     Each function is called with one pandas Series per declared input; it must return a Series
@@ -183,7 +185,10 @@ def apply_functions(frame, functions: list[m.Function], root: Path, owner: str |
 
     where = f"{owner}: " if owner else ""
     for fn_spec in functions:
-        fn = import_function(root, fn_spec.module, fn_spec.function, str(fn_spec.id))
+        if fn_spec.builtin:  # the group's stored binning or PCA (``builtins``: name -> callable)
+            fn = (builtins or {})[fn_spec.name]
+        else:
+            fn = import_function(root, fn_spec.module, fn_spec.function, str(fn_spec.id))
         missing = [c for c in fn_spec.inputs if c not in frame.columns]
         if missing:
             raise ExecutionError(f"{where}{fn_spec.id}: inputs {missing} are not columns of the feature view")
@@ -239,19 +244,20 @@ class OnDemandFrames:
     backend may call it on any slice of the rows, in any process that can import the project's
     feature package. Holds names only, never function objects, so it travels to Spark executors."""
 
-    def __init__(self, functions: list[m.Function], root: Path, owner: str) -> None:
-        self.functions = [(f.name, f.module, f.function, tuple(f.inputs), f.returns) for f in functions]
+    def __init__(self, functions: list[m.Function], root: Path, owner: str, builtins: "Mapping[str, object] | None" = None) -> None:
+        self.functions = [(f.name, f.module, f.function, tuple(f.inputs), f.returns, f.builtin) for f in functions]
         self.root = str(root)
         self.owner = owner
+        self.builtins = dict(builtins or {})  # name -> BinFunction / PcaComponent (plain data: picklable)
 
     def added(self) -> dict[str, str]:
         """The columns this adds, with their engine types."""
-        return {name: RETURN_TYPES[returns] for name, _, _, _, returns in self.functions}
+        return {name: RETURN_TYPES[returns] for name, _, _, _, returns, _ in self.functions}
 
     def modules(self) -> tuple[str, ...]:
         """The modules its functions live in (a distributed backend ships the libraries among them)."""
-        return tuple(dict.fromkeys(module for _, module, _, _, _ in self.functions))
+        return tuple(dict.fromkeys(module for _, module, _, _, _, builtin in self.functions if not builtin))
 
     def __call__(self, frame):
-        functions = [m.Function(name, module, function, inputs, returns) for name, module, function, inputs, returns in self.functions]
-        return apply_functions(frame, functions, Path(self.root), self.owner)
+        functions = [m.Function(name, module, function, inputs, returns, builtin=builtin) for name, module, function, inputs, returns, builtin in self.functions]
+        return apply_functions(frame, functions, Path(self.root), self.owner, self.builtins)
