@@ -69,6 +69,8 @@ def capability_problems(project: m.Project, caps: "Capabilities", smap: "SourceM
             lacks(base + ("format",), f"read '{source.format}' sources", f"use one of: {', '.join(sorted(caps.source_formats))}")
         if source.on_bad_rows == m.BadRows.QUARANTINE and not caps.quarantine_rows:
             lacks(base + ("on_bad_rows",), "quarantine bad rows", "use on_bad_rows: fail")
+        if source.csv.null_strings is not None and len(source.csv.null_strings) > caps.csv_null_strings:
+            lacks(base + ("csv", "null_strings"), f"read more than {caps.csv_null_strings} null string{'s' if caps.csv_null_strings != 1 else ''} in a CSV source", "keep one, or clean the others in the feature group's SQL (NULLIF)")
     if not caps.python_transforms:
         for fg in project.feature_groups.values():
             if isinstance(fg.transform, m.PythonTransform):

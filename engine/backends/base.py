@@ -35,6 +35,7 @@ class Capabilities:
     functions run inside the engine's process or executors. ``sandboxed_sql``: user SQL cannot reach
     files, network or settings. ``transactions``: several writes publish atomically. ``asof_join``:
     a native point-in-time join (else a window formulation: same result, more work).
+    ``csv_null_strings``: how many ``csv.null_strings`` its CSV reader takes.
     """
 
     source_formats: frozenset[str]
@@ -43,6 +44,7 @@ class Capabilities:
     sandboxed_sql: bool
     transactions: bool
     asof_join: bool
+    csv_null_strings: int = 20
 
 
 @dataclass(frozen=True)

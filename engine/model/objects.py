@@ -66,6 +66,8 @@ class CsvOptions:
     delimiter: str = ","
     header: bool = True
     max_line_size: int | None = None  # bytes per line the reader accepts; None: DuckDB's default (2 000 000)
+    # values read as NULL, quoted or not; None: an empty unquoted field is NULL, a quoted "" is ''
+    null_strings: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -61,8 +61,13 @@ def read_csv(source: Source) -> tuple[str, list[object]]:
     return _csv_query(source)
 
 
-def _csv_query(source: Source, retype: dict[str, str] | None = None) -> tuple[str, list[object]]:
-    """read_csv with the declared column types, overridden by ``retype``."""
+def _csv_query(source: Source, retype: dict[str, str] | None = None, sniffed: dict[str, str] | None = None) -> tuple[str, list[object]]:
+    """read_csv with the declared column types, overridden by ``retype``.
+
+    NULLs: an empty unquoted field is NULL; a quoted empty string ``""`` stays an empty string —
+    DuckDB's ``allow_quoted_nulls=false``, which needs every column's type given (``sniffed``, as
+    the sniffer typed them with quoted nulls allowed: otherwise a column of numbers holding ``""``
+    would become text). ``csv.null_strings`` names the values read as NULL instead, quoted or not."""
     params: list[object] = [_files(source)]
     # Quarantine keeps bad rows aside (DuckDB's rejects tables, which exclude union_by_name;
     # multi-file sources are checked for identical columns before reading, F7).
@@ -70,9 +75,14 @@ def _csv_query(source: Source, retype: dict[str, str] | None = None) -> tuple[st
     options.append("header=true" if source.csv.header else "header=false")
     options.append("delim=?")
     params.append(source.csv.delimiter)
-    types = {**dict(source.columns), **(retype or {})}
+    types = {**(sniffed or {}), **dict(source.columns), **(retype or {})}
     if types:  # a struct literal of name -> type (declared types validated by the schema)
         options.append(f"types={_struct(types)}")
+    if source.csv.null_strings is not None:
+        options.append("nullstr=?")
+        params.append(list(source.csv.null_strings))
+    elif sniffed is not None:
+        options.append("allow_quoted_nulls=false")
     if source.timestamp_format:
         options.append("timestampformat=?")
         params.append(source.timestamp_format)
@@ -94,7 +104,7 @@ READERS: dict[str, Reader] = {
 # Parquet columns carry their own type, TIMESTAMP or TIMESTAMPTZ, and cannot mix the two.
 Retyped = Callable[[Source, dict[str, str], dict[str, str]], tuple[str, list[object]]]
 _RETYPED: dict[str, Retyped] = {
-    SourceFormat.CSV: lambda source, sniffed, retype: _csv_query(source, retype),
+    SourceFormat.CSV: lambda source, sniffed, retype: _csv_query(source, retype, sniffed),
     SourceFormat.JSONL: lambda source, sniffed, retype: _jsonl_query(source, {**sniffed, **retype}),
 }
 
@@ -295,6 +305,8 @@ def read_source(con, source: Source, target: str, *, is_storage_failure) -> tupl
 
     query = ingest_query(source)
     sniffed = _sniff(con, source, query)
+    if source.format == SourceFormat.CSV and source.csv.null_strings is None and sniffed:
+        query = _csv_query(source, None, sniffed)  # a quoted "" is text: every column typed as sniffed
     stamps = [c for c, t in sniffed.items() if _time_type(t)]
     if not stamps:
         create(query)
@@ -370,6 +382,9 @@ def _explain(con, source: Source, exc: BaseException) -> str:
         column, value, typ = convert.groups()
         typ = "TIMESTAMPTZ" if typ.upper() == "TIMESTAMP WITH TIME ZONE" else typ
         note = f" with timestamp_format '{source.timestamp_format}'" if source.timestamp_format and _time_type(typ) else ""
+        if value == "" and source.csv.null_strings is None:  # a quoted "" is an empty string, not NULL
+            return (f"{where} column {column}: cannot convert the quoted empty string \"\" to {typ} "
+                    "(a quoted \"\" is text, an empty unquoted field is NULL): declare csv: {null_strings: [\"\"]} on the source to read it as NULL")
         return f"{where} column {column}: cannot convert '{_clip(value)}' to {typ}{note}{_epoch_hint(column, value, typ)}"
     if fields := _FIELDS.search(text):
         first = "the header" if source.csv.header else "the first line"

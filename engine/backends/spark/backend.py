@@ -84,6 +84,7 @@ class SparkBackend(SparkTables):
         sandboxed_sql=False,  # SQL over file paths is switched off, but Spark has no file sandbox
         transactions=True,
         asof_join=False,  # compiled as a union plus a "last value at or before" window
+        csv_null_strings=1,  # the CSV reader's nullValue is one string
     )
 
     def __init__(self, settings: SparkSettings, catalog: Catalog | None = None, lake: "Lake | None" = None, scratch: Path | None = None) -> None:

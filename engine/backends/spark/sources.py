@@ -91,6 +91,10 @@ def _reader(spark: "SparkSession", source: Source, *, typed: bool = True):
             reader = reader.option("inferSchema", str(typed).lower())
             if source.csv.max_line_size:
                 reader = reader.option("maxCharsPerColumn", str(source.csv.max_line_size))
+            # An empty unquoted field is null; a quoted "" stays '' (as on DuckDB): Spark compares
+            # every value, quoted or not, with nullValue, so it must name a value no file holds.
+            nulls = source.csv.null_strings
+            reader = reader.option("nullValue", nulls[0] if nulls else "\u0001")
         case SourceFormat.JSONL:
             reader = reader.format("json").option("inferTimestamp", str(typed).lower()).option("primitivesAsString", str(not typed).lower())
         case SourceFormat.PARQUET:
