@@ -25,7 +25,8 @@ KINDS = {
     "inference": "inference",
 }
 _SINGULAR = {plural: kind for kind, plural in KINDS.items()}
-_ALL = sorted({*KINDS, *KINDS.values()})
+_ALIASES = {"job": "inference", "jobs": "inference"}  # an inference job is what users call a job
+_ALL = sorted({*KINDS, *KINDS.values(), *_ALIASES})
 
 
 @click.command()
@@ -83,6 +84,7 @@ def _parse(args: tuple[str, ...], project: Path | None) -> tuple[Path | None, st
     if len(rest) > 2:
         raise UsageError(f"expected [PATH] [KIND [NAME]], got {' '.join(args)}")
     kind = rest[0] if rest else None
+    kind = _ALIASES.get(kind, kind) if kind is not None else None
     if kind is not None and kind not in _ALL:
         hint = did_you_mean(kind, _ALL)
         raise UsageError(f"'{kind}' is not a kind of object" + (f" ({hint})" if hint else "") + f"; kinds: {', '.join(KINDS)}")

@@ -78,3 +78,13 @@ def test_show_writes_structured_values_as_yaml_not_python_reprs(tips: Path):
     assert "{'" not in out and "['" not in out and "True" not in out, out
     assert "split {by: time, seed: 0, test_from: '2024-03-01'}: test 63" in out, out
     assert "params:       {max_depth: 3, n_estimators: 50}" in out, out
+
+
+def test_show_job_is_the_inference_kind(tips: Path):
+    """Issue 11 item 8: `engine show job NAME` (and `jobs`) show inference jobs."""
+    rc, out, err = run_engine("show", "job", "march", "--format", "json", cwd=tips)
+    assert rc == 0, err
+    assert json.loads(out)["id"] == "inference:march"
+    rc, out, err = run_engine("show", "jobs", "--format", "json", cwd=tips)
+    assert rc == 0, err
+    assert [d["name"] for d in json.loads(out)] == ["march", "api"]
