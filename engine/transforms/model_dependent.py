@@ -463,22 +463,13 @@ def _row_step(fc: FittedColumn) -> RowStep:
             append(codes.get(fill_key if key is None else key, -1.0))
 
         return most_frequent_label
-    if kind in ("standard_scaler", "min_max_scaler", "robust_scaler"):
-        center = state["mean" if kind == "standard_scaler" else "min" if kind == "min_max_scaler" else "median"]
-        scale = state["scale"]
+    if kind in ("standard_scaler", "min_max_scaler", "robust_scaler") or kind.startswith("impute_"):
+        scalar = _scalar_step(kind, state)  # the same arithmetic as a chain's step
 
-        def scaled(v: object, append: Callable, extend: Callable) -> None:
-            append(((v if type(v) is float else _to_float(v, col)) - center) / scale)  # type: ignore[operator]
+        def numeric(v: object, append: Callable, extend: Callable) -> None:
+            append(scalar(v if type(v) is float else _to_float(v, col)))
 
-        return scaled
-    if kind.startswith("impute_"):
-        fill = state["value"]
-
-        def imputed(v: object, append: Callable, extend: Callable) -> None:
-            x = v if type(v) is float else _to_float(v, col)
-            append(fill if x != x else x)
-
-        return imputed
+        return numeric
 
     def passthrough(v: object, append: Callable, extend: Callable) -> None:
         append(v if type(v) is float else _to_float(v, col))
