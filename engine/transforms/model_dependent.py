@@ -365,17 +365,9 @@ def _apply_column(fc: FittedColumn, series: pandas.Series) -> numpy.ndarray:
         for step in state["steps"]:
             x = _apply_numeric(step["kind"], step["state"], x)
         return x
-    if kind in ("log1p", "clip", "kbins"):
-        return _apply_numeric(kind, state, x)
-    if kind == "standard_scaler":
-        return (x - state["mean"]) / state["scale"]
-    if kind == "min_max_scaler":
-        return (x - state["min"]) / state["scale"]
-    if kind == "robust_scaler":
-        return (x - state["median"]) / state["scale"]
-    if kind.startswith("impute_"):
-        return np.where(np.isnan(x), state["value"], x)
-    return x  # passthrough, bool_to_int
+    if kind in ("passthrough", "bool_to_int"):
+        return x
+    return _apply_numeric(kind, state, x)  # scalers, numeric imputers, log1p, clip, kbins: one arithmetic
 
 
 def _apply_numeric(kind: str, state: Mapping[str, Any], x: numpy.ndarray) -> numpy.ndarray:
