@@ -52,7 +52,13 @@ def plan(
     steps, consumed = _stored_state(ws)
     with digests(ws):
         the_plan = make_plan(checked, steps, select=select, exclude=exclude, force=force, full_refresh=full_refresh, consumed=consumed, backfill=_backfill(backfill))
-    return _with_changes(checked, ws, _with_libraries(checked, ws, _with_bumps(checked, ws, the_plan)))
+    return _checked_plan(checked, ws, the_plan)
+
+
+def _checked_plan(checked: CheckedProject, ws, the_plan):
+    """``the_plan`` with what the workspace tells about it: its change report, the feature
+    libraries that changed, and every version bump it needs (apply refuses while any is missing)."""
+    return _with_bumps(checked, ws, _with_libraries(checked, ws, _with_changes(checked, ws, the_plan)))
 
 
 def _with_changes(checked: CheckedProject, ws, the_plan):
@@ -143,7 +149,7 @@ def apply(
     ws = workspace_of(checked, workspace)
     with ProjectLock(ws, timeout_s=lock_timeout_s), digests(ws):
         steps, consumed = _stored_state(ws)
-        the_plan = _with_changes(checked, ws, _with_libraries(checked, ws, _with_bumps(checked, ws, make_plan(checked, steps, select=select, exclude=exclude, force=force, full_refresh=full_refresh, consumed=consumed, backfill=_backfill(backfill)))))
+        the_plan = _checked_plan(checked, ws, make_plan(checked, steps, select=select, exclude=exclude, force=force, full_refresh=full_refresh, consumed=consumed, backfill=_backfill(backfill)))
         if the_plan.blocked:
             from engine.errors import PlanError
 
@@ -171,19 +177,28 @@ def _record_libraries(checked: CheckedProject, ws, selected: bool, run=None) -> 
 
 
 def _with_bumps(checked: CheckedProject, ws, the_plan):
-    """``the_plan`` with the version bumps its feature groups need (``store.offline.required_bumps``)."""
+    """``the_plan`` with every version bump it needs, found in one pass: a feature group whose
+    output loses a column or changes its keys (``store.offline.required_bumps``), and a breaking
+    change to a group or view version a model version was trained on (``frozen_conflicts``)."""
     import dataclasses
 
     from engine.compiler.steps import Action, StepKind
 
-    groups = [ps.step.payload for ps in the_plan.steps if ps.action is Action.RUN and ps.step.kind is StepKind.BUILD_FEATURE_GROUP]
-    if not groups or not ws.exists():
+    if not ws.exists() or not the_plan.has_changes:
         return the_plan
+    from engine.compiler.changes import frozen_conflicts
     from engine.session import catalog_reading
+    from engine.state.usage import versions_in_use
     from engine.store.offline import required_bumps
 
+    groups = [ps.step.payload for ps in the_plan.steps if ps.action is Action.RUN and ps.step.kind is StepKind.BUILD_FEATURE_GROUP]
     with catalog_reading(ws) as catalog:
-        blocked = required_bumps(catalog, groups, checked.columns)
+        blocked = required_bumps(catalog, groups, checked.columns) if groups else []
+        in_use = versions_in_use(catalog) if the_plan.changes or blocked else {}
+    if in_use:
+        running = {ps.step.key for ps in the_plan.steps if ps.action is Action.RUN}  # a step left out of a selection changes nothing
+        changes = tuple(c for c in the_plan.changes if c.object.split(" (from ", 1)[0] in running)
+        blocked += frozen_conflicts(changes, checked, in_use, tuple(b.split(": ", 1)[0] for b in blocked))
     return dataclasses.replace(the_plan, blocked=tuple(blocked)) if blocked else the_plan
 
 

@@ -79,15 +79,17 @@ def list_feature_groups(path: str | Path, *, workspace: str | Path | None = None
         return [{"name": n, "version": v, "rows": rows, "published_at": at} for (n, v, rows, at) in stores.offline.versions()]
 
 
-def read_feature_view(path: str | Path, name: str, *, workspace: str | Path | None = None) -> "pandas.DataFrame":
-    """A materialised feature view (spine rows joined point-in-time) as a DataFrame."""
+def read_feature_view(path: str | Path, name: str, *, version: int | None = None, workspace: str | Path | None = None) -> "pandas.DataFrame":
+    """A materialised feature view (spine rows joined point-in-time) as a DataFrame: its newest
+    version, or ``version`` (an older one stays readable while a model version uses it)."""
     from engine.store.views import stored_layout
 
     _, opened = _open(path, workspace)
     with opened as stores:
-        stored = stored_layout(stores.backend, name)
+        stored = stored_layout(stores.backend, name, version)
         if stored is None:
-            raise UsageError(f"feature_view:{name} has not been materialised yet: run `engine apply`")
+            at = f"@{version}" if version is not None else ""
+            raise UsageError(f"feature_view:{name}{at} has not been materialised (or was collected): run `engine apply`")
         return stores.backend.frame(stored[0])
 
 
@@ -267,14 +269,22 @@ def unreferenced_versions(catalog, project, registry, retention) -> list[tuple[s
     """Feature group and view versions nothing references any more, published longer than
     ``retention`` ago: (kind, name, version, their tables). Referenced: the version the spec
     declares, a group version a declared view joins by number (``weather@2``), a view version a
-    registered model version was trained on (it stays readable and servable while one uses it)."""
+    registered model version was trained on and the group versions it read (they stay readable
+    and servable while one uses them)."""
     from datetime import UTC, datetime
 
     from engine.state import metadata
 
+    from engine.state.usage import versions_in_use
+
     cutoff = datetime.now(UTC) - retention
     pinned = {(j.feature_group, j.version) for fv in project.feature_views.values() for j in fv.joins if j.version is not None}
     used_views = {(mv.info.feature_view, mv.info.feature_view_version) for mv in registry.list()}
+    definitions = metadata.stored_definitions(catalog)
+    for view, version in used_views:  # the group versions a view version in use read (its spine, its joins)
+        joined = (definitions.get(f"feature_view:{view}@{version}") or {}).get("joined") or {}
+        pinned |= {(group, int(v)) for group, v in joined.items()}
+    pinned |= {(k.split(":")[1].rsplit("@")[0], int(k.rsplit("@")[1])) for k in versions_in_use(catalog, definitions) if k.startswith("feature_group:")}
     out = []
     for fgv in metadata.all_feature_group_versions(catalog):
         declared = project.feature_groups.get(fgv.name)

@@ -135,9 +135,18 @@ def definition_document(step: Step, checked: "CheckedProject") -> dict[str, Any]
                 code[f"{f.module}:{f.function}"] = python_package_fingerprint(project.root, f.module, f.function)
         doc["columns"] = view_columns(obj, checked)
         doc["functions"] = {name: canonical(project.functions[name]) for name in obj.on_demand if name in project.functions}
+        doc["joined"] = joined_versions(obj, project)
     doc["definition"] = canonical(obj)
     doc["code"] = code
     return doc
+
+
+def joined_versions(fv: m.FeatureView, project: m.Project) -> dict[str, int]:
+    """The feature-group versions a view reads (its spine and every join), as the project declares
+    them now: what a version of the view means besides its own definition (a view that joins a new
+    version of a group is a new view), and what serving an older model needs kept online."""
+    names = [fv.spine, *(j.feature_group for j in fv.joins)]
+    return {n: project.feature_groups[n].version for n in names if n in project.feature_groups}
 
 
 def view_columns(fv: m.FeatureView, checked: "CheckedProject") -> dict[str, str] | None:
@@ -161,6 +170,60 @@ def view_columns(fv: m.FeatureView, checked: "CheckedProject") -> dict[str, str]
         if f is not None:
             out[name] = _RETURNS.get(f.returns, f.returns.upper())
     return out
+
+
+# --- versions in use ------------------------------------------------------------------------------
+
+
+def frozen_conflicts(changes: tuple[Change, ...], checked: "CheckedProject", in_use: dict[str, list[str]], already: tuple[str, ...] = ()) -> list[str]:
+    """A published version a model version was trained on never changes meaning (DESIGN §3,
+    Versions): for each breaking change to a version in ``in_use`` (object key -> models), the
+    bump it needs; and, in the same pass, each view version in use that reads a group needing a
+    new version (it will read the new one: a new view). ``already``: keys of objects other checks
+    block (a removed column), reported there."""
+    project = checked.project
+    out: list[str] = []
+    bumped: set[str] = set()
+    for key in already:
+        kind, name, _ = _parts(key)
+        bumped.add(name if kind == "feature_group" else f"view:{name}")
+    for change in changes:
+        key = change.object.split(" (from ", 1)[0]
+        if change.classification != BREAKING or key not in in_use:
+            continue
+        kind, name, version = _parts(key)
+        bumped.add(name if kind == "feature_group" else f"view:{name}")
+        if key in already:
+            continue
+        what = "; ".join(line for line in change.lines() if not line.startswith("affects: "))
+        users = _users(in_use[key])
+        out.append(
+            f"{key}: breaking change to a version {users} {'was' if len(in_use[key]) == 1 else 'were'} trained on ({_short(what, 200)}). "
+            f"Bump {kind}s.{name}.version to {version + 1}; version {version} stays readable and servable for {users}."
+        )
+    for fv in project.feature_views.values():
+        key = f"feature_view:{fv.name}@{fv.version}"
+        if key not in in_use or f"view:{fv.name}" in bumped:
+            continue
+        reads = [g for g in joined_versions(fv, project) if g in bumped]
+        if reads:
+            users = _users(in_use[key])
+            out.append(
+                f"{key}: reads {', '.join(f'feature_group:{g}' for g in reads)}, which {'needs a new version' if len(reads) == 1 else 'need new versions'}, and {users} "
+                f"{'was' if len(in_use[key]) == 1 else 'were'} trained on it. Bump feature_views.{fv.name}.version to {fv.version + 1} with it; "
+                f"version {fv.version} stays readable and servable for {users}."
+            )
+    return out
+
+
+def _parts(key: str) -> tuple[str, str, int]:
+    kind, _, rest = key.partition(":")
+    name, _, version = rest.rpartition("@")
+    return kind, name, int(version)
+
+
+def _users(models: list[str]) -> str:
+    return ", ".join(models[:3]) + (f" and {len(models) - 3} more" if len(models) > 3 else "")
 
 
 # --- comparing documents ---------------------------------------------------------------------------
@@ -191,6 +254,8 @@ def change_report(plan: Plan, checked: "CheckedProject", stored: dict[str, dict[
             now = {**before, "description": getattr(obj, "description", None), "tags": list(getattr(obj, "tags", ()) or ())}
             if isinstance(obj, m.FeatureView):
                 now["columns"] = view_columns(obj, checked)
+                if "joined" in before:
+                    now["joined"] = joined_versions(obj, checked.project)
             elif isinstance(obj, m.FeatureGroup):
                 cols = checked.columns.get(obj.name)
                 now["columns"] = dict(cols) if cols is not None else None
@@ -245,9 +310,12 @@ def compare(key: str, before: dict[str, Any], now: dict[str, Any]) -> Change | N
     for d in (old_def, new_def):
         if isinstance(d.get("transform"), dict):
             d["transform"] = {k: v for k, v in d["transform"].items() if k not in ("sql", "inputs")}
-    parameters = [p for p in _parameter_changes(old_def, new_def) if not p[0].endswith("_seconds")]  # shown as written (window: 3h)
+    # durations are shown as written (window: 3h); a new version's number is in the object's key
+    parameters = [p for p in _parameter_changes(old_def, new_def) if not p[0].endswith("_seconds") and p[0] != "version"]
     if before.get("functions") != now.get("functions"):
         parameters += _parameter_changes(before.get("functions") or {}, now.get("functions") or {}, "functions")
+    if before.get("joined") is not None and now.get("joined") is not None and before["joined"] != now["joined"]:
+        parameters += _parameter_changes(before["joined"], now["joined"], "joined")  # a group's version: a breaking change
     old_code, new_code = before.get("code") or {}, now.get("code") or {}
     code = [ref for ref in sorted(set(old_code) & set(new_code)) if old_code[ref] != new_code[ref]]
     metadata = []
@@ -275,7 +343,7 @@ def _family(typ: str) -> str:
     return _type_family(str(typ))
 
 
-_ADDITIVE_LISTS = {"aggregations", "binnings", "on_demand", "features", "functions"}
+_ADDITIVE_LISTS = {"aggregations", "binnings", "on_demand", "features", "functions", "joined"}
 
 
 def _additive(path: str, old: Any, new: Any) -> bool:
@@ -385,4 +453,4 @@ def _clause_sql(node) -> str:
     return node.sql(dialect="duckdb")
 
 
-__all__ = ["BREAKING", "Change", "METADATA", "NON_BREAKING", "change_report", "compare", "definition_document", "sql_changes", "view_columns"]
+__all__ = ["BREAKING", "Change", "METADATA", "NON_BREAKING", "change_report", "compare", "definition_document", "frozen_conflicts", "joined_versions", "sql_changes", "view_columns"]

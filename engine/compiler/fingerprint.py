@@ -45,6 +45,23 @@ def _canonical(value: object) -> object:
 canonical = _canonical  # the structured form fingerprints hash (change reports diff it)
 
 
+def from_canonical(value: object) -> object:
+    """The spec object a ``canonical`` form describes (fields it left out take their defaults;
+    lists come back as tuples): how a version no longer in the spec is read back from the
+    definition recorded when it was built (serving an older model version's feature view).
+    Only ``engine.model.objects`` classes; a form that names another type is a ValueError."""
+    if isinstance(value, dict):
+        if "__type__" not in value:
+            return {k: from_canonical(v) for k, v in value.items()}
+        cls = getattr(m, str(value["__type__"]), None)
+        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+            raise ValueError(f"not a spec object type: {value['__type__']!r}")
+        return cls(**{k: from_canonical(v) for k, v in value.items() if k != "__type__"})
+    if isinstance(value, list):
+        return tuple(from_canonical(v) for v in value)
+    return value
+
+
 def _is_default(f: dataclasses.Field, value: object) -> bool:
     if f.default is not dataclasses.MISSING:
         return value == f.default

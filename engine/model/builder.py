@@ -317,6 +317,11 @@ class _Builder:
         or an alias without ``when``, moves to every new version."""
         from engine.model.gates import parse_condition
 
+        names = list(aliases) if isinstance(aliases, (list, dict)) else []
+        for i, alias in enumerate(names):
+            if alias == "latest":  # a selector already: model@latest is the newest version
+                where = path + ((alias,) if isinstance(aliases, dict) else (i,))
+                self.fail(where, "'latest' cannot be an alias: model@latest already selects the newest version", "name the alias otherwise, e.g. newest or candidate", value=not isinstance(aliases, dict))
         if not isinstance(aliases, dict):
             return ()
         gates = []

@@ -76,28 +76,42 @@ class Resolved:
     model: "LoadedModel"
     view: m.FeatureView
     spine: m.FeatureGroup
+    context: "ScoringContext | None" = None  # an older view version: the project as that version read it
 
 
 def resolve(ctx: ScoringContext, job: m.InferenceJob) -> Resolved:
-    """Load ``job.model`` from the registry; PlanError if its feature view version is not the
-    project's (M2), or if it was trained with other on-demand function code than is on disk."""
+    """Load ``job.model`` from the registry, with the feature-view version it was trained on: the
+    declared one, or an older one read back from its recorded definition (``context`` then holds
+    the project as that version read it). PlanError if that version cannot be rebuilt (M2), or if
+    the model was trained with other on-demand function code than is on disk."""
     from engine.serving.scoring import check_code, load_model
 
     project = ctx.project
     loaded = load_model(ctx.stores.registry, ModelRef.parse(job.model))
     fv_name, trained_on = loaded.info.feature_view, loaded.info.feature_view_version
     fv = project.feature_views.get(fv_name)
-    if fv is None:
-        raise PlanError(f"{job.id}: {loaded.ref} was trained on feature_view:{fv_name}@{trained_on}, which the project no longer defines")
-    if fv.version != trained_on:
-        raise PlanError(
-            f"{job.id}: {loaded.ref} was trained on feature_view:{fv_name}@{trained_on} but the project "
-            f"defines feature_view:{fv_name}@{fv.version}; retrain the model (engine apply) or select a "
-            f"version trained on @{fv.version}"
-        )
+    context = None
+    if fv is None or fv.version != trained_on:
+        # An older view version (or one the spec dropped): built as it was when the model trained.
+        from dataclasses import replace
+        from functools import partial
+
+        from engine.serving.versions import archived_view
+        from engine.store.offline import input_relation
+
+        archived = archived_view(ctx.backend.catalog, project, fv_name, trained_on)
+        if archived is None:
+            declared = f"defines feature_view:{fv_name}@{fv.version}" if fv is not None else "no longer defines it"
+            raise PlanError(
+                f"{job.id}: {loaded.ref} was trained on feature_view:{fv_name}@{trained_on}, whose definition this "
+                f"workspace did not record, and the project {declared}; retrain the model (engine apply) or select "
+                f"a version trained on the declared view"
+            )
+        fv, project = archived
+        context = replace(ctx, project=project, relation_of=partial(input_relation, project, ctx.stores.offline))
     for drift in check_code(loaded, project.root, allow=ctx.allow_code_drift, where=f"{job.id}: "):
         log.warning("%s: %s scores with the code on disk (--allow-code-drift): %s differs from its training", job.id, loaded.ref, drift)
-    return Resolved(loaded, fv, project.feature_groups[fv.spine])
+    return Resolved(loaded, fv, project.feature_groups[fv.spine], context)
 
 
 def count_spine(ctx: ScoringContext, fv: m.FeatureView, where: Sequence[SpineFilter]) -> int:
@@ -214,6 +228,7 @@ def score_batch(ctx: ScoringContext, job: m.InferenceJob) -> ScoreOutcome:
     if job.range is None:
         raise PlanError(f"{job.id}: a batch job needs range: [start, end)")
     res = resolve(ctx, job)
+    ctx = res.context or ctx  # an older view version reads the groups at the versions it read
     if res.spine.event_time is None:
         raise PlanError(f"{job.id}: the spine {res.spine.id} has no event time, so there is no range to score")
     try:

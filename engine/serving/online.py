@@ -230,7 +230,7 @@ class OnlineState:
     views: dict[str, FeatureVectorService]
     loaded_at: float = field(default_factory=time.time)
     _models: dict[tuple[str, int], Endpoint] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _lock: threading.RLock = field(default_factory=threading.RLock)  # model() builds its view under it
 
     @property
     def snapshot_id(self) -> str:
@@ -257,6 +257,29 @@ class OnlineState:
                         raise RequestError(409, exc.message) from None
         return self.views[name]
 
+    def archived_view(self, name: str, version: int) -> FeatureVectorService | None:
+        """The vectors of view version ``name@version`` as a model version was trained on it, from
+        the definition the snapshot keeps (None when it keeps none; SpecError when it cannot be
+        served, e.g. a group version it read is gone)."""
+        key = f"{name}@{version}"
+        if key not in self.views:
+            recorded = self.store.view_definition(name, version)
+            if recorded is None:
+                return None
+            from engine.compiler.fingerprint import from_canonical
+
+            with self._lock:
+                if key not in self.views:
+                    try:
+                        fv = from_canonical(recorded["definition"])
+                        functions = {n: from_canonical(f) for n, f in recorded["functions"].items()}
+                        if not isinstance(fv, m.FeatureView) or not all(isinstance(f, m.Function) for f in functions.values()):
+                            raise ValueError("not a feature view definition")
+                        self.views[key] = FeatureVectorService(self.project, fv, self.store, joined=recorded["joined"], functions=functions)
+                    except (TypeError, ValueError, KeyError) as exc:
+                        raise SpecError(f"feature_view:{key}: its recorded definition is unreadable ({exc})") from None
+        return self.views[key]
+
     def model(self, name: str, selector: str | None = None) -> Endpoint:
         """The endpoint of ``name@selector`` (loaded, verified, cached per state); 404 if unknown."""
         if not NAME.match(name) or (selector is not None and not SELECTOR.fullmatch(selector)):
@@ -279,9 +302,14 @@ class OnlineState:
         pinned = f"feature_view:{man['feature_view']}@{man['feature_view_version']}"
         label = f"job '{job.name}'" if job else model.ref
         if fv is None or fv.version != man["feature_view_version"]:
-            declared = f"@{fv.version}" if fv else " (absent)"
-            return Endpoint(job.name if job else name, model, None, {}, f"{model.ref} was trained on {pinned}; the spec declares feature_view:{man['feature_view']}{declared}")
-        service = self.view(fv.name)
+            # An older view version: served from the definition recorded when it was built and
+            # the group versions it read, kept in the snapshot while a model version uses them.
+            service = self.archived_view(man["feature_view"], int(man["feature_view_version"]))
+            if service is None:
+                declared = f"@{fv.version}" if fv else " (absent)"
+                return Endpoint(job.name if job else name, model, None, {}, f"{model.ref} was trained on {pinned}, whose definition this workspace did not record; the spec declares feature_view:{man['feature_view']}{declared}")
+        else:
+            service = self.view(fv.name)
         absent = [c for c in man["feature_columns"] if c not in service.layout.features]
         if absent:  # a model may take a subset of the view's features (features / exclude), never more
             return Endpoint(label, model, None, {}, f"{model.ref} expects features {absent} that {pinned} online does not give (it gives {list(service.layout.features)})")

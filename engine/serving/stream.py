@@ -42,6 +42,7 @@ def score_stream(ctx: "ScoringContext", job: m.InferenceJob) -> "ScoreOutcome":
 
     backend = ctx.backend
     res = resolve(ctx, job)
+    ctx = res.context or ctx  # an older view version reads the groups at the versions it read
     keys = tuple(res.spine.primary_key)
     if not keys:
         raise PlanError(f"{job.id}: the spine {res.spine.id} has no primary key, so scored rows cannot be told apart")

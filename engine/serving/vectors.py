@@ -264,66 +264,76 @@ def _getter(idx: list[int]):
     return lambda row: ()
 
 
+def _at(version: int | None) -> str:
+    return f"@{version}" if version is not None else ""
+
+
 class FeatureVectorService:
     """Builds online vectors of one feature view from an :class:`~engine.store.online.OnlineSnapshot`."""
 
-    def __init__(self, project: m.Project, feature_view: m.FeatureView, store) -> None:
+    def __init__(self, project: m.Project, feature_view: m.FeatureView, store, *, joined: Mapping[str, int] | None = None, functions: Mapping[str, m.Function] | None = None) -> None:
+        """The vectors of ``feature_view`` as the spec declares it, or, with ``joined`` (group ->
+        version) and ``functions``, an older version of it a model version was trained on, read
+        back from its recorded definition (the group versions it read are kept in the snapshot)."""
         from engine.transforms.on_demand import import_function
 
         self.project, self.feature_view, self.store = project, feature_view, store
         fv = feature_view
-        spine_entry = store.feature_group(fv.spine)
+        versions = dict(joined or {})
+        functions = project.functions if functions is None else functions
+        spine_entry = store.feature_group(fv.spine, versions.get(fv.spine))
         if spine_entry is None:
-            raise SpecError(f"{fv.id}: its spine feature_group:{fv.spine} is not in the online snapshot {store.snapshot_id}")
+            raise SpecError(f"{fv.id}: its spine feature_group:{fv.spine}{_at(versions.get(fv.spine))} is not in the online snapshot {store.snapshot_id}")
         spine_types: dict[str, str] = dict(spine_entry["columns"])
         taken = set(spine_types)
         joins: list[_JoinPlan] = []
-        joined: list[str] = []
+        joined_columns: list[str] = []
         for join in fv.joins:
-            table = store.tables.get(join.feature_group)
+            table = store.table(join.feature_group, versions.get(join.feature_group))
             if table is None:
-                raise SpecError(f"{fv.id}: feature_group:{join.feature_group} has no online table in snapshot {store.snapshot_id} (online: false?)")
+                raise SpecError(f"{fv.id}: feature_group:{join.feature_group}{_at(versions.get(join.feature_group))} has no online table in snapshot {store.snapshot_id} (online: false?)")
             pairs = join_columns(fv, join, table.event_time, list(table.columns), taken)
             idx = [table.index(c) for c, _ in pairs]
             getter = _getter(idx)
             ttl_us = join.ttl_seconds * 1_000_000 if join.ttl_seconds is not None and table.event_time else None
             exclusive = join.exclusive and bool(table.event_time)
             joins.append(_JoinPlan(join.feature_group, join.left_on, table.rows, table.times, tuple(o for _, o in pairs), getter, ttl_us, exclusive))
-            joined += [o for _, o in pairs]
+            joined_columns += [o for _, o in pairs]
+        joined = joined_columns
         self._joins = tuple(joins)
         self._on_demand = tuple(
-            _OnDemand(name, self._builtin(project, f) if f.builtin else import_function(project.root, f.module, f.function, str(f.id)), f.inputs, f.returns)
+            _OnDemand(name, self._builtin(project, f, versions) if f.builtin else import_function(project.root, f.module, f.function, str(f.id)), f.inputs, f.returns)
             for name in fv.on_demand
-            for f in (project.functions[name],)
+            for f in (functions[name],)
         )
-        spine = project.feature_groups[fv.spine]
-        self.layout = ViewLayout(spine.primary_key, spine.event_time, fv.helpers, fv.labels, (*fv.features, *(c for c in joined if c not in fv.helpers), *fv.on_demand), fv.on_demand)
+        spine_key, spine_time = tuple(spine_entry["primary_key"]), spine_entry.get("event_time")
+        self.layout = ViewLayout(spine_key, spine_time, fv.helpers, fv.labels, (*fv.features, *(c for c in joined if c not in fv.helpers), *fv.on_demand), fv.on_demand)
         self._spine_features = tuple(fv.features)
         self._joined_helpers = tuple(h for h in fv.helpers if h in joined)  # from the online rows, not the request
         self._helpers = tuple(h for h in fv.helpers if h not in joined)
-        self.event_time = spine.event_time
+        self.event_time = spine_time
         produced = set(joined) | set(fv.features)
         needed = [*fv.features, *(k for j in fv.joins for k in j.left_on)]
-        needed += [c for name in fv.on_demand for c in project.functions[name].inputs if c not in produced]
+        needed += [c for name in fv.on_demand for c in functions[name].inputs if c not in produced]
         keys = {k for j in fv.joins for k in j.left_on}
         fields: dict[str, InputField] = {}
         for name in needed:
             if name not in fields:
                 fields[name] = InputField(name, input_kind(spine_types.get(name, "")), True, name in keys)
-        for name in (*self._helpers, *((spine.event_time,) if spine.event_time else ())):
+        for name in (*self._helpers, *((spine_time,) if spine_time else ())):
             if name not in fields:
                 fields[name] = InputField(name, input_kind(spine_types.get(name, "")), False)
         self.fields = fields  # what a request may give: required inputs, then optional helpers/event time
         self.spine_types = spine_types
 
-    def _builtin(self, project: m.Project, f: m.Function):
+    def _builtin(self, project: m.Project, f: m.Function, versions: Mapping[str, int]):
         """A built-in function over the state its group stored, from the snapshot (as offline)."""
         from engine.transforms.builtin_functions import builtin_function
 
         kind, group, column = f.builtin
-        entry = self.store.feature_group(group) or {}
-        fg = project.feature_groups[group]
-        labels = {b.name: b.labels for b in fg.transform.bins} if isinstance(fg.transform, m.BinningTransform) else {}
+        entry = self.store.feature_group(group, versions.get(group)) or {}
+        fg = project.feature_groups.get(group)
+        labels = {b.name: b.labels for b in fg.transform.bins} if fg is not None and isinstance(fg.transform, m.BinningTransform) else {}
         try:
             return builtin_function(kind, group, column, entry.get("fitted"), labels)
         except ExecutionError as exc:

@@ -12,6 +12,8 @@ Snapshot ``manifest.json``::
     {"format": 1, "snapshot_id": "...", "run_id": "...", "project": "...", "created_at": "...",
      "feature_groups": {name: {"version", "primary_key", "event_time", "columns": {col: type},
                                "online": bool, "file": "weather__v1.arrow" | null, "rows"}},
+     "archived_feature_groups": {"weather@1": {...as above}},  # older versions a trained view reads
+     "feature_views": {"trips@1": {"definition", "functions", "joined": {group: version}}},
      "models": {name: {"aliases": {alias: version},
                        "versions": [{"version", "path": "models/<name>/<version>",
                                      "manifest_sha256", "manifest_size", "artifact": {...},
@@ -70,12 +72,20 @@ def _file_sha256(path: Path) -> str:
     return file_digest(path)
 
 
-def _feature_groups(stores, directory: Path) -> dict[str, dict]:
-    """Write one Arrow file per online feature-group version; return their manifest entries."""
+def _feature_groups(stores, directory: Path, kept: set[tuple[str, int]] = frozenset()) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Write one Arrow file per online feature-group version served: the newest version of each
+    name, and the older versions in ``kept`` (read by a view version a model was trained on).
+    Returns their manifest entries: (name -> newest, ``name@version`` -> older kept)."""
     from engine.sql.ops import Relation
 
-    out: dict[str, dict] = {}
-    for fgv in stores.offline.all_versions():
+    versions = stores.offline.all_versions()  # in order: the newest version of a name comes last
+    newest = {fgv.name: fgv.version for fgv in versions}
+    latest: dict[str, dict] = {}
+    older: dict[str, dict] = {}
+    for fgv in versions:
+        is_newest = newest[fgv.name] == fgv.version
+        if not is_newest and (fgv.name, fgv.version) not in kept:
+            continue
         entry: dict[str, Any] = {
             "version": fgv.version,
             "primary_key": list(fgv.primary_key),
@@ -93,8 +103,31 @@ def _feature_groups(stores, directory: Path) -> dict[str, dict]:
             file = f"{relation.name}.arrow"
             entry["sha256"], entry["size"] = _write_arrow(directory / file, table)
             entry["file"], entry["rows"] = file, table.num_rows
-        # the highest published version of a name wins (versions come in order)
-        out[fgv.name] = entry
+        if is_newest:
+            latest[fgv.name] = entry
+        else:
+            older[f"{fgv.name}@{fgv.version}"] = entry
+    return latest, older
+
+
+def _views_in_use(stores) -> dict[str, dict]:
+    """``view@version`` -> the definition a model version was trained on (its definition, its
+    on-demand functions, the group versions it read), as recorded when the view was built: what
+    serving an older model version needs once the spec declares a newer view (DESIGN §3,
+    Versions). Views built before the engine recorded ``joined`` are left out (served: 409)."""
+    from engine.state.metadata import stored_definitions
+    from engine.state.usage import view_users
+
+    catalog = stores.backend.catalog
+    users = view_users(catalog)
+    if not users:
+        return {}
+    definitions = stored_definitions(catalog)
+    out = {}
+    for view, version in sorted(users):
+        doc = definitions.get(f"feature_view:{view}@{version}") or {}
+        if doc.get("joined") is not None and doc.get("definition") is not None:
+            out[f"{view}@{version}"] = {"definition": doc["definition"], "functions": doc.get("functions") or {}, "joined": doc["joined"]}
     return out
 
 
@@ -136,13 +169,18 @@ def publish_online_snapshot(stores, project, workspace, run_id: str) -> Path:
     try:
         root.mkdir(parents=True, exist_ok=True)
         tmp.mkdir()
+        views = _views_in_use(stores)
+        kept = {(group, int(version)) for view in views.values() for group, version in view["joined"].items()}
+        latest, archived = _feature_groups(stores, tmp, kept)
         manifest = {
             "format": FORMAT,
             "snapshot_id": snapshot_id,
             "run_id": run_id,
             "project": getattr(project, "name", None),
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "feature_groups": _feature_groups(stores, tmp),
+            "feature_groups": latest,
+            "archived_feature_groups": archived,
+            "feature_views": views,
             "models": stores.registry.index(),
             "state_digest": state_digest(published_state(stores)),
         }
@@ -331,16 +369,33 @@ class OnlineSnapshot:
         if manifest.get("format") != FORMAT:
             raise UsageError(f"online snapshot {directory} has format {manifest.get('format')!r}, expected {FORMAT}")
         tables = {}
-        for name, entry in manifest.get("feature_groups", {}).items():
-            if entry.get("file"):
-                if entry.get("sha256"):
-                    _verify(directory / entry["file"], entry["sha256"], f"online table {entry['file']} of snapshot {manifest.get('snapshot_id')}")
-                tables[name] = _load_table(directory / entry["file"], name, entry)
+        for section in ("feature_groups", "archived_feature_groups"):
+            for key, entry in manifest.get(section, {}).items():
+                if entry.get("file"):
+                    if entry.get("sha256"):
+                        _verify(directory / entry["file"], entry["sha256"], f"online table {entry['file']} of snapshot {manifest.get('snapshot_id')}")
+                    tables[key] = _load_table(directory / entry["file"], key.split("@")[0], entry)
         return cls(manifest["snapshot_id"], directory, manifest, tables)
 
-    def feature_group(self, name: str) -> dict | None:
-        """The manifest entry of a feature group (online or not), or None."""
-        return self.manifest.get("feature_groups", {}).get(name)
+    def feature_group(self, name: str, version: int | None = None) -> dict | None:
+        """The manifest entry of a feature group (online or not): its newest version, or
+        ``version`` (kept while a model version's view reads it); None if the snapshot has neither."""
+        entry = self.manifest.get("feature_groups", {}).get(name)
+        if version is None or (entry is not None and int(entry["version"]) == version):
+            return entry
+        return self.manifest.get("archived_feature_groups", {}).get(f"{name}@{version}")
+
+    def table(self, name: str, version: int | None = None) -> "OnlineTable | None":
+        """The online table of ``name`` (its newest version, or ``version``), or None."""
+        entry = self.feature_group(name, version)
+        if entry is None:
+            return None
+        return self.tables.get(name if entry is self.manifest.get("feature_groups", {}).get(name) else f"{name}@{version}")
+
+    def view_definition(self, name: str, version: int) -> dict | None:
+        """The recorded definition of view version ``name@version`` a model version was trained
+        on (``definition``, ``functions``, ``joined``), or None."""
+        return self.manifest.get("feature_views", {}).get(f"{name}@{version}")
 
     def lookup(self, fg_name: str, key: tuple) -> dict | None:
         """The latest row of ``fg_name`` for ``key`` as a dict, or None (unknown key or group)."""

@@ -255,7 +255,13 @@ def test_apply_train_serve_with_a_library_and_an_upgrade(site, tmp_path) -> None
     allowed = _predict(root, "--allow-code-drift")
     assert allowed.exit_code == 0, allowed.output
 
-    # apply retrains with the new version; the endpoint serves it.
+    # The upgrade changes what tips@1 means, and tip_model@1 was trained on it: apply refuses
+    # until the view gets a new version; then it retrains with the new library, and the endpoint
+    # serves the new model (tip_model@1 stays servable from tips@1, with --allow-code-drift).
+    code, out, err = run_engine("apply", str(root))
+    assert code == 3 and "Bump feature_views.tips.version to 2" in err and "~ code of tiplib.time:hour_of_day" in err, out + err
+    spec = root / "specs" / "project.yaml"
+    spec.write_text(spec.read_text().replace("  tips:\n", "  tips:\n    version: 2\n", 1))
     code, out, err = run_engine("apply", str(root))
     assert code == 0, out + err
     assert api.show_model(root, "tip_model")["manifest"]["function_code"]["hour_of_day"]["version"] == "1.1.0"

@@ -100,6 +100,13 @@ def test_a_gate_on_a_metric_the_model_does_not_compute_fails_validate_on_the_gat
     assert "models.tips_xgb.aliases.canary.when[1]" in err or "models.tips_xgb.aliases.canary.when.1" in err, err
     assert "cannot read the condition 'roc_auc >> current'" in err
 
+    # 'latest' is a selector (model@latest), never an alias: refused at validate, not after training.
+    for aliases, key in (("aliases: [production, latest]", "aliases[1]"), ("aliases:\n      latest: {when: roc_auc >= current}", "aliases.latest")):
+        _gated(rides, aliases)
+        rc, out, err = run_engine("validate", str(rides))
+        assert rc == 3, out + err
+        assert f"models.tips_xgb.{key}: 'latest' cannot be an alias: model@latest already selects the newest version" in err, err
+
 
 def test_adding_a_gate_moves_no_alias_and_trains_no_new_version(rides: Path) -> None:  # noqa: F811
     rc, _, err = run_engine("apply", str(rides))

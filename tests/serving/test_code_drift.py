@@ -68,14 +68,23 @@ def test_serve_refuses_to_start_on_other_code(rides_copy) -> None:
 
 
 def test_batch_scoring_with_a_pinned_version_refuses_other_code(rides_copy) -> None:
-    """After a code change, apply retrains the model (the view changed), but a job pinned to the
-    old version would score it with features it was not trained on: exit 3, nothing written."""
+    """After a code change, apply refuses until the view gets a new version (model versions were
+    trained on it); a job pinned to the old model version would score it with features it was not
+    trained on: exit 3, nothing written, unless --allow-code-drift."""
     ref = _model_ref(rides_copy)
     spec = rides_copy / "specs" / "rides.yaml"
     spec.write_text(spec.read_text() + f"  pinned: {{mode: batch, model: '{ref.removeprefix('model:')}', range: ['2024-01-01', '2025-01-01'], output: {{table: pinned_scores}}}}\n")
     code, out, err = run_engine("apply", str(rides_copy))
     assert code == 0, out + err
     (rides_copy / "ride_features" / "time.py").write_text(EDITED)
+    # The whole project: the edited code changes tips@1, which model versions were trained on.
+    code, out, err = run_engine("apply", str(rides_copy))
+    assert code == 3, out + err
+    assert "feature_view:tips@1: breaking change to a version" in err and "~ code of ride_features.time:hour_of_day" in err, err
+    assert "Bump feature_views.tips.version to 2" in err
+    # Bumped, the models retrain on tips@2; the job pinned to a version trained on tips@1 would
+    # build tips@1 (kept, and read back from its recorded definition) with the code on disk.
+    spec.write_text(spec.read_text().replace("  tips:\n", "  tips:\n    version: 2\n", 1))
     code, out, err = run_engine("apply", str(rides_copy))
     assert code == 3, out + err
     assert f"inference:pinned: {ref} was trained with other code" in err and "function:hour_of_day" in err, err
