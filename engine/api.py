@@ -6,6 +6,7 @@ The CLI only parses arguments and prints what these return.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,15 +41,23 @@ from engine.inspect import (  # noqa: E402
 
 def plan(
     path: str | Path, *, workspace: str | Path | None = None, select: tuple[str, ...] = (), exclude: tuple[str, ...] = (), force: bool = False, full_refresh: bool = False,
-    backfill: tuple[str, str] | None = None,
+    backfill: tuple[str, str] | None = None, env: str | None = None,
 ) -> Plan:
-    """What ``apply`` would do, diffed against the workspace's stored state."""
+    """What ``apply`` would do, diffed against the workspace's stored state (``env``: an
+    environment's, see ``apply``)."""
     from engine.compiler.planner import make_plan
 
     from engine.state.digests import digests
 
     checked = validate(path)
     ws = workspace_of(checked, workspace)
+    if env is not None:  # against the environment, or against prod where apply --env would (re)clone it
+        from engine.runtime.environments import env_workspace, read_record, state_token
+
+        candidate = env_workspace(ws, env)
+        record = read_record(candidate)
+        if record is not None and record.get("base") == state_token(ws.catalog):
+            ws = candidate
     steps, consumed = _stored_state(ws)
     with digests(ws):
         the_plan = make_plan(checked, steps, select=select, exclude=exclude, force=force, full_refresh=full_refresh, consumed=consumed, backfill=_backfill(backfill))
@@ -133,11 +142,14 @@ def apply(
     options: "RunOptions | None" = None,
     lock_timeout_s: float = 0.0,
     listener: Listener = ignore,
+    env: str | None = None,
 ) -> ApplyResult:
     """Validate, plan and execute under the project lock. Unchanged spec and data: runs nothing.
 
     ``full_refresh``: re-ingest the selected sources and rebuild the selected feature groups from
-    their full inputs (incremental groups included), as on a fresh workspace."""
+    their full inputs (incremental groups included), as on a fresh workspace. ``env``: apply into
+    that environment instead, cloned from the default one (``engine.runtime.environments``): only
+    what differs from it is built, and job files go under the environment."""
     from engine.compiler.planner import make_plan
     from engine.runtime.events import PlanMade
     from engine.runtime.executor import RunOptions, execute, new_run_id
@@ -147,6 +159,19 @@ def apply(
 
     checked = validate(path)
     ws = workspace_of(checked, workspace)
+    note = None
+    if env is not None:
+        import dataclasses
+
+        from engine.runtime.environments import OUTPUTS, check_name, ensure
+
+        _refuse_shared_registry(checked, check_name(env))
+        ws, note = ensure(ws, env, lock_timeout_s=lock_timeout_s)
+        if note:
+            from engine.runtime.events import RunNotice
+
+            listener(RunNotice(note))
+        options = dataclasses.replace(options or RunOptions(), output_root=ws.root / OUTPUTS)
     with ProjectLock(ws, timeout_s=lock_timeout_s), digests(ws):
         steps, consumed = _stored_state(ws)
         the_plan = _checked_plan(checked, ws, make_plan(checked, steps, select=select, exclude=exclude, force=force, full_refresh=full_refresh, consumed=consumed, backfill=_backfill(backfill)))
@@ -160,6 +185,8 @@ def apply(
             _record_libraries(checked, ws, bool(select or exclude))
             return ApplyResult(the_plan, None)
         run = execute(the_plan, checked, ws, run_id=new_run_id(), options=options or RunOptions(), listener=listener)
+        if env is not None and note:
+            run.notices.insert(0, note)
         _record_libraries(checked, ws, bool(select or exclude), run)
     return ApplyResult(the_plan, run)
 
@@ -174,6 +201,61 @@ def _record_libraries(checked: CheckedProject, ws, selected: bool, run=None) -> 
         return
     if checked.project.requires or ws.libraries_file.exists():
         ws.write_libraries(_library_versions(checked))
+
+
+def _refuse_shared_registry(checked: CheckedProject, env: str) -> None:
+    """Environments isolate what the workspace holds; a registry outside it (MLflow) is shared,
+    so a model trained in one would be registered (and its aliases moved) for every one."""
+    if checked.project.registry is not None and getattr(checked.project.registry, "kind", "local") != "local":
+        raise UsageError(f"--env {env}: environments need the local model registry; this project registers models in {checked.project.registry.kind}, which every environment shares")
+
+
+def promote(path: str | Path, env: str, *, workspace: str | Path | None = None, lock_timeout_s: float = 0.0):
+    """Make the default environment's state ``env``'s, without running a step (nothing is
+    recomputed); refused (PlanError, nothing switched) when prod published since ``env`` was
+    cloned, or when ``env`` does not reflect the project on disk. Returns the ``Promotion``."""
+    from engine.compiler.planner import make_plan
+    from engine.compiler.steps import Action, Reason
+    from engine.runtime.environments import check_name, check_promotable, env_workspace, promote as switch, read_record, state_token, table_versions
+    from engine.runtime.executor import new_run_id
+    from engine.session import writing
+    from engine.state.digests import digests
+    from engine.state.workspace import ProjectLock
+    from engine.store.online import publish_online_snapshot
+
+    checked = validate(path)
+    prod = workspace_of(checked, workspace)
+    target = env_workspace(prod, check_name(env))
+    if read_record(target) is None:
+        raise UsageError(f"no environment '{env}': create it with `engine apply --env {env}`")
+    with ProjectLock(prod, timeout_s=lock_timeout_s), ProjectLock(target, timeout_s=lock_timeout_s):
+        steps, consumed = _stored_state(target)
+        with digests(target):
+            the_plan = make_plan(checked, steps, consumed=consumed)
+        pending = [ps.step.key for ps in the_plan.steps if ps.action is Action.RUN and ps.reason is not Reason.RANGE_MOVED]
+        record = check_promotable(prod, target, env, pending)
+        result = switch(prod, target, env, record, checked.project)
+        with writing(prod, project=checked.project) as stores:
+            result.snapshot = publish_online_snapshot(stores, checked.project, prod, new_run_id()).name
+        record.update(base=state_token(prod.catalog), base_tables=table_versions(target.catalog))
+        (target.root / "env.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return result
+
+
+def diff(path: str | Path, a: str, b: str = "prod", *, workspace: str | Path | None = None) -> dict:
+    """Two environments compared object by object (``prod``: the default one): rows, columns,
+    statistics, model metrics and aliases. Reads only; UsageError for an environment not created."""
+    from engine.runtime.environments import diff as compare_envs, env_workspace
+
+    checked = validate(path)
+    ws = workspace_of(checked, workspace)
+    sides = []
+    for name in (a, b):
+        side = env_workspace(ws, name)
+        if not side.catalog.is_file():
+            raise UsageError(f"no environment '{name}' with anything applied: `engine apply{'' if name == 'prod' else ' --env ' + name}` first")
+        sides.append(side)
+    return compare_envs(sides[0], sides[1], (a, b))
 
 
 def _with_bumps(checked: CheckedProject, ws, the_plan):

@@ -42,6 +42,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 
+ENV = click.option("--env", default=None, metavar="NAME", help="An environment beside the default one (prod): built from it, sharing its unchanged tables; `engine promote NAME` makes it prod's.")
 BACKFILL_START = click.option("--start", default=None, metavar="TIME", help="Backfill: the selected batch jobs score [--start, --end) once, instead of their range (recorded nowhere else).")
 BACKFILL_END = click.option("--end", default=None, metavar="TIME", help="Backfill: the end (exclusive) of the range; with --start.")
 
@@ -96,8 +97,9 @@ def validate(path: Path | None, project: Path | None, fmt: str, backend: str | N
 @click.option("--force", is_flag=True, help="Plan every selected step to run.")
 @click.option("--full-refresh", is_flag=True, help="Plan the selected sources and feature groups to be rebuilt from scratch.")
 @click.option("--format", "fmt", type=FORMATS, default="text")
+@ENV
 @BACKEND
-def plan(path: Path | None, project: Path | None, workspace: Path | None, select: tuple[str, ...], exclude: tuple[str, ...], start: str | None, end: str | None, force: bool, full_refresh: bool, fmt: str, backend: str | None) -> None:
+def plan(path: Path | None, project: Path | None, workspace: Path | None, select: tuple[str, ...], exclude: tuple[str, ...], start: str | None, end: str | None, force: bool, full_refresh: bool, fmt: str, env: str | None, backend: str | None) -> None:
     """Show what `apply` would run, and why."""
 
     @guard(fmt)
@@ -107,7 +109,7 @@ def plan(path: Path | None, project: Path | None, workspace: Path | None, select
         from engine.compiler.printer import render_plan
 
         where = locate(path, project, workspace)
-        the_plan = api.plan(where.path, workspace=where.workspace, select=select, exclude=exclude, force=force, full_refresh=full_refresh, backfill=_window(start, end))
+        the_plan = api.plan(where.path, workspace=where.workspace, select=select, exclude=exclude, force=force, full_refresh=full_refresh, backfill=_window(start, end), env=env)
         emit(json.dumps(the_plan.as_dict(), indent=2) if fmt == "json" else render_plan(the_plan))
 
     body(fmt=fmt)
@@ -130,8 +132,9 @@ def plan(path: Path | None, project: Path | None, workspace: Path | None, select
 @click.option("--format", "fmt", type=FORMATS, default="text")
 @click.option("--log-format", "log_format", type=click.Choice(["text", "json"]), default="text", help="json: progress as one JSON object per line on stderr (no live display).")
 @click.option("--allow-code-drift", is_flag=True, help="Score with a pinned model version even if its on-demand functions' code on disk differs from the code it was trained with.")
+@ENV
 @BACKEND
-def apply(path: Path | None, project: Path | None, workspace: Path | None, select: tuple[str, ...], exclude: tuple[str, ...], start: str | None, end: str | None, force: bool, full_refresh: bool, sql_timeout: float, memory_limit: str | None, threads: int | None, lock_timeout: float, fmt: str, log_format: str, allow_code_drift: bool, backend: str | None) -> None:
+def apply(path: Path | None, project: Path | None, workspace: Path | None, select: tuple[str, ...], exclude: tuple[str, ...], start: str | None, end: str | None, force: bool, full_refresh: bool, sql_timeout: float, memory_limit: str | None, threads: int | None, lock_timeout: float, fmt: str, log_format: str, allow_code_drift: bool, env: str | None, backend: str | None) -> None:
     """Run the plan: build features, train models, score batch and stream jobs.
 
     Shows each step as it finishes (rows, seconds) and the running one live; after Ctrl-C or a
@@ -157,7 +160,7 @@ def apply(path: Path | None, project: Path | None, workspace: Path | None, selec
         options = RunOptions(sql_timeout_s=sql_timeout, memory_limit=memory_limit, threads=threads, allow_code_drift=allow_code_drift)
         try:
             with display:  # the plan arrives as a PlanMade event, made under the project lock
-                result = api.apply(where.path, workspace=where.workspace, select=select, exclude=exclude, backfill=_window(start, end), force=force, full_refresh=full_refresh, options=options, lock_timeout_s=lock_timeout, listener=listener)
+                result = api.apply(where.path, workspace=where.workspace, select=select, exclude=exclude, backfill=_window(start, end), force=force, full_refresh=full_refresh, options=options, lock_timeout_s=lock_timeout, listener=listener, env=env)
         except KeyboardInterrupt:
             display.interrupted(fmt)
             raise
@@ -335,6 +338,68 @@ def compare(args: tuple[str, ...], project: Path | None, workspace: Path | None,
         where = locate(path, project, workspace)
         doc = api.compare_models(where.path, a, b, workspace=where.workspace)
         emit(json.dumps(doc, indent=2) if fmt == "json" else model_comparison(doc))
+
+    body(fmt=fmt)
+
+
+@cli.command()
+@click.argument("args", nargs=-1, metavar="[PATH] ENV")
+@PROJECT
+@WORKSPACE
+@click.option("--lock-timeout", type=float, default=0.0, show_default=True, help="Seconds to wait for a running apply.")
+@click.option("--format", "fmt", type=FORMATS, default="text")
+def promote(args: tuple[str, ...], project: Path | None, workspace: Path | None, lock_timeout: float, fmt: str) -> None:
+    """Make environment ENV the default one's (prod), atomically and without recomputing anything.
+
+    \b
+    Refused (exit 3, nothing switched) when prod published since ENV was created or rebased, or
+    when ENV does not reflect the project on disk (`engine apply --env ENV` first).
+    engine apply --env dev && engine diff dev && engine promote dev
+    """
+
+    @guard(fmt)
+    def body(fmt: str) -> None:
+        from engine import api
+        from engine.cli.render import emit
+
+        path, (name,) = split_project(args, project, names="[PATH] ENV", at_least=1, at_most=1)
+        where = locate(path, project, workspace)
+        result = api.promote(where.path, name, workspace=where.workspace, lock_timeout_s=lock_timeout)
+        if fmt == "json":
+            emit(json.dumps(result.as_dict(), indent=2))
+            return
+        emit(f"Promoted environment '{name}' to prod: {len(result.tables)} table{'s' if len(result.tables) != 1 else ''} switched, "
+             f"{len(result.models)} model version{'s' if len(result.models) != 1 else ''} added, nothing recomputed.")
+        for line in [*(f"  ~ {t}" for t in result.tables), *(f"  - {t}" for t in result.dropped), *(f"  + {m}" for m in result.models), *(f"  > {f}" for f in result.files)]:
+            emit(line)
+        emit(f"Online snapshot: {result.snapshot}")
+
+    body(fmt=fmt)
+
+
+@cli.command("diff")
+@click.argument("args", nargs=-1, metavar="[PATH] ENV [OTHER]")
+@PROJECT
+@WORKSPACE
+@click.option("--format", "fmt", type=FORMATS, default="text")
+def diff_command(args: tuple[str, ...], project: Path | None, workspace: Path | None, fmt: str) -> None:
+    """Compare two environments object by object: rows, columns and statistics (OTHER: prod).
+
+    \b
+    engine diff dev            (dev against prod)
+    engine diff dev staging
+    """
+
+    @guard(fmt)
+    def body(fmt: str) -> None:
+        from engine import api
+        from engine.cli.render import emit
+        from engine.cli.tables import environment_diff
+
+        path, names = split_project(args, project, names="[PATH] ENV [OTHER]", at_least=1, at_most=2)
+        where = locate(path, project, workspace)
+        doc = api.diff(where.path, names[0], names[1] if len(names) > 1 else "prod", workspace=where.workspace)
+        emit(json.dumps(doc, indent=2) if fmt == "json" else environment_diff(doc))
 
     body(fmt=fmt)
 

@@ -214,3 +214,37 @@ def model_table(info: dict) -> str:
             table.add_row(split, *(_metric_cell(info["metrics"], split, n) for n in names))
     warnings = [f"warning: {w}" for w in m.get("metric_warnings", [])]
     return wrap(head) + "\n" + _render(table) + wrap(warnings)
+
+
+def environment_diff(doc: dict) -> str:
+    """``engine diff``: the objects that differ between two environments, one block each."""
+    a, b = doc["a"], doc["b"]
+    lines = [f"Environments {a} (a) and {b} (b): {doc['changed']} of {len(doc['objects'])} objects differ."]
+    for o in doc["objects"]:
+        if o["status"] == "same":
+            continue
+        if o["status"].startswith("only in"):
+            lines.append(f"  {o['object']}  [{o['status']}]")
+            continue
+        lines.append(f"  {o['object']}  [changed]")
+        rows = o.get("rows") or [None, None]
+        if rows[0] != rows[1]:
+            lines.append(f"      rows: {rows[0]} -> {rows[1]}")
+        cols = o.get("columns") or {}
+        lines += [f"      + column {c}" for c in cols.get("added", [])]
+        lines += [f"      - column {c}" for c in cols.get("removed", [])]
+        lines += [f"      ~ column {c}: {x} -> {y}" for c, x, y in cols.get("retyped", [])]
+        lines += [f"      ~ {s['column']}.{s['stat']}: {_num(s['a'])} -> {_num(s['b'])}" for s in o.get("stats", [])[:20]]
+        if len(o.get("stats", [])) > 20:
+            lines.append(f"      … {len(o['stats']) - 20} more statistics")
+        if o.get("aliases"):
+            lines.append(f"      aliases: {', '.join(o['aliases'][0]) or '(none)'} -> {', '.join(o['aliases'][1]) or '(none)'}")
+        if o.get("metrics"):
+            lines.append("      metrics differ")
+        if len(lines[-1]) and lines[-1].endswith("[changed]"):
+            lines.append("      same columns and statistics; other definition (fingerprint)")
+    return "\n".join(lines)
+
+
+def _num(value) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)

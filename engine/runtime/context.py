@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from engine.compiler.semantics import CheckedProject
 from engine.session import Stores
@@ -17,6 +18,7 @@ class RunOptions:
     memory_limit: str | None = None
     threads: int | None = None
     allow_code_drift: bool = False  # score a pinned model version whose on-demand function code changed
+    output_root: Path | None = None  # an environment's run: job files go here (same relative path), not into the project
 
 
 

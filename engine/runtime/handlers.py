@@ -255,6 +255,7 @@ def _scoring(ctx: "RunContext", ps: PlannedStep):
         view_fingerprints={ps.step.depends_on[0]: ps.step.view_fingerprint} if ps.step.view_fingerprint else {},
         relation_of=ctx.relation_of,
         allow_code_drift=ctx.options.allow_code_drift,
+        output_root=ctx.options.output_root,
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.errors import DataError, PlanError
@@ -42,6 +43,21 @@ class ScoringContext:
     view_fingerprints: Mapping[str, str]  # feature_view:name@version -> fingerprint
     relation_of: Callable[[str], Relation]
     allow_code_drift: bool = False  # score although the on-demand functions' code changed since training
+    output_root: "Path | None" = None  # an environment's run: files go here, at the path the job names
+
+    def output_target(self, job: m.InferenceJob) -> "Path | None":
+        """Where ``job``'s file goes: its ``output.path`` in the project (checked, P1-P3), or the
+        same relative path under ``output_root`` in an environment's run."""
+        from engine.serving import outputs
+
+        if not job.output_path:
+            return None
+        target = outputs.output_file(self.project.root, job.output_path)
+        if self.output_root is None:
+            return target
+        moved = Path(self.output_root) / target.relative_to(self.project.root.resolve())
+        moved.parent.mkdir(parents=True, exist_ok=True)
+        return moved
 
     @property
     def backend(self):
@@ -209,7 +225,8 @@ def stamp(ctx: ScoringContext, res: Resolved):
 
 
 def relative_path(ctx: ScoringContext, path) -> str:
-    return str(path.relative_to(ctx.project.root.resolve()))
+    root = ctx.project.root.resolve()
+    return str(path.relative_to(root)) if Path(path).is_relative_to(root) else str(path)
 
 
 def score_batch(ctx: ScoringContext, job: m.InferenceJob) -> ScoreOutcome:
@@ -237,7 +254,7 @@ def score_batch(ctx: ScoringContext, job: m.InferenceJob) -> ScoreOutcome:
         raise PlanError(f"{job.id}: range: {exc}") from exc
     if not start < end:
         raise PlanError(f"{job.id}: range start {job.range[0]} must be before its end {job.range[1]}")
-    target = outputs.output_file(ctx.project.root, job.output_path) if job.output_path else None
+    target = ctx.output_target(job)
     where = (TimeRange(res.spine.event_time, start, end),)
     if count_spine(ctx, res.view, where) == 0:
         raise DataError(

@@ -46,7 +46,7 @@ def score_stream(ctx: "ScoringContext", job: m.InferenceJob) -> "ScoreOutcome":
     keys = tuple(res.spine.primary_key)
     if not keys:
         raise PlanError(f"{job.id}: the spine {res.spine.id} has no primary key, so scored rows cannot be told apart")
-    target = outputs.output_file(ctx.project.root, job.output_path) if job.output_path else None
+    target = ctx.output_target(job)
     relation = outputs.predictions_table(job)
     where = (NotIn(relation, keys),) if backend.exists(relation) else ()
     path = relative_path(ctx, target) if target else None
