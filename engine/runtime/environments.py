@@ -237,8 +237,6 @@ def _data_files(lake, relation) -> list[tuple[str, int]]:
 def promote(prod: Workspace, env: Workspace, name: str, record: dict, project) -> Promotion:
     """Switch prod to ``env``'s state (the caller holds both locks and checked the record)."""
     from engine.backends.catalog import SqliteCatalog
-    from engine.backends.lake import Lake
-    from engine.sql.ops import Relation
 
     result = Promotion(name)
     prod.create()
@@ -251,33 +249,11 @@ def promote(prod: Workspace, env: Workspace, name: str, record: dict, project) -
     moved = _stage_outputs(env, project.root)
     catalog = SqliteCatalog.open(prod.catalog)
     try:
-        src_lake = Lake(env.tables_dir, SqliteCatalog.open_read_only(env.catalog), read_only=True)
-        lake = Lake(prod.tables_dir, catalog)
-        lake.run_id = f"promote-{name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
-        catalog.execute("ATTACH DATABASE ? AS envsrc", [f"{env.catalog.absolute().as_uri()}?mode=ro"])
-        names = [r[0] for r in catalog.query("SELECT name FROM envsrc.sqlite_master WHERE type = 'table'") if r[0] not in _LAKE_TABLES]
-        with catalog.transaction(), lake.transaction():
-            for key in changed:
-                schema, table = key.split(".", 1)
-                relation = Relation(schema, table)
-                files = _data_files(src_lake, relation)
-                if lake.adopt(relation, files, src_lake.schema(relation)) is None:
-                    raise PlanError(f"cannot link the files of {key} from environment '{name}' into {DEFAULT} (another file system?); nothing was switched")
-                result.tables.append(key)
-            for key in dropped:
-                schema, table = key.split(".", 1)
-                if lake.version(Relation(schema, table)) is not None:
-                    lake.drop(Relation(schema, table))
-                    result.dropped.append(key)
-            for table in names:
-                columns = [r[1] for r in catalog.query(f'PRAGMA envsrc.table_info("{table}")')]
-                if not catalog.has_table("_engine", table):  # a kind of record prod never made yet (a stream job's)
-                    sql = catalog.query("SELECT sql FROM envsrc.sqlite_master WHERE type = 'table' AND name = ?", [table])[0][0]
-                    catalog.execute(re.sub(r'^CREATE TABLE (IF NOT EXISTS )?[^\s(]+', f'CREATE TABLE _engine."{table}"', sql, count=1))
-                cols = ", ".join(f'"{c}"' for c in columns)
-                catalog.execute(f'DELETE FROM _engine."{table}"')
-                catalog.execute(f'INSERT INTO _engine."{table}" ({cols}) SELECT {cols} FROM envsrc."{table}"')
-        src_lake.catalog.close()
+        _switch(catalog, env, prod, name, changed, dropped, result)
+    except BaseException:
+        for tmp, _ in moved:
+            tmp.unlink(missing_ok=True)
+        raise
     finally:
         catalog.close()
     for src, dst in moved:  # the catalog now names what produced them
@@ -287,6 +263,51 @@ def promote(prod: Workspace, env: Workspace, name: str, record: dict, project) -
         if (env.root / name_).is_file():
             shutil.copy2(env.root / name_, prod.root / name_)
     return result
+
+
+def _switch(catalog, env: Workspace, prod: Workspace, name: str, changed: list[str], dropped: list[str], result: Promotion) -> None:
+    """One catalog transaction: the tables the environment wrote committed into prod's, prod's
+    metadata replaced by the environment's. Nothing of it is visible unless all of it is."""
+    from engine.backends.catalog import SqliteCatalog
+    from engine.backends.lake import Lake
+
+    src_lake = Lake(env.tables_dir, SqliteCatalog.open_read_only(env.catalog), read_only=True)
+    try:
+        _replace(catalog, src_lake, Lake(prod.tables_dir, catalog), env, name, changed, dropped, result)
+    finally:
+        src_lake.catalog.close()
+
+
+def _replace(catalog, src_lake, lake, env: Workspace, name: str, changed: list[str], dropped: list[str], result: Promotion) -> None:
+    """The body of ``_switch``: ``src_lake`` the environment's tables, ``lake`` prod's."""
+    from engine.faults import fault_point
+    from engine.sql.ops import Relation
+
+    lake.run_id = f"promote-{name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+    catalog.execute("ATTACH DATABASE ? AS envsrc", [f"{env.catalog.absolute().as_uri()}?mode=ro"])
+    names = [r[0] for r in catalog.query("SELECT name FROM envsrc.sqlite_master WHERE type = 'table'") if r[0] not in _LAKE_TABLES]
+    with catalog.transaction(), lake.transaction():
+        for key in changed:
+            schema, table = key.split(".", 1)
+            relation = Relation(schema, table)
+            files = _data_files(src_lake, relation)
+            if lake.adopt(relation, files, src_lake.schema(relation)) is None:
+                raise PlanError(f"cannot link the files of {key} from environment '{name}' into {DEFAULT} (another file system?); nothing was switched")
+            result.tables.append(key)
+        for key in dropped:
+            schema, table = key.split(".", 1)
+            if lake.version(Relation(schema, table)) is not None:
+                lake.drop(Relation(schema, table))
+                result.dropped.append(key)
+        for table in names:
+            columns = [r[1] for r in catalog.query(f'PRAGMA envsrc.table_info("{table}")')]
+            if not catalog.has_table("_engine", table):  # a kind of record prod never made yet (a stream job's)
+                sql = catalog.query("SELECT sql FROM envsrc.sqlite_master WHERE type = 'table' AND name = ?", [table])[0][0]
+                catalog.execute(re.sub(r'^CREATE TABLE (IF NOT EXISTS )?[^\s(]+', f'CREATE TABLE _engine."{table}"', sql, count=1))
+            cols = ", ".join(f'"{c}"' for c in columns)
+            catalog.execute(f'DELETE FROM _engine."{table}"')
+            catalog.execute(f'INSERT INTO _engine."{table}" ({cols}) SELECT {cols} FROM envsrc."{table}"')
+        fault_point("mid_promote")  # G1: prod's tables hold new commits the catalog does not record yet
 
 
 def _link_models(env: Workspace, prod: Workspace) -> list[str]:
@@ -304,8 +325,8 @@ def _link_models(env: Workspace, prod: Workspace) -> list[str]:
 
 
 def _stage_outputs(env: Workspace, project_root: Path) -> list[tuple[Path, Path]]:
-    """Each file the environment's jobs wrote, copied next to its place in the project (a temp
-    name) and paired with it: promotion renames them into place once the catalog switched."""
+    """Each file the environment's jobs wrote, copied to a temp name in the environment and paired
+    with its place in the project: promotion renames them into place once the catalog switched."""
     root = env.root / OUTPUTS
     pairs = []
     if not root.is_dir():
@@ -315,7 +336,9 @@ def _stage_outputs(env: Workspace, project_root: Path) -> list[tuple[Path, Path]
         if not target.is_relative_to(project_root.resolve()):
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.promote-{uuid.uuid4().hex[:8]}")
+        staging = env.root / "tmp"
+        staging.mkdir(parents=True, exist_ok=True)
+        tmp = staging / f"promote-{uuid.uuid4().hex[:8]}-{target.name}"  # a crash leaves it here, not in the project
         shutil.copy2(path, tmp)
         pairs.append((tmp, target))
     return pairs

@@ -147,3 +147,24 @@ def test_unknown_and_invalid_environments_are_usage_errors(project, args, messag
     command, *rest = args
     rc, out, err = run_engine(command, str(project), *rest)
     assert rc == 2 and message in err, out + err
+
+
+def test_a_promotion_killed_mid_commit_switches_nothing_and_a_retry_completes(project) -> None:
+    """G1 for promote: SIGKILL after prod's tables got their new Delta commits, before the catalog
+    transaction that records them (and prod's new metadata) committed."""
+    _edit(project, "params: {n_estimators: 50, max_depth: 3}", "params: {n_estimators: 20, max_depth: 3}")
+    _json("apply", str(project), "--env", "dev")
+    models = api.list_models(project)
+    scores = api.read_predictions(project, "march")
+    output = (project / "out" / "march_scores.csv").read_bytes()
+    rc, _, _ = run_engine("promote", str(project), "dev", env={"ENGINE_FAULT_AT": "mid_promote"})
+    assert rc == -9
+    assert api.list_models(project) == models  # the catalog kept prod's state
+    assert api.read_predictions(project, "march").equals(scores)
+    assert (project / "out" / "march_scores.csv").read_bytes() == output
+    assert not list(project.rglob("*.promote-*")) and not list((project / "out").glob(".*"))
+    promoted = _json("promote", str(project), "dev")
+    assert promoted["tables"] == ["predictions.march_scores"] and promoted["models"] == []  # linked by the killed attempt
+    assert [m["version"] for m in api.list_models(project)] == [1, 2]
+    rc, out, err = run_engine("apply", str(project))
+    assert rc == 0 and "No changes." in out, out + err
