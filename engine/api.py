@@ -60,8 +60,41 @@ def plan(
             ws = candidate
     steps, consumed = _stored_state(ws)
     with digests(ws):
-        the_plan = make_plan(checked, steps, select=select, exclude=exclude, force=force, full_refresh=full_refresh, consumed=consumed, backfill=_backfill(backfill))
-    return _checked_plan(checked, ws, the_plan)
+        _, the_plan = _auto_versioned(path, checked, ws, lambda c: make_plan(c, steps, select=select, exclude=exclude, force=force, full_refresh=full_refresh, consumed=consumed, backfill=_backfill(backfill)))
+    return the_plan
+
+
+def _auto_versioned(path, checked: CheckedProject, ws, make) -> tuple[CheckedProject, Plan]:
+    """The checked plan of ``make(checked)``; under ``versioning: auto``, each version bump it
+    would need is taken instead of refused: the object gets the next version number (above every
+    version the workspace published of it), and the project is planned again at those versions.
+    Returns the project as planned (with ``Plan.versions`` naming the bumps)."""
+    import dataclasses
+
+    the_plan = _checked_plan(checked, ws, make(checked))
+    if checked.project.versioning != "auto" or not the_plan.blocked:
+        return checked, the_plan
+    from engine.session import catalog_reading
+    from engine.state import metadata
+
+    with catalog_reading(ws) as catalog:
+        published = {("feature_group", v.name): v.version for v in metadata.all_feature_group_versions(catalog)}
+        for row in metadata.feature_view_versions(catalog):
+            key = ("feature_view", row["name"])
+            published[key] = max(published.get(key, 0), int(row["version"]))
+    bumps: dict[tuple[str, str], int] = {}
+    notes = []
+    for reason in the_plan.blocked:
+        kind, _, rest = reason.split(": ", 1)[0].partition(":")
+        name, _, version = rest.rpartition("@")
+        new = max(int(version), published.get((kind, name), 0)) + 1
+        bumps[(kind, name)] = new
+        notes.append(f"{kind}:{name}@{version} -> @{new}: {reason.split(': ', 1)[1].split('. Bump ', 1)[0]}")
+    current = {("feature_group", n): g.version for n, g in checked.project.feature_groups.items()}
+    current |= {("feature_view", n): v.version for n, v in checked.project.feature_views.items()}
+    checked = validate(path, versions={**current, **bumps})
+    the_plan = _checked_plan(checked, ws, make(checked))
+    return checked, dataclasses.replace(the_plan, versions=tuple(notes))
 
 
 def _checked_plan(checked: CheckedProject, ws, the_plan):
@@ -174,7 +207,14 @@ def apply(
         options = dataclasses.replace(options or RunOptions(), output_root=ws.root / OUTPUTS)
     with ProjectLock(ws, timeout_s=lock_timeout_s), digests(ws):
         steps, consumed = _stored_state(ws)
-        the_plan = _checked_plan(checked, ws, make_plan(checked, steps, select=select, exclude=exclude, force=force, full_refresh=full_refresh, consumed=consumed, backfill=_backfill(backfill)))
+        checked, the_plan = _auto_versioned(path, checked, ws, lambda c: make_plan(c, steps, select=select, exclude=exclude, force=force, full_refresh=full_refresh, consumed=consumed, backfill=_backfill(backfill)))
+        if the_plan.versions and not the_plan.blocked:
+            from engine.project import write_versions
+            from engine.runtime.events import RunNotice
+
+            write_versions(checked.project.root, checked.project)  # what the spec's objects now are, for every later verb
+            for line in the_plan.versions:
+                listener(RunNotice(f"versioning: auto: new version {line}"))
         if the_plan.blocked:
             from engine.errors import PlanError
 
@@ -185,8 +225,7 @@ def apply(
             _record_libraries(checked, ws, bool(select or exclude))
             return ApplyResult(the_plan, None)
         run = execute(the_plan, checked, ws, run_id=new_run_id(), options=options or RunOptions(), listener=listener)
-        if env is not None and note:
-            run.notices.insert(0, note)
+        run.notices[:0] = ([note] if note else []) + [f"versioning: auto: new version {line}" for line in the_plan.versions]
         _record_libraries(checked, ws, bool(select or exclude), run)
     return ApplyResult(the_plan, run)
 

@@ -17,8 +17,15 @@ if TYPE_CHECKING:
     from engine.spec.sourcemap import SourceMap
 
 
-def validate(path: str | Path, *, backend: str | None = None) -> CheckedProject:
-    """Check a spec without touching any database, user code or network; raise SpecError."""
+VERSIONS_FILE = "engine-versions.json"
+
+
+def validate(path: str | Path, *, backend: str | None = None, versions: dict[tuple[str, str], int] | None = None) -> CheckedProject:
+    """Check a spec without touching any database, user code or network; raise SpecError.
+
+    With ``versioning: auto``, each group and view takes the version recorded for it in
+    ``engine-versions.json`` beside ``engine.yaml`` (never lower than the one declared);
+    ``versions`` ((kind, name) -> version) overrides that file, for a plan that bumps."""
     from engine.model.builder import build_project
     from engine.model.formats import format_names
     from engine.spec.project_files import load_spec
@@ -36,6 +43,8 @@ def validate(path: str | Path, *, backend: str | None = None) -> CheckedProject:
         raise SpecError(problems=path_problems + exc.problems) from None
     if path_problems:
         raise SpecError(problems=path_problems)
+    if project.versioning == "auto":
+        project = with_versions(project, {**read_versions(project.root), **(versions or {})})
     checked = check_project(project, spec.source_map)
     from engine.backends import selected
 
@@ -44,6 +53,63 @@ def validate(path: str | Path, *, backend: str | None = None) -> CheckedProject:
     if missing:
         raise SpecError(problems=missing)
     return checked
+
+
+def read_versions(root: Path) -> dict[tuple[str, str], int]:
+    """``engine-versions.json`` of a ``versioning: auto`` project: (kind, name) -> version, where
+    kind is feature_group or feature_view; {} when there is none. SpecError (exit 3), positioned,
+    when it cannot be read."""
+    import json
+
+    path = Path(root) / VERSIONS_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise SpecError(problems=[Problem(str(path), 0, 0, (), f"cannot read it: {exc.strerror or exc}")]) from None
+    hint = "it is written by `engine apply` under versioning: auto; restore it from version control, or delete it to start again from the declared versions"
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise SpecError(problems=[Problem(str(path), getattr(exc, "lineno", 1), getattr(exc, "colno", 1), (), f"not valid JSON: {getattr(exc, 'msg', exc)}", hint)]) from None
+    out: dict[tuple[str, str], int] = {}
+    problems = []
+    for kind in ("feature_groups", "feature_views"):
+        section = data.get(kind, {}) if isinstance(data, dict) else None
+        if not isinstance(section, dict):
+            problems.append(Problem(str(path), 1, 1, (kind,), "expected an object of name: version", hint))
+            continue
+        for name, version in section.items():
+            if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+                problems.append(Problem(str(path), 1, 1, (kind, name), f"expected a version number ≥ 1, got {version!r}", hint))
+            else:
+                out[(kind[:-1], name)] = version
+    if problems:
+        raise SpecError(problems=problems)
+    return out
+
+
+def with_versions(project: m.Project, versions: dict[tuple[str, str], int]) -> m.Project:
+    """``project`` with each group and view at its recorded version (when higher than declared)."""
+    import dataclasses
+
+    groups = {n: dataclasses.replace(g, version=max(g.version, versions.get(("feature_group", n), 0))) for n, g in project.feature_groups.items()}
+    views = {n: dataclasses.replace(v, version=max(v.version, versions.get(("feature_view", n), 0))) for n, v in project.feature_views.items()}
+    return dataclasses.replace(project, feature_groups=groups, feature_views=views)
+
+
+def write_versions(root: Path, project: m.Project) -> None:
+    """Record every group's and view's version in ``engine-versions.json`` (atomically)."""
+    import json
+
+    from engine.state.atomic import write_atomic
+
+    doc = {
+        "feature_groups": {n: g.version for n, g in sorted(project.feature_groups.items())},
+        "feature_views": {n: v.version for n, v in sorted(project.feature_views.items())},
+    }
+    write_atomic(Path(root) / VERSIONS_FILE, (json.dumps(doc, indent=2) + "\n").encode())
 
 
 def _capabilities(name: str) -> "Capabilities":

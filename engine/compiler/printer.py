@@ -29,6 +29,9 @@ def render_plan(plan: Plan) -> str:
     if plan.libraries:
         lines.append("Feature libraries changed since the last apply (what uses them is 'changed'):")
         lines += [f"  ~ {b}" for b in plan.libraries]
+    if plan.versions:
+        lines.append(f"New versions (versioning: auto, recorded in engine-versions.json) ({len(plan.versions)}):")
+        lines += [f"  + {v}" for v in plan.versions]
     if plan.blocked:
         lines.append(f"Breaking changes ({len(plan.blocked)}): apply refuses until each is resolved:")
         lines += [f"  ! {b}" for b in plan.blocked]

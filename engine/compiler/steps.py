@@ -81,6 +81,7 @@ class Plan:
     project: str
     steps: tuple[PlannedStep, ...]  # dependencies first
     blocked: tuple[str, ...] = ()  # breaking changes found before running: apply refuses (exit 3)
+    versions: tuple[str, ...] = ()  # versioning: auto — the new versions this plan takes instead of refusing
     libraries: tuple[str, ...] = ()  # declared feature libraries installed at another version since the last apply
     changes: tuple = ()  # engine.compiler.changes.Change per object whose definition changed since it last ran
 
@@ -93,4 +94,4 @@ class Plan:
         return bool(self.to_run)
 
     def as_dict(self) -> dict[str, object]:
-        return {"project": self.project, "steps": [s.as_dict() for s in self.steps], "changes": len(self.to_run), "breaking": list(self.blocked), "libraries": list(self.libraries), "report": [c.as_dict() for c in self.changes]}
+        return {"project": self.project, "steps": [s.as_dict() for s in self.steps], "changes": len(self.to_run), "breaking": list(self.blocked), "versions": list(self.versions), "libraries": list(self.libraries), "report": [c.as_dict() for c in self.changes]}

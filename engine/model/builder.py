@@ -81,6 +81,7 @@ class _Builder:
             models=models,
             inference=inference,
             retention_seconds=duration_seconds((self.data.get("storage") or {}).get("retention", "7d")),
+            versioning=str(self.data.get("versioning") or "manual"),
             registry=m.RegistrySettings(**(self.data.get("registry") or {})),
             backend=backend,
             requires=tuple(

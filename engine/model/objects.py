@@ -534,6 +534,7 @@ class Project:
     models: dict[str, Model] = field(default_factory=dict)
     inference: dict[str, InferenceJob] = field(default_factory=dict)
     retention_seconds: int = 7 * 86_400  # storage.retention: how long replaced commits stay readable
+    versioning: str = "manual"  # manual | auto: who numbers the new version a breaking change needs
     registry: RegistrySettings = field(default_factory=RegistrySettings)
     backend: BackendSettings = field(default_factory=BackendSettings)
     requires: tuple[Requirement, ...] = ()  # feature libraries its Python references may name

@@ -27,7 +27,7 @@ SECTIONS: dict[str, str] = {
     "models": "model",
     "inference": "inference",
 }
-SCALAR_KEYS = ("spec_version", "project", "description", "storage", "registry", "backend", "requires")
+SCALAR_KEYS = ("spec_version", "project", "description", "storage", "versioning", "registry", "backend", "requires")
 _SUFFIXES = (".yaml", ".yml")
 _SKIPPED_DIRS = {".engine", "__pycache__", "node_modules"}
 MARKER = "engine.yaml"

@@ -162,3 +162,44 @@ def test_after_the_bump_older_model_versions_stay_servable_online_and_in_batch(p
     # Both view versions stay readable; the older keeps its 7-day means.
     old, new = api.read_feature_view(project, "tips", version=1), api.read_feature_view(project, "tips")
     assert len(old) == len(new) and not old["distance_mean_7d"].equals(new["distance_mean_7d"])
+
+
+def test_versioning_auto_takes_each_needed_version_itself_and_records_it(project) -> None:
+    _edit(project, "project: tips\n", "project: tips\nversioning: auto\n")
+    code, out, err = _apply(project)
+    assert code == 0 and "No changes." in out, out + err  # the key alone changes nothing
+    _edit(project, WINDOW_7D, WINDOW_14D)
+    code, out, err = run_engine("plan", str(project), "--format", "json")
+    assert code == 0, out + err
+    plan = json.loads(out)
+    assert plan["breaking"] == []
+    assert [v.split(":", 2)[:2] for v in plan["versions"]] == [["feature_group", "driver_activity@1 -> @2"], ["feature_view", "tips@1 -> @2"]]
+    assert not (project / "engine-versions.json").exists()  # plan writes nothing
+    code, out, err = _apply(project)
+    assert code == 0, out + err
+    assert "versioning: auto: new version feature_group:driver_activity@1 -> @2" in err and "model:tip_model@2" in err
+    assert json.loads((project / "engine-versions.json").read_text()) == {
+        "feature_groups": {"driver_activity": 2, "drivers": 1, "spare": 1, "trips": 1}, "feature_views": {"tips": 2},
+    }
+    # Every later verb reads the recorded versions: validate, plan, the older model still served.
+    code, out, err = run_engine("validate", str(project))
+    assert code == 0, out + err
+    code, out, err = _apply(project)
+    assert code == 0 and "No changes." in out, out + err
+    assert _online(project, "1") and api.online_state(project).model("tip_model", "1").service.feature_view.version == 1
+    # The next breaking change to the new version (a model was trained on it) takes @3.
+    _edit(project, WINDOW_14D, WINDOW_7D.replace("7d, name", "3d, name"))
+    code, out, err = _apply(project)
+    assert code == 0, out + err
+    assert json.loads((project / "engine-versions.json").read_text())["feature_groups"]["driver_activity"] == 3
+
+
+def test_an_unreadable_versions_file_is_a_positioned_spec_error(project) -> None:
+    _edit(project, "project: tips\n", "project: tips\nversioning: auto\n")
+    (project / "engine-versions.json").write_text('{"feature_groups": {"trips": 1,}}\n')
+    code, out, err = run_engine("validate", str(project))
+    assert code == 3, out + err
+    assert "engine-versions.json:1:" in err and "not valid JSON" in err and "delete it to start again from the declared versions" in err
+    (project / "engine-versions.json").write_text('{"feature_groups": {"trips": 0}, "feature_views": {}}\n')
+    code, out, err = run_engine("validate", str(project))
+    assert code == 3 and "feature_groups.trips: expected a version number ≥ 1, got 0" in err, out + err
