@@ -61,7 +61,7 @@ class Change:
                 "removed": [{"name": n, "type": _known(t)} for n, t in self.removed],
                 "retyped": [{"name": n, "from": a, "to": b} for n, a, b in self.retyped],
             },
-            "expressions": [{"column": c, "from": a, "to": b} for c, a, b in self.expressions],
+            "expressions": [{"column": c, "from": a, "to": b, **({"edits": sql_edits(a, b)} if "(none)" not in (a, b) else {})} for c, a, b in self.expressions],
             "parameters": [{"path": p, "from": a, "to": b} for p, a, b in self.parameters],
             "code": list(self.code),
             "metadata": list(self.metadata),
@@ -445,6 +445,47 @@ def sql_changes(old: str | None, new: str | None, added: set[str]) -> list[tuple
     return out
 
 
+def sql_edits(old: str, new: str, limit: int = 12) -> list[str]:
+    """The leaf-level edit script between two SQL fragments, from ``sqlglot.diff`` (Chawathe et
+    al.'s algorithm over the syntax trees): ``- 7``, ``+ 14``, ``~ a -> b``. The ancestors every
+    edit also updates are left out, so the script reads as what the user changed."""
+    import sqlglot
+    from sqlglot import diff as tree_diff
+    from sqlglot import exp
+    from sqlglot.diff import Insert, Remove, Update
+
+    def parse(text: str):
+        head = text.lstrip().upper()
+        if head.startswith("FROM"):
+            text = f"SELECT * {text}"
+        elif head.startswith(("WHERE", "GROUP BY", "HAVING", "QUALIFY", "ORDER BY", "LIMIT", "JOIN", "LEFT", "RIGHT", "INNER", "FULL", "CROSS", "ASOF", "WITH")):
+            text = f"SELECT * FROM _ {text}" if not head.startswith("WITH") else f"{text} SELECT 1"
+        return sqlglot.parse_one(text, dialect="duckdb")
+
+    try:
+        a, b = parse(old), parse(new)
+        edits = tree_diff(a, b, delta_only=True)
+    except Exception:  # noqa: BLE001 — a fragment sqlglot cannot read alone: no script, the texts stay
+        return []
+
+    atoms = (exp.Column, exp.Literal, exp.Null, exp.Boolean, exp.Star, exp.Var, exp.Table)
+
+    def leaf(node) -> bool:
+        if isinstance(node, exp.Identifier):  # a name inside a column or table: that one is reported
+            return not isinstance(node.parent, (exp.Column, exp.Table))
+        return isinstance(node, atoms) or not any(True for _ in node.iter_expressions())
+
+    out: list[str] = []
+    for edit in edits:
+        if isinstance(edit, Remove) and leaf(edit.expression):
+            out.append(f"- {edit.expression.sql(dialect='duckdb')}")
+        elif isinstance(edit, Insert) and leaf(edit.expression):
+            out.append(f"+ {edit.expression.sql(dialect='duckdb')}")
+        elif isinstance(edit, Update) and leaf(edit.source) and leaf(edit.target):
+            out.append(f"~ {edit.source.sql(dialect='duckdb')} -> {edit.target.sql(dialect='duckdb')}")
+    return out[:limit] + ([f"… {len(out) - limit} more"] if len(out) > limit else [])
+
+
 def _clause_sql(node) -> str:
     if node is None:
         return ""
@@ -453,4 +494,4 @@ def _clause_sql(node) -> str:
     return node.sql(dialect="duckdb")
 
 
-__all__ = ["BREAKING", "Change", "METADATA", "NON_BREAKING", "change_report", "compare", "definition_document", "frozen_conflicts", "joined_versions", "sql_changes", "view_columns"]
+__all__ = ["BREAKING", "Change", "METADATA", "NON_BREAKING", "change_report", "compare", "definition_document", "frozen_conflicts", "joined_versions", "sql_changes", "sql_edits", "view_columns"]

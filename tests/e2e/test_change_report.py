@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from engine import api
-from engine.compiler.changes import compare, sql_changes
+from engine.compiler.changes import compare, sql_changes, sql_edits
 from engine.scaffold import init_project
 from tests.conftest import run_engine
 
@@ -252,3 +252,12 @@ def test_compare_classifies_additions_expectations_and_metadata() -> None:
     assert compare("k", base, retyped).retyped == (("a", "BIGINT", "VARCHAR"),)
     assert compare("k", base, retyped).classification == "breaking"
     assert compare("k", base, {**base, "tags": ["fraud"]}).classification == "metadata-only"
+
+
+def test_sql_edits_are_the_leaf_level_edit_script_of_sqlglot_diff() -> None:
+    assert sql_edits("avg(x) FILTER (WHERE t > 7) AS m", "avg(x) FILTER (WHERE t > 14) AS m") == ["- 7", "+ 14"]
+    assert sql_edits("b + 1 AS c", "b * 2 + z AS c") == ["- 1", "+ z", "+ 2"]
+    assert sql_edits("WHERE x > 1", "WHERE x > 2 AND y IS NULL") == ["- 1", "+ 2", "+ y", "+ NULL"]
+    assert sql_edits("FROM t", "FROM u JOIN v ON u.a = v.a")[:3] == ["- t", "+ u", "+ v"]
+    assert sql_edits("a AS b", "a AS b") == []
+    assert sql_edits("SELECT (", "a") == []  # unreadable alone: no script

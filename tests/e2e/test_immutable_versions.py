@@ -110,6 +110,8 @@ def test_a_version_no_model_uses_is_redefined_in_place(project) -> None:
     plan = json.loads(out)
     assert plan["breaking"] == []
     assert {c["object"]: c["classification"] for c in plan["report"]} == {"feature_group:spare@1": "breaking"}
+    edit = plan["report"][0]["expressions"][0]
+    assert (edit["column"], edit["edits"]) == ("column rating", ["+ 2"])  # sqlglot's edit script, leaves only
     code, out, err = _apply(project)
     assert code == 0, out + err
     doubled = api.read_feature_group(project, "spare")["rating"].tolist()
