@@ -454,13 +454,14 @@ def sql_edits(old: str, new: str, limit: int = 12) -> list[str]:
     from sqlglot import exp
     from sqlglot.diff import Insert, Remove, Update
 
+    clauses = (("from", exp.From), ("where", exp.Where), ("group by", exp.Group), ("having", exp.Having), ("qualify", exp.Qualify),
+               ("order by", exp.Order), ("limit", exp.Limit), ("join", exp.Join), ("left", exp.Join), ("right", exp.Join), ("inner", exp.Join),
+               ("full", exp.Join), ("cross", exp.Join), ("asof", exp.Join))
+
     def parse(text: str):
-        head = text.lstrip().upper()
-        if head.startswith("FROM"):
-            text = f"SELECT * {text}"
-        elif head.startswith(("WHERE", "GROUP BY", "HAVING", "QUALIFY", "ORDER BY", "LIMIT", "JOIN", "LEFT", "RIGHT", "INNER", "FULL", "CROSS", "ASOF", "WITH")):
-            text = f"SELECT * FROM _ {text}" if not head.startswith("WITH") else f"{text} SELECT 1"
-        return sqlglot.parse_one(text, dialect="duckdb")
+        head = text.lstrip().lower()
+        kind = next((k for word, k in clauses if head.startswith(word)), None)  # a clause, parsed as one
+        return sqlglot.parse_one(text, into=kind, dialect="duckdb") if kind else sqlglot.parse_one(text, dialect="duckdb")
 
     try:
         a, b = parse(old), parse(new)
@@ -475,14 +476,20 @@ def sql_edits(old: str, new: str, limit: int = 12) -> list[str]:
             return not isinstance(node.parent, (exp.Column, exp.Table))
         return isinstance(node, atoms) or not any(True for _ in node.iter_expressions())
 
+    def text(node) -> str:
+        if isinstance(node, exp.Table) and node.args.get("joins"):  # the table alone; its joins are edits of their own
+            node = node.copy()
+            node.set("joins", None)
+        return node.sql(dialect="duckdb")
+
     out: list[str] = []
     for edit in edits:
         if isinstance(edit, Remove) and leaf(edit.expression):
-            out.append(f"- {edit.expression.sql(dialect='duckdb')}")
+            out.append(f"- {text(edit.expression)}")
         elif isinstance(edit, Insert) and leaf(edit.expression):
-            out.append(f"+ {edit.expression.sql(dialect='duckdb')}")
+            out.append(f"+ {text(edit.expression)}")
         elif isinstance(edit, Update) and leaf(edit.source) and leaf(edit.target):
-            out.append(f"~ {edit.source.sql(dialect='duckdb')} -> {edit.target.sql(dialect='duckdb')}")
+            out.append(f"~ {text(edit.source)} -> {text(edit.target)}")
     return out[:limit] + ([f"… {len(out) - limit} more"] if len(out) > limit else [])
 
 

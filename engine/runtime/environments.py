@@ -21,12 +21,10 @@ changed since dev was cloned from it, or when dev does not reflect the project a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import shutil
-import sqlite3
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -61,37 +59,17 @@ def env_workspace(ws: Workspace, name: str) -> Workspace:
 
 
 def state_token(catalog_path: Path) -> str:
-    """A digest of what a workspace has published (every table's committed version, every model
-    version and alias): it changes with every apply that publishes anything."""
-    if not catalog_path.is_file():
-        return "empty"
-    con = sqlite3.connect(f"{catalog_path.absolute().as_uri()}?mode=ro", uri=True)
-    try:
-        parts = []
-        for sql in (
-            "SELECT schema_name, table_name, version FROM tables ORDER BY 1, 2",
-            "SELECT name, version, fingerprint FROM model_versions ORDER BY 1, 2",
-            "SELECT name, alias, version FROM model_aliases ORDER BY 1, 2",
-        ):
-            try:
-                parts.append(con.execute(sql).fetchall())
-            except sqlite3.OperationalError:  # a table a workspace does not have yet
-                parts.append([])
-    finally:
-        con.close()
-    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
+    """What a workspace has published, as a digest (``environment_catalog.published_token``)."""
+    from engine.state.environment_catalog import published_token
+
+    return published_token(catalog_path)
 
 
 def table_versions(catalog_path: Path) -> dict[str, int]:
-    if not catalog_path.is_file():
-        return {}
-    con = sqlite3.connect(f"{catalog_path.absolute().as_uri()}?mode=ro", uri=True)
-    try:
-        return {f"{s}.{n}": int(v) for s, n, v in con.execute("SELECT schema_name, table_name, version FROM tables")}
-    except sqlite3.OperationalError:
-        return {}
-    finally:
-        con.close()
+    """``schema.table`` -> committed version in the workspace catalog at ``catalog_path``."""
+    from engine.state import environment_catalog
+
+    return environment_catalog.table_versions(catalog_path)
 
 
 def read_record(env: Workspace) -> dict | None:
@@ -134,14 +112,9 @@ def clone(prod: Workspace, env: Workspace) -> dict:
         tmp.mkdir()
         staged = Workspace(tmp)
         if prod.catalog.is_file():
-            src = sqlite3.connect(f"{prod.catalog.absolute().as_uri()}?mode=ro", uri=True)
-            dst = sqlite3.connect(staged.catalog)
-            try:
-                src.backup(dst)  # a consistent copy, whatever a reader or the WAL holds
-                dst.execute("PRAGMA journal_mode = WAL")
-            finally:
-                src.close()
-                dst.close()
+            from engine.state.environment_catalog import backup
+
+            backup(prod.catalog, staged.catalog)
         for name in ("tables", "models", "online"):
             if (prod.root / name).is_dir():
                 _share_tree(prod.root / name, staged.root / name)
@@ -282,10 +255,10 @@ def _replace(catalog, src_lake, lake, env: Workspace, name: str, changed: list[s
     """The body of ``_switch``: ``src_lake`` the environment's tables, ``lake`` prod's."""
     from engine.faults import fault_point
     from engine.sql.ops import Relation
+    from engine.state import environment_catalog
 
     lake.run_id = f"promote-{name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
-    catalog.execute("ATTACH DATABASE ? AS envsrc", [f"{env.catalog.absolute().as_uri()}?mode=ro"])
-    names = [r[0] for r in catalog.query("SELECT name FROM envsrc.sqlite_master WHERE type = 'table'") if r[0] not in _LAKE_TABLES]
+    names = [t for t in environment_catalog.attach(catalog, env.catalog) if t not in _LAKE_TABLES]
     with catalog.transaction(), lake.transaction():
         for key in changed:
             schema, table = key.split(".", 1)
@@ -300,13 +273,7 @@ def _replace(catalog, src_lake, lake, env: Workspace, name: str, changed: list[s
                 lake.drop(Relation(schema, table))
                 result.dropped.append(key)
         for table in names:
-            columns = [r[1] for r in catalog.query(f'PRAGMA envsrc.table_info("{table}")')]
-            if not catalog.has_table("_engine", table):  # a kind of record prod never made yet (a stream job's)
-                sql = catalog.query("SELECT sql FROM envsrc.sqlite_master WHERE type = 'table' AND name = ?", [table])[0][0]
-                catalog.execute(re.sub(r'^CREATE TABLE (IF NOT EXISTS )?[^\s(]+', f'CREATE TABLE _engine."{table}"', sql, count=1))
-            cols = ", ".join(f'"{c}"' for c in columns)
-            catalog.execute(f'DELETE FROM _engine."{table}"')
-            catalog.execute(f'INSERT INTO _engine."{table}" ({cols}) SELECT {cols} FROM envsrc."{table}"')
+            environment_catalog.replace_table(catalog, table)
         fault_point("mid_promote")  # G1: prod's tables hold new commits the catalog does not record yet
 
 
@@ -352,7 +319,7 @@ _STATS = ("count", "nulls", "distinct", "mean", "std", "min", "p50", "max")
 def _objects(ws: Workspace) -> dict[str, dict]:
     """Object id -> what a diff compares, from a workspace's catalog (read-only; {} when empty)."""
     from engine.backends.catalog import SqliteCatalog
-    from engine.state import metadata, model_index
+    from engine.state import environment_catalog, metadata, model_index
 
     if not ws.catalog.is_file():
         return {}
@@ -363,12 +330,11 @@ def _objects(ws: Workspace) -> dict[str, dict]:
                 "rows": fgv.row_count, "fingerprint": fgv.fingerprint, "columns": dict(fgv.columns),
                 "stats": {c: {k: v for k, v in (st or {}).items() if k in _STATS} for c, st in (fgv.stats or {}).items()},
             }
-        if catalog.has_table("_engine", "feature_views"):
-            for row in catalog.query_dicts("SELECT name, version, layout, row_count, fingerprint FROM _engine.feature_views"):
-                layout = json.loads(row["layout"]) if isinstance(row["layout"], str) else row["layout"]
-                out[f"feature_view:{row['name']}@{row['version']}"] = {
-                    "rows": row["row_count"], "fingerprint": row["fingerprint"], "columns": {c: "" for c in (layout or {}).get("columns", [])}, "stats": {},
-                }
+        for row in environment_catalog.view_summaries(catalog):
+            layout = json.loads(row["layout"]) if isinstance(row["layout"], str) else row["layout"]
+            out[f"feature_view:{row['name']}@{row['version']}"] = {
+                "rows": row["row_count"], "fingerprint": row["fingerprint"], "columns": {c: "" for c in (layout or {}).get("columns", [])}, "stats": {},
+            }
         aliases: dict[tuple[str, int], list[str]] = {}
         for name, alias, version in model_index.aliases(catalog):
             aliases.setdefault((name, int(version)), []).append(alias)
