@@ -6,7 +6,6 @@ The CLI only parses arguments and prints what these return.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -245,7 +244,7 @@ def _record_libraries(checked: CheckedProject, ws, selected: bool, run=None) -> 
 def _refuse_shared_registry(checked: CheckedProject, env: str) -> None:
     """Environments isolate what the workspace holds; a registry outside it (MLflow) is shared,
     so a model trained in one would be registered (and its aliases moved) for every one."""
-    if checked.project.registry is not None and getattr(checked.project.registry, "kind", "local") != "local":
+    if checked.project.registry.kind != "local":
         raise UsageError(f"--env {env}: environments need the local model registry; this project registers models in {checked.project.registry.kind}, which every environment shares")
 
 
@@ -255,7 +254,7 @@ def promote(path: str | Path, env: str, *, workspace: str | Path | None = None, 
     cloned, or when ``env`` does not reflect the project on disk. Returns the ``Promotion``."""
     from engine.compiler.planner import make_plan
     from engine.compiler.steps import Action, Reason
-    from engine.runtime.environments import check_name, check_promotable, env_workspace, promote as switch, read_record, state_token, table_versions
+    from engine.runtime.environments import check_name, check_promotable, env_workspace, promote as switch, read_record, state_token, table_versions, write_record
     from engine.runtime.executor import new_run_id
     from engine.session import writing
     from engine.state.digests import digests
@@ -276,8 +275,8 @@ def promote(path: str | Path, env: str, *, workspace: str | Path | None = None, 
         result = switch(prod, target, env, record, checked.project)
         with writing(prod, project=checked.project) as stores:
             result.snapshot = publish_online_snapshot(stores, checked.project, prod, new_run_id()).name
-        record.update(base=state_token(prod.catalog), base_tables=table_versions(target.catalog))
-        (target.root / "env.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        # prod now is the environment: it is no longer behind, and has changed nothing since
+        write_record(target, {**record, "base": state_token(prod.catalog), "base_tables": table_versions(target.catalog)})
     return result
 
 

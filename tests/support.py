@@ -38,3 +38,32 @@ def utc_connection():
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
     return con
+
+
+def edit_file(root: Path, old: str, new: str, rel: str = "specs/project.yaml") -> None:
+    """Replace the first ``old`` in ``root/rel`` with ``new``; the test fails if ``old`` is not there."""
+    path = root / rel
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1))
+
+
+def applied_tips(tmp_path_factory, name: str) -> Path:
+    """The `engine init` tips project, applied once (the module's shared starting point)."""
+    from engine.scaffold import init_project
+    from tests.conftest import run_engine
+
+    root = tmp_path_factory.mktemp(name) / "tips"
+    init_project(root, "tips")
+    code, out, err = run_engine("apply", str(root))
+    assert code == 0, out + err
+    return root
+
+
+def private_copy(root: Path, tmp_path: Path) -> Path:
+    """A copy of an applied project, workspace included, for one test to change."""
+    import shutil
+
+    dest = tmp_path / root.name
+    shutil.copytree(root, dest, symlinks=True)
+    return dest

@@ -241,7 +241,7 @@ def environment_diff(doc: dict) -> str:
             lines.append(f"      aliases: {', '.join(o['aliases'][0]) or '(none)'} -> {', '.join(o['aliases'][1]) or '(none)'}")
         if o.get("metrics"):
             lines.append("      metrics differ")
-        if len(lines[-1]) and lines[-1].endswith("[changed]"):
+        if lines[-1].endswith("[changed]"):  # nothing above tells what: only the definition differs
             lines.append("      same columns and statistics; other definition (fingerprint)")
     return "\n".join(lines)
 

@@ -79,6 +79,13 @@ def read_record(env: Workspace) -> dict | None:
         return None
 
 
+def write_record(env: Workspace, record: dict) -> None:
+    """``env.json``, atomically (a torn one reads as absent: the next apply clones afresh)."""
+    from engine.state.atomic import write_atomic
+
+    write_atomic(env.root / RECORD, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+
+
 # --- cloning ---------------------------------------------------------------------------------------
 
 
@@ -127,7 +134,7 @@ def clone(prod: Workspace, env: Workspace) -> dict:
             "base_tables": table_versions(staged.catalog),
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        (staged.root / RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        write_record(staged, record)
         if env.root.exists():
             trash = parent / f".trash-{env.root.name}-{uuid.uuid4().hex[:8]}"
             os.rename(env.root, trash)
@@ -378,4 +385,4 @@ def diff(a: Workspace, b: Workspace, names: tuple[str, str]) -> dict:
     return {"a": names[0], "b": names[1], "objects": objects, "changed": sum(o["status"] != "same" for o in objects)}
 
 
-__all__ = ["DEFAULT", "Promotion", "check_name", "check_promotable", "clone", "diff", "ensure", "env_workspace", "promote", "read_record", "state_token", "table_versions"]
+__all__ = ["DEFAULT", "Promotion", "check_name", "check_promotable", "clone", "diff", "ensure", "env_workspace", "promote", "read_record", "state_token", "table_versions", "write_record"]

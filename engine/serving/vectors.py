@@ -287,7 +287,7 @@ class FeatureVectorService:
         spine_types: dict[str, str] = dict(spine_entry["columns"])
         taken = set(spine_types)
         joins: list[_JoinPlan] = []
-        joined_columns: list[str] = []
+        joined: list[str] = []
         for join in fv.joins:
             table = store.table(join.feature_group, versions.get(join.feature_group))
             if table is None:
@@ -298,8 +298,7 @@ class FeatureVectorService:
             ttl_us = join.ttl_seconds * 1_000_000 if join.ttl_seconds is not None and table.event_time else None
             exclusive = join.exclusive and bool(table.event_time)
             joins.append(_JoinPlan(join.feature_group, join.left_on, table.rows, table.times, tuple(o for _, o in pairs), getter, ttl_us, exclusive))
-            joined_columns += [o for _, o in pairs]
-        joined = joined_columns
+            joined += [o for _, o in pairs]
         self._joins = tuple(joins)
         self._on_demand = tuple(
             _OnDemand(name, self._builtin(project, f, versions) if f.builtin else import_function(project.root, f.module, f.function, str(f.id)), f.inputs, f.returns)

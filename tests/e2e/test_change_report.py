@@ -17,36 +17,25 @@ import pytest
 
 from engine import api
 from engine.compiler.changes import compare, sql_changes, sql_edits
-from engine.scaffold import init_project
 from tests.conftest import run_engine
+from tests.support import applied_tips, edit_file, private_copy
 
 SPEC = "specs/project.yaml"
 
 
 @pytest.fixture(scope="module")
 def applied(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("day2") / "tips"
-    init_project(root, "tips")
-    code, out, err = run_engine("apply", str(root))
-    assert code == 0, out + err
-    return root
+    return applied_tips(tmp_path_factory, "day2")
 
 
 @pytest.fixture
 def project(applied, tmp_path) -> Path:
     """A copy of the applied project (workspace included) for one scenario."""
-    import shutil
-
-    root = tmp_path / "tips"
-    shutil.copytree(applied, root, symlinks=True)
-    return root
+    return private_copy(applied, tmp_path)
 
 
 def _edit(root: Path, old: str, new: str, rel: str = SPEC) -> None:
-    path = root / rel
-    text = path.read_text()
-    assert old in text, old
-    path.write_text(text.replace(old, new, 1))
+    edit_file(root, old, new, rel)
 
 
 def _report(root: Path) -> dict[str, dict]:

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
 from engine import api
-from engine.scaffold import init_project
 from tests.conftest import run_engine
+from tests.support import applied_tips, edit_file, private_copy
 
 SPEC = "specs/project.yaml"
 WINDOW_7D = "{column: distance_km, function: mean, window: 7d, name: distance_mean_7d}"
@@ -24,10 +23,7 @@ WINDOW_14D = "{column: distance_km, function: mean, window: 14d, name: distance_
 
 
 def _edit(root: Path, old: str, new: str) -> None:
-    path = root / SPEC
-    text = path.read_text()
-    assert old in text, old
-    path.write_text(text.replace(old, new, 1))
+    edit_file(root, old, new)
 
 
 def _json(*args: str, code: int = 0) -> dict:
@@ -47,18 +43,12 @@ def _files(root: Path) -> dict[str, tuple[int, int]]:
 
 @pytest.fixture(scope="module")
 def applied(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("envs") / "tips"
-    init_project(root, "tips")
-    code, out, err = run_engine("apply", str(root))
-    assert code == 0, out + err
-    return root
+    return applied_tips(tmp_path_factory, "envs")
 
 
 @pytest.fixture
 def project(applied, tmp_path) -> Path:
-    root = tmp_path / "tips"
-    shutil.copytree(applied, root, symlinks=True)
-    return root
+    return private_copy(applied, tmp_path)
 
 
 def test_a_dev_to_prod_cycle_recomputes_nothing_that_did_not_change(project) -> None:
@@ -85,6 +75,12 @@ def test_a_dev_to_prod_cycle_recomputes_nothing_that_did_not_change(project) -> 
     twin = project / ".engine" / "envs" / "dev" / "tables" / trips.relative_to(project / ".engine" / "tables")
     assert os.path.samefile(trips, twin)
 
+    plan = _json("plan", str(project), "--env", "dev")  # against dev's own state: nothing left to build
+    assert plan["changes"] == 0, plan
+    rc, text, err = run_engine("diff", str(project), "dev")
+    assert rc == 0, text + err
+    assert "Environments dev (a) and prod (b): 4 of " in text and "  model:tip_model@2  [only in dev]" in text
+    assert "      aliases: (none) -> production" in text  # tip_model@1 (a: dev, b: prod): production is on @2 in dev, on @1 in prod
     diff = _json("diff", str(project), "dev")
     changed = {o["object"]: o["status"] for o in diff["objects"] if o["status"] != "same"}
     assert changed == {

@@ -10,7 +10,6 @@ the same predictions as before the change. An oracle: the predictions recorded b
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ import pytest
 from engine import api
 from engine.scaffold import init_project
 from tests.conftest import run_engine
+from tests.support import edit_file, private_copy
 
 SPEC = "specs/project.yaml"
 WINDOW_7D = "{column: distance_km, function: mean, window: 7d, name: distance_mean_7d}"
@@ -36,10 +36,7 @@ REQUESTS = [{"driver_id": d, "distance_km": km, "requested_at": f"2024-03-{day:0
 
 
 def _edit(root: Path, old: str, new: str) -> None:
-    path = root / SPEC
-    text = path.read_text()
-    assert old in text, old
-    path.write_text(text.replace(old, new, 1))
+    edit_file(root, old, new)
 
 
 def _apply(root: Path, *extra: str) -> tuple[int, str, str]:
@@ -61,9 +58,7 @@ def trained(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def project(trained, tmp_path) -> Path:
-    root = tmp_path / "tips"
-    shutil.copytree(trained, root, symlinks=True)
-    return root
+    return private_copy(trained, tmp_path)
 
 
 def _online(root: Path, version: str) -> list[dict]:
