@@ -45,7 +45,10 @@ def validate(path: str | Path, *, backend: str | None = None, versions: dict[tup
         raise SpecError(problems=path_problems)
     if project.versioning == "auto":
         project = with_versions(project, {**read_versions(project.root), **(versions or {})})
-    checked = check_project(project, spec.source_map)
+    from engine.state.digests import digests
+
+    with digests(_workspace(project.root, None), save_after=False):  # Parquet schemas read before
+        checked = check_project(project, spec.source_map)
     from engine.backends import selected
 
     name = selected(backend, project.backend.kind)
@@ -149,10 +152,14 @@ def capability_problems(project: m.Project, caps: "Capabilities", smap: "SourceM
 
 def workspace_of(checked: CheckedProject, override: str | Path | None):
     """The project's workspace (``.engine`` beside the spec, or ``override``)."""
+    return _workspace(checked.project.root, override)
+
+
+def _workspace(root: Path, override: str | Path | None):
     from engine.spec.project_files import read_marker
     from engine.state.workspace import Workspace
 
-    marker = checked.project.root / "engine.yaml"
+    marker = root / "engine.yaml"
     if override is None and marker.is_file():
         override = read_marker(marker).workspace_path  # `workspace:` in the project marker
-    return Workspace.for_project(checked.project.root, override)
+    return Workspace.for_project(root, override)

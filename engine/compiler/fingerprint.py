@@ -163,6 +163,12 @@ def file_digest(path: Path) -> str:
     return _ACTIVE[-1].digest(path) if _ACTIVE else _sha256(path)
 
 
+def memo(path: Path, compute: "Callable[[Path], str]", kind: str) -> str:
+    """``compute(path)``, remembered per ``kind`` in the active ``DigestCache`` while the file's
+    ``stat()`` is unchanged (the value is derived from the file's content alone)."""
+    return _ACTIVE[-1].digest(path, compute, kind=kind) if _ACTIVE else compute(path)
+
+
 def code_digest(path: Path) -> str:
     """The digest of a Python file's code: its syntax tree without comments, formatting,
     docstrings or line numbers, so only a change of what the code does changes it. A file that

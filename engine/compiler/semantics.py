@@ -105,6 +105,7 @@ class _Checker(ReferenceChecks):
     # ---------------------------------------------------------------------------------------------
 
     def run(self) -> CheckedProject:
+        from engine.compiler.fingerprint import memo
         from engine.model.sniff import sniff_columns
 
         for name, source in self.p.sources.items():
@@ -114,7 +115,7 @@ class _Checker(ReferenceChecks):
                 # Missing data is allowed at validate time (CI may not have it); apply reports it.
                 self.columns[name] = dict(source.columns) or None
             else:
-                self.columns[name] = sniff_columns(source)
+                self.columns[name] = sniff_columns(source, memo)
         self.check_requires()
         groups = {n: self.resolve_inputs(fg) for n, fg in self.p.feature_groups.items()}
         project = dataclasses.replace(self.p, feature_groups=groups)

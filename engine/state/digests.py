@@ -1,6 +1,10 @@
 """The workspace's file-digest cache (``digests.json``): lets ``plan``/``apply`` skip re-hashing
-source files whose ``stat()`` is unchanged. A missing, damaged or foreign cache is simply empty:
-it only ever saves work, never decides anything.
+source files whose ``stat()`` is unchanged (and ``validate`` re-reading Parquet schemas). A
+missing, damaged or foreign cache is simply empty: it only ever saves work, never decides anything.
+
+A process reads each workspace's file once: validation and the apply that follows share one cache,
+and what validation learnt is saved with the apply's. Entries are checked against ``stat()`` on
+every use, so a cache another process has since rewritten is at worst less complete.
 """
 
 from __future__ import annotations
@@ -15,7 +19,18 @@ from engine.state.workspace import Workspace
 _VERSION = 2  # 2: signatures without ctime
 
 
+_LOADED: dict[str, DigestCache] = {}  # digests.json path -> this process's cache of it
+
+
 def load(workspace: Workspace) -> DigestCache:
+    key = str(workspace.digests)
+    cache = _LOADED.get(key)
+    if cache is None:
+        cache = _LOADED[key] = _read(workspace)
+    return cache
+
+
+def _read(workspace: Workspace) -> DigestCache:
     try:
         doc = json.loads(workspace.digests.read_text(encoding="utf-8"))
         if doc.get("version") == _VERSION and isinstance(doc.get("files"), dict):
@@ -34,14 +49,17 @@ def save(workspace: Workspace, cache: DigestCache) -> None:
         return
     try:
         write_atomic(workspace.digests, json.dumps({"version": _VERSION, "files": cache.entries}).encode())
+        cache.changed = False
     except StorageIOError:
         pass
 
 
 @contextmanager
-def digests(workspace: Workspace) -> Iterator[DigestCache]:
-    """File digests in the block come from (and go to) the workspace's cache."""
+def digests(workspace: Workspace, *, save_after: bool = True) -> Iterator[DigestCache]:
+    """File digests in the block come from the workspace's cache, and go to it unless
+    ``save_after`` is false (``validate`` writes nothing; the apply after it saves what it learnt)."""
     cache = load(workspace)
     with cached(cache):
         yield cache
-    save(workspace, cache)
+    if save_after:
+        save(workspace, cache)

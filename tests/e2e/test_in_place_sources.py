@@ -153,3 +153,39 @@ def test_gc_never_touches_the_users_files(tmp_path):
     assert len(source_files(ws)) < len(old_links)  # the replaced commit's links are gone
     assert user.exists() and pq.read_table(user).num_rows == 2  # the user's file is not
     assert sorted(api.read_feature_group(root, "doubled", workspace=ws)["event_id"]) == [1, 2, 3]
+
+
+def test_validate_reuses_a_parquet_schema_while_the_file_is_unchanged_and_rereads_a_replaced_one(tmp_path, monkeypatch):
+    """The schema validation sniffs (pyarrow, ~0.1 s of import on a no-op apply) is kept in the
+    workspace's stat-keyed digest cache; a file replaced with other columns is read again (E4)."""
+    import json
+
+    from engine.errors import SpecError
+
+    root = project(tmp_path)
+    old = (datetime.now(UTC) - timedelta(hours=1)).timestamp()
+    first = part(root, "p1.parquet", [1, 2])
+    os.utime(first, (old, old))  # outside the racy window, so the entries are saved
+    api.apply(root)
+    saved = json.loads((root / ".engine" / "digests.json").read_text())["files"]
+    schemas = {k: v for k, v in saved.items() if k.startswith("parquet-columns:")}
+    assert list(schemas) == [f"parquet-columns:{first.resolve()}"]
+    assert set(json.loads(next(iter(schemas.values()))[1])) == {"event_id", "ts", "amount"}
+
+    reads: list[str] = []
+    real = pq.read_schema
+    monkeypatch.setattr(pq, "read_schema", lambda path, *a, **k: reads.append(str(path)) or real(path, *a, **k))
+    api.validate(root)
+    assert reads == []  # from the cache
+
+    replacement = root / "data" / "new.tmp"
+    pq.write_table(pa.table({"event_id": pa.array([1], pa.int64()), "ts": pa.array([BASE], pa.timestamp("us", "UTC"))}), replacement)
+    os.utime(replacement, (old, old))
+    os.replace(replacement, first)  # another inode and size: no `amount` any more
+    try:
+        api.validate(root)
+    except SpecError as exc:
+        assert "amount" in str(exc)
+    else:
+        raise AssertionError("validate used the schema of the replaced file")
+    assert reads == [str(first)]
