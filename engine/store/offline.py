@@ -228,9 +228,14 @@ class TableOfflineStore:
             check_table(offline)
             fault_point("inside_publish")
             if fg.online and new_rows:
-                # The latest row per key over the whole table (a merge with the previous online rows
-                # would read less; the online table is small next to the offline history).
-                backend.create(online, LatestPerKey(offline, fg.primary_key, fg.event_time), replace=True)
+                if old.online_table == str(online) and backend.exists(online):
+                    # The latest row per key of (the previous latest rows + the new rows): the new
+                    # rows carry keys the table does not hold, so this is the latest over the whole
+                    # history, read from one row per key instead of every row ever stored.
+                    backend.append(online, added)
+                    backend.create(online, LatestPerKey(online, fg.primary_key, fg.event_time), replace=True)
+                else:
+                    backend.create(online, LatestPerKey(offline, fg.primary_key, fg.event_time), replace=True)
             rows = old.row_count + new_rows
             stats = statistics.merge(old.stats or {}, backend.statistics(added), old.row_count, new_rows) if new_rows else old.stats
             version = _version_row(fg, columns, fitted, stats if stats is not None else backend.statistics(offline), rows, fingerprint, run_id)

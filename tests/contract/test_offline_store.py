@@ -129,6 +129,21 @@ def test_online_table_is_the_latest_row_per_key(offline_store, backend, fg) -> N
     assert len(records(offline_store.read(fg.name))) == len(history)
 
 
+def test_an_append_merges_the_online_table_and_equals_the_latest_over_the_whole_history(offline_store, backend, fg) -> None:
+    """``publish_append`` updates the online rows from the previous latest rows plus the new rows;
+    oracle: the latest per key over every row ever published (pandas)."""
+    first = [(1, 10, 1.0, 50), (1, 10, 2.0, 0), (2, 12, 4.0, 10)]
+    added = [(1, 10, 3.0, 70), (1, 11, 9.0, 20), (2, 12, 5.0, 5), (7, 13, 6.0, 1)]  # later, earlier, earlier, new key
+    publish(offline_store, backend, fg, orders(*first))
+    staged = staging("orders__added")
+    put(backend, staged, orders(*added), mode="replace")
+    stored = offline_store.publish_append(fg, staged, run_id="run-2", fingerprint="fp-2", fitted={})
+    frame = pd.DataFrame(first + added, columns=["order_id", "user_id", "amount", "s"])
+    latest = frame.sort_values("s", kind="stable").groupby("order_id").tail(1)
+    assert records(offline_store.read(fg.name, online=True)) == sorted((o, u, a, ts(s)) for o, u, a, s in latest.itertuples(index=False))
+    assert len(records(offline_store.read(fg.name))) == stored.row_count == len(first) + len(added)
+
+
 def test_F9_adding_a_column_is_not_breaking(offline_store, backend, fg) -> None:
     publish(offline_store, backend, fg, orders(*FIRST))
     wider = orders((6, 14, 8.0, 0)).append_column("channel", arrow({"channel": ["web"]}).column(0))

@@ -489,3 +489,42 @@ def test_the_lake_lists_appended_files_only_across_pure_appends(tmp_path):
     lake.write(t, pa.table({"a": [4]}))  # an overwrite
     assert lake.appended_files(t, v2) is None
     assert lake.appended_files(t, v0) is None
+
+
+def test_an_append_merges_the_online_table_with_the_new_rows_and_equals_a_full_recompute(tmp_path):
+    """An append to an online group updates its latest-per-key rows from the previous online rows
+    plus the new rows (not from the whole history): a new row later than a user's latest replaces
+    it, an earlier one does not, a new user is added; the result equals a from-scratch apply."""
+    root = tmp_path / "inc"
+    write(root, "specs/inc.yaml", """
+        spec_version: 1
+        project: inc
+        sources:
+          events:
+            format: csv
+            path: data/*.csv
+            columns: {event_id: BIGINT, user_id: BIGINT, ts: TIMESTAMP, amount: DOUBLE, label: BIGINT}
+        feature_groups:
+          amounts:
+            primary_key: [user_id]
+            event_time: ts
+            incremental: {kind: append}
+            sql: SELECT user_id, ts, amount FROM events
+    """)
+    (root / "data").mkdir()
+    ws = tmp_path / "ws"
+    add_file(root, "a.csv", [(1, 1, 0, 5.0, 1), (2, 1, 60, 6.0, 0), (3, 2, 120, 7.0, 1)])
+    api.apply(root, workspace=ws)
+    add_file(root, "b.csv", [(4, 1, 90, 9.0, 1), (5, 2, 30, 1.0, 0), (6, 3, 10, 2.0, 0)])
+    result = api.apply(root, workspace=ws)
+    assert reasons(result)["amounts"] == ("new data (incremental)", 3)
+    online = api.read_feature_group(root, "amounts", online=True, workspace=ws)
+    assert sorted(zip(online.user_id, online.amount, strict=True)) == [(1, 9.0), (2, 7.0), (3, 2.0)]
+    from deltalake import DeltaTable
+
+    history = DeltaTable(ws / "tables" / "online" / "amounts__v1").history()  # newest first
+    modes = [h.get("operationParameters", {}).get("mode") for h in history[:2]]
+    assert modes == ["Overwrite", "Append"], history  # the new rows added to the latest rows, then reduced
+    api.apply(root, workspace=tmp_path / "fresh")
+    want = api.read_feature_group(root, "amounts", online=True, workspace=tmp_path / "fresh")
+    pd.testing.assert_frame_equal(_sorted(online), _sorted(want), check_dtype=False)
