@@ -29,6 +29,14 @@ def pytest_configure(config) -> None:
     ensure_example_library()
 
 
+@pytest.hookimpl(trylast=True)  # after tests/spark/conftest.py has marked its tests
+def pytest_collection_modifyitems(items) -> None:
+    """The Spark cases run last, together (a stable sort: each part keeps its order). The shared
+    cluster starts on the first of them, and its JVMs (driver, master, two workers) idle at about
+    a third of a core between uses: started early, they slowed every test after them."""
+    items.sort(key=lambda item: item.get_closest_marker("spark") is not None)
+
+
 def run_engine(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 120) -> tuple[int, str, str]:
     """Run the CLI in a subprocess (as a user would) and return (exit code, stdout, stderr)."""
     full_env = {**os.environ, "PYTHONHASHSEED": "0", "COLUMNS": "200", **(env or {})}
