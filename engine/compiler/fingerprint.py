@@ -127,6 +127,11 @@ class DigestCache:
         # see one digest per file (and read it once), but nothing unsafe is saved.
         self._racy: dict[str, list] = {}
 
+    def forget_racy(self) -> None:
+        """Drop the racily new files' values: they hold for one run (one ``cached`` block of the
+        caller's), never for the next one in the same process."""
+        self._racy.clear()
+
     def digest(self, path: Path, compute: "Callable[[Path], str] | None" = None, kind: str = "") -> str:
         """``compute(path)`` (default: the SHA-256 of the bytes), cached per ``kind`` of digest."""
         compute = compute or _sha256

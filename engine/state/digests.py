@@ -59,6 +59,7 @@ def digests(workspace: Workspace, *, save_after: bool = True) -> Iterator[Digest
     """File digests in the block come from the workspace's cache, and go to it unless
     ``save_after`` is false (``validate`` writes nothing; the apply after it saves what it learnt)."""
     cache = load(workspace)
+    cache.forget_racy()  # a file written within the racy window is read again by every block
     with cached(cache):
         yield cache
     if save_after:

@@ -62,3 +62,30 @@ def test_a_racily_new_file_is_reused_within_the_run_but_never_saved(tmp_path: Pa
     assert cache.entries == {} and not cache.changed  # a later write in the same clock tick could keep the stat
     DigestCache(cache.entries).digest(data, compute)
     assert compute.reads == [data, data]
+
+
+def test_a_process_keeps_one_cache_per_workspace_but_rereads_racily_new_files_in_each_block(tmp_path: Path) -> None:
+    """``engine.state.digests``: validation and the apply after it share the cache loaded once per
+    process; a file hashed within the racy window is not trusted by the next block (a rewrite of
+    the same size in the same clock tick would keep its stat)."""
+    from engine.compiler.fingerprint import file_digest
+    from engine.state.digests import digests
+    from engine.state.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    ws.root.mkdir()
+    old = _old_file(tmp_path / "old.parquet", b"rows")
+    fresh = tmp_path / "fresh.parquet"
+    fresh.write_bytes(b"aaaa")
+    with digests(ws, save_after=False) as first:
+        file_digest(old), file_digest(fresh)
+    before = fresh.stat()
+    fresh.write_bytes(b"bbbb")  # same size, same inode...
+    os.utime(fresh, ns=(before.st_atime_ns, before.st_mtime_ns))  # ...and the same mtime: one clock tick
+    assert [fresh.stat().st_size, fresh.stat().st_mtime_ns, fresh.stat().st_ino] == [before.st_size, before.st_mtime_ns, before.st_ino]
+    with digests(ws) as second:
+        assert second is first  # one cache per workspace in this process
+        assert file_digest(fresh) == hashlib.sha256(b"bbbb").hexdigest()
+        assert file_digest(old) == hashlib.sha256(b"rows").hexdigest()
+    assert str(old.resolve()) in ws.digests.read_text()  # saved by the block that may save
+    assert str(fresh.resolve()) not in ws.digests.read_text()  # racily new: never saved
