@@ -305,7 +305,9 @@ def assert_same_tables(left: "pyarrow.Table", right: "pyarrow.Table", what: str,
             column = table.column(name)
             columns[name] = pc.fill_null(column.cast(pa.float64()), float("nan")) if numeric(column.type) else column
         out = pa.table(columns)
-        keys = pa.table({n: pc.round(out[n], 6) if pa.types.is_floating(out[n].type) else out[n] for n in names})
+        # numpy's round (x * 1e6, rounded, / 1e6) maps two floats a few ulps apart to the very same
+        # value; pyarrow's round can keep them one ulp apart, which misaligns the rows.
+        keys = pa.table({n: pa.array(np.round(out[n].to_numpy(), 6)) if pa.types.is_floating(out[n].type) else out[n] for n in names})
         return out.take(pc.sort_indices(keys, sort_keys=[(n, "ascending", "at_start") for n in names]))
 
     a, b = aligned(left), aligned(right)
