@@ -208,7 +208,8 @@ def train_model(ctx: "RunContext", ps: PlannedStep) -> StepOutcome:
 
 def score_batch(ctx: "RunContext", ps: PlannedStep) -> StepOutcome:
     """Score the job's range: as written, resolved (``range: {last: …}``) or a backfill's. A
-    backfill is not recorded: the job's own state, and so the next plan, stay as they were."""
+    backfill is not recorded: the job's own state, and so the next plan, stay as they were.
+    After an incremental view, only its new rows may be scored (``engine.serving.batch``)."""
     import dataclasses
 
     from engine.compiler.steps import Reason
@@ -218,10 +219,13 @@ def score_batch(ctx: "RunContext", ps: PlannedStep) -> StepOutcome:
     if ps.step.window is not None:
         job = dataclasses.replace(job, range=ps.step.window)
     _check_output(ctx, job)
-    outcome = run(_scoring(ctx, ps), job)
+    # Only the view's new rows are scored when nothing but the view ran (an incremental view
+    # appends new spine rows) and the table holds this range from this model version.
+    since_last = ps.reason is Reason.UPSTREAM_CHANGED
+    outcome = run(_scoring(ctx, ps), job, since_last=since_last, remember=ps.reason is not Reason.BACKFILL)
     if ps.reason is not Reason.BACKFILL:
         _record(ctx, ps)
-    return StepOutcome(outcome.rows, outcome.path or outcome.table)
+    return StepOutcome(outcome.rows, outcome.path or outcome.table, reason=Reason.NEW_DATA.value if outcome.incremental else None)
 
 
 def score_stream(ctx: "RunContext", ps: PlannedStep) -> StepOutcome:

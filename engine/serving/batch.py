@@ -9,6 +9,7 @@ version check (M2) and building prediction rows. Must not train or touch HTTP.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from engine.errors import DataError, PlanError
 from engine.ids import ModelRef
 from engine.model import objects as m
 from engine.sql.ops import Relation, Scan, SpineFilter, TimeRange
+from engine.state import metadata
 
 log = logging.getLogger("engine.serving")
 
@@ -83,6 +85,7 @@ class ScoreOutcome:
     rows: int  # rows scored this run
     table: str  # quoted predictions relation, e.g. '"predictions"."delay_scores"'
     path: str | None  # file written, relative to the project root
+    incremental: bool = False  # only rows new since the last run were scored (and appended)
 
 
 @dataclass(frozen=True)
@@ -154,18 +157,22 @@ def published_view(ctx: ScoringContext, fv: m.FeatureView) -> tuple[Relation, "V
     return (table, layout) if ctx.view_fingerprints.get(str(fv.id)) == fingerprint else None
 
 
-def view_rows(ctx: ScoringContext, fv: m.FeatureView, where: Sequence[SpineFilter]) -> tuple["pandas.DataFrame", "ViewLayout"]:
+def view_rows(
+    ctx: ScoringContext, fv: m.FeatureView, where: Sequence[SpineFilter], *, appended: Relation | None = None
+) -> tuple["pandas.DataFrame", "ViewLayout"]:
     """The feature-view rows of the spine rows ``where`` keeps, built point-in-time as for training.
 
     Reads the published view table when its fingerprint proves it current (the usual case in an
     apply, where the view step precedes scoring), else materialises the view for those rows.
+    ``appended``: read only these rows of the current published table (the rows its lake commits
+    appended since an earlier version, ``Backend.appended``).
     """
     from engine.store.views import materialise
 
     current = published_view(ctx, fv)
     if current is not None:
         table, layout = current
-        return ctx.backend.frame(Scan(table, tuple(where))), layout
+        return ctx.backend.frame(Scan(appended or table, tuple(where))), layout
     staging = None
     try:
         staging, layout = materialise(ctx.backend, fv, ctx.project, ctx.relation_of, timeout_s=ctx.sql_timeout_s, spine_where=where)
@@ -175,11 +182,14 @@ def view_rows(ctx: ScoringContext, fv: m.FeatureView, where: Sequence[SpineFilte
             ctx.backend.drop(staging)
 
 
-def prediction_rows(ctx: ScoringContext, res: Resolved, spine_where: Sequence[SpineFilter]) -> tuple["pandas.DataFrame", "ViewLayout"]:
-    """Feature-view rows for the selected spine rows, predicted: ids + prediction columns."""
+def prediction_rows(
+    ctx: ScoringContext, res: Resolved, spine_where: Sequence[SpineFilter], *, appended: Relation | None = None
+) -> tuple["pandas.DataFrame", "ViewLayout"]:
+    """Feature-view rows for the selected spine rows (of ``appended`` only, if given: see
+    ``view_rows``), predicted: ids + prediction columns."""
     import pandas as pd
 
-    frame, layout = view_rows(ctx, res.view, spine_where)
+    frame, layout = view_rows(ctx, res.view, spine_where, appended=appended)
     missing = [c for c in res.model.features if c not in frame.columns]
     if missing:
         raise PlanError(f"{res.view.id} no longer has the feature(s) {missing} that {res.model.ref} was trained on")
@@ -229,11 +239,18 @@ def relative_path(ctx: ScoringContext, path) -> str:
     return str(path.relative_to(root)) if Path(path).is_relative_to(root) else str(path)
 
 
-def score_batch(ctx: ScoringContext, job: m.InferenceJob) -> ScoreOutcome:
+def score_batch(ctx: ScoringContext, job: m.InferenceJob, *, since_last: bool = False, remember: bool = True) -> ScoreOutcome:
     """Score the spine rows with event time in ``[range[0], range[1])`` and replace the job's
     predictions *in that range*: rows the table holds for other times (a backfill, yesterday's
     window of a ``range: {last: …}`` job) stay, unless the predictions' columns changed (another
     model, other classes), which replaces the whole table.
+
+    ``since_last`` (an apply whose plan found only the job's inputs changed): when the table holds
+    this range scored by the same model version from the same published view table, and that
+    table has only had rows appended since (an incremental view: new spine rows), only those rows
+    are scored and appended (``ScoreOutcome.incremental``); anything else scores the whole range.
+    ``remember``: record what the table now holds for the job's range (a backfill, which scores
+    another range, forgets it instead, so the next run scores the whole range).
 
     Raises PlanError (model trained on another feature-view version, M2), DataError (no spine rows
     in the range, or rows the stored transforms cannot handle), StorageIOError (the file could not
@@ -255,14 +272,25 @@ def score_batch(ctx: ScoringContext, job: m.InferenceJob) -> ScoreOutcome:
     if not start < end:
         raise PlanError(f"{job.id}: range start {job.range[0]} must be before its end {job.range[1]}")
     target = ctx.output_target(job)
+    relation = outputs.predictions_table(job)
     where = (TimeRange(res.spine.event_time, start, end),)
+    # What the table will hold for the range: rows read from the current published view table at
+    # its committed lake version (none to record when the rows are materialised instead).
+    published = published_view(ctx, res.view) if res.context is None else None
+    version = ctx.backend.lake_version(published[0]) if published is not None else None
+    basis = None
+    if published is not None and version is not None:
+        basis = metadata.BatchScored(res.model.ref, start.isoformat(), end.isoformat(), str(published[0]), version)
+    if since_last and basis is not None:
+        outcome = _score_appended(ctx, res, job, relation, where, basis, published[0], target)
+        if outcome is not None:
+            return outcome
     if count_spine(ctx, res.view, where) == 0:
         raise DataError(
             f"{job.id}: no spine rows in [{start.isoformat()}, {end.isoformat()}) "
             f"({res.spine.id}, event time '{res.spine.event_time}'{', after the view filter' if res.view.filter else ''}); nothing written"
         )
     frame, _ = prediction_rows(ctx, res, where)
-    relation = outputs.predictions_table(job)
     pending = outputs.PendingFile(target) if target else None
     try:
         with ctx.backend.transaction():
@@ -272,6 +300,10 @@ def score_batch(ctx: ScoringContext, job: m.InferenceJob) -> ScoreOutcome:
                 if ctx.backend.columns(kept) == ctx.backend.columns(relation):
                     ctx.backend.append(relation, kept)
                 ctx.backend.drop(kept)
+            held = None  # what the table now holds for the job's range (a backfill's other range: forgotten)
+            if remember and basis is not None and ctx.backend.lake_version(relation) is not None:
+                held = dataclasses.replace(basis, table_version=ctx.backend.lake_version(relation))
+            metadata.record_batch_scored(ctx.backend.catalog, job.name, held, ctx.run_id)
             if pending:
                 pending.write(ctx.backend.fetch(relation))
         if pending:
@@ -280,3 +312,51 @@ def score_batch(ctx: ScoringContext, job: m.InferenceJob) -> ScoreOutcome:
         if pending:
             pending.discard()
     return ScoreOutcome(job.name, res.model.ref, rows, str(relation), relative_path(ctx, target) if target else None)
+
+
+def _score_appended(
+    ctx: ScoringContext, res: Resolved, job: m.InferenceJob, relation: Relation, where, basis: metadata.BatchScored, table: Relation, target
+) -> ScoreOutcome | None:
+    """Score only the view rows appended since the recorded basis and append their predictions;
+    None when the table does not hold exactly the recorded basis's rows (see ``score_batch``).
+
+    Exact: the published view only appends when its new spine rows change no stored row (the
+    incremental view's own condition), so the stored predictions are those a full run would give
+    with this model, and the appended rows (their range's part) are the rows a full run adds."""
+    from engine.serving import outputs
+
+    backend = ctx.backend
+    before = metadata.batch_scored(backend.catalog, job.name)
+    same = before is not None and (before.model, before.range_start, before.range_end, before.view_table) == (
+        basis.model, basis.range_start, basis.range_end, basis.view_table,
+    )
+    if not same or backend.lake_version(relation) != before.table_version:
+        return None  # never recorded, other model or range, or the table was written since
+    new = backend.appended(table, before.view_version)
+    if new is None:
+        return None  # the view table was rewritten since: score the whole range
+    path = relative_path(ctx, target) if target else None
+    if backend.count(Scan(new, tuple(where))) == 0:  # no new spine row in the range: the table stands
+        with backend.transaction():
+            metadata.record_batch_scored(backend.catalog, job.name, dataclasses.replace(basis, table_version=before.table_version), ctx.run_id)
+        return ScoreOutcome(job.name, res.model.ref, 0, str(relation), path, incremental=True)
+    frame, _ = prediction_rows(ctx, res, where, appended=new)
+    staged = Relation("staging", f"_scored__{relation.name}")
+    backend.drop(staged)
+    pending = outputs.PendingFile(target) if target else None
+    try:
+        backend.write(staged, frame, mode="replace", constants=outputs.stamp_columns(stamp(ctx, res)))
+        if backend.columns(staged) != backend.columns(relation):
+            return None  # other prediction columns or types than the table's: replaced as a whole
+        with backend.transaction():
+            rows = backend.append(relation, staged)
+            metadata.record_batch_scored(backend.catalog, job.name, dataclasses.replace(basis, table_version=backend.lake_version(relation)), ctx.run_id)
+            if pending:
+                pending.write(backend.fetch(relation))
+        if pending:
+            pending.publish()
+    finally:
+        backend.drop(staged)
+        if pending:
+            pending.discard()
+    return ScoreOutcome(job.name, res.model.ref, rows, str(relation), path, incremental=True)

@@ -134,6 +134,21 @@ _DDL = [
         last_run_id TEXT NOT NULL,
         last_event_time TEXT,
         updated_at TEXT NOT NULL)""",
+    # inference (engine.serving.batch): what a batch job's predictions table holds for its own
+    # range, written in the transaction that wrote them: the model version that scored the rows,
+    # the range, the published view table and lake version they were read from, and the
+    # predictions table's own lake version after the write (any other write to it since, by a
+    # backfill or another job, voids the record). The next run with the same model, range and
+    # view scores only the view rows appended since.
+    """CREATE TABLE IF NOT EXISTS _engine.batch_scores (
+        job TEXT PRIMARY KEY,
+        model TEXT NOT NULL,
+        range_start TEXT NOT NULL,
+        range_end TEXT NOT NULL,
+        view_table TEXT NOT NULL,
+        view_version INTEGER NOT NULL,
+        table_version INTEGER NOT NULL,
+        run_id TEXT NOT NULL)""",
 ]
 
 
@@ -473,6 +488,45 @@ def advance_watermark(catalog: Catalog, job: str, rows: int, run_id: str, last_e
                updated_at = excluded.updated_at""",
         [job, rows, run_id, utc_text(last_event_time)],
     )
+
+
+# --- batch scoring basis -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchScored:
+    """What a batch job's predictions table holds for the job's range: rows scored by ``model``
+    (``model:name@version``) over ``[range_start, range_end)`` from the published view table
+    ``view_table`` as of its lake version ``view_version``, as the table's lake version
+    ``table_version`` holds them."""
+
+    model: str
+    range_start: str  # ISO-8601 UTC
+    range_end: str
+    view_table: str
+    view_version: int
+    table_version: int | None = None
+
+
+def batch_scored(catalog: Catalog, job: str) -> BatchScored | None:
+    """The job's recorded scoring basis, or None (never scored, or last scored otherwise)."""
+    if not catalog.has_table("_engine", "batch_scores"):
+        return None
+    rows = catalog.query(
+        "SELECT model, range_start, range_end, view_table, view_version, table_version FROM _engine.batch_scores WHERE job = ?", [job]
+    )
+    return BatchScored(*rows[0][:4], int(rows[0][4]), int(rows[0][5])) if rows else None
+
+
+def record_batch_scored(catalog: Catalog, job: str, basis: BatchScored | None, run_id: str) -> None:
+    """Replace the job's scoring basis (None: forget it, so the next run scores its whole range)."""
+    catalog.execute(next(d for d in _DDL if "_engine.batch_scores" in d))  # a workspace from before the table
+    catalog.execute("DELETE FROM _engine.batch_scores WHERE job = ?", [job])
+    if basis is not None:
+        catalog.execute(
+            "INSERT INTO _engine.batch_scores VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [job, basis.model, basis.range_start, basis.range_end, basis.view_table, basis.view_version, basis.table_version, run_id],
+        )
 
 
 def _timed(rec: dict[str, Any]) -> dict[str, Any]:
