@@ -30,11 +30,26 @@ def pytest_configure(config) -> None:
 
 
 @pytest.hookimpl(trylast=True)  # after tests/spark/conftest.py has marked its tests
-def pytest_collection_modifyitems(items) -> None:
-    """The Spark cases run last, together (a stable sort: each part keeps its order). The shared
-    cluster starts on the first of them, and its JVMs (driver, master, two workers) idle at about
-    a third of a core between uses: started early, they slowed every test after them."""
-    items.sort(key=lambda item: item.get_closest_marker("spark") is not None)
+def pytest_collection_modifyitems(config, items) -> None:
+    """Run alone, the Spark cases go last, together (a stable sort: each part keeps its order):
+    the shared cluster starts on the first of them, and its JVMs (driver, master, two workers)
+    idle at about a third of a core between uses, so started early they slowed every test after
+    them.
+
+    Run by pytest-xdist (``-n 2 --dist loadgroup``, the README's command), they go *first*, as one
+    group: one worker starts the cluster at once and keeps it busy while the other worker runs
+    the rest. Every other test is grouped by its module, so a module's fixtures (an applied
+    example project, a server) are built once, by one worker."""
+    spark = [item for item in items if item.get_closest_marker("spark") is not None]
+    rest = [item for item in items if item.get_closest_marker("spark") is None]
+    if config.getoption("dist", "no") == "no":
+        items[:] = rest + spark
+        return
+    for item in spark:
+        item.add_marker(pytest.mark.xdist_group("spark"))
+    for item in rest:
+        item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+    items[:] = spark + rest
 
 
 def run_engine(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 120) -> tuple[int, str, str]:

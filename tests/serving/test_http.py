@@ -181,8 +181,8 @@ def test_c2_h7_hot_swap_is_monotonic_and_a_corrupt_model_is_never_loaded(rides_c
         thread.start()
         try:
             spec.write_text(spec.read_text().replace("n_estimators: 10", "n_estimators: 12"))
-            api.apply(rides_copy)
-            publish(rides_copy, "v2")
+            api.apply(rides_copy)  # publishes a snapshot with v2 itself
+            v2 = publish(rides_copy, "v2")  # and another one, with the same model version
             deadline = time.monotonic() + 10
             while (not seen or seen[-1] != "model:tips_xgb@2") and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -194,7 +194,12 @@ def test_c2_h7_hot_swap_is_monotonic_and_a_corrupt_model_is_never_loaded(rides_c
         assert seen[0] == "model:tips_xgb@1" and seen[-1] == "model:tips_xgb@2"
         switch = seen.index("model:tips_xgb@2")
         assert all(v == "model:tips_xgb@2" for v in seen[switch:])
+        # The server may answer with v2 from the apply's snapshot before it reloads the last one.
+        deadline = time.monotonic() + 10
+        while call(server.port, "GET", "/health")[2]["snapshot"] != v2.name and time.monotonic() < deadline:
+            time.sleep(0.05)
         serving = call(server.port, "GET", "/health")[2]["snapshot"]
+        assert serving == v2.name
 
         artifact = rides_copy / ".engine" / "models" / "tips_xgb" / "2" / "model.ubj"
         data = bytearray(artifact.read_bytes())
