@@ -36,13 +36,14 @@ def pytest_collection_modifyitems(config, items) -> None:
     idle at about a third of a core between uses, so started early they slowed every test after
     them.
 
-    Run by pytest-xdist (``-n 2 --dist loadgroup``, the README's command), they go *first*, as one
-    group: one worker starts the cluster at once and keeps it busy while the other worker runs
-    the rest. Every other test is grouped by its module, so a module's fixtures (an applied
-    example project, a server) are built once, by one worker."""
+    Run by pytest-xdist (``-n 2 --dist loadgroup``, the README's command), they form one group,
+    the largest, which xdist hands out first: one worker starts the cluster at once and keeps it
+    busy while the other worker runs the rest. Every other test is grouped by its module, so a
+    module's fixtures (an applied example project, a server) are built once, by one worker."""
     spark = [item for item in items if item.get_closest_marker("spark") is not None]
     rest = [item for item in items if item.get_closest_marker("spark") is None]
-    if config.getoption("dist", "no") == "no":
+    # xdist's workers collect with ``dist`` reset to "no" and ``loadgroup`` set from the controller's
+    if config.getoption("dist", "no") == "no" and not getattr(config.option, "loadgroup", False):
         items[:] = rest + spark
         return
     for item in spark:
