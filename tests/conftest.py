@@ -29,28 +29,29 @@ def pytest_configure(config) -> None:
     ensure_example_library()
 
 
-@pytest.hookimpl(trylast=True)  # after tests/spark/conftest.py has marked its tests
-def pytest_collection_modifyitems(config, items) -> None:
-    """Run alone, the Spark cases go last, together (a stable sort: each part keeps its order):
-    the shared cluster starts on the first of them, and its JVMs (driver, master, two workers)
-    idle at about a third of a core between uses, so started early they slowed every test after
-    them.
+def _on_spark(item) -> bool:
+    """A Spark case: marked ``spark`` (a contract case on the cluster) or under tests/spark/ (whose
+    conftest marks them later in this hook)."""
+    return item.get_closest_marker("spark") is not None or item.nodeid.startswith("tests/spark/")
 
-    Run by pytest-xdist (``-n 2 --dist loadgroup``, the README's command), they form one group,
-    the largest, which xdist hands out first: one worker starts the cluster at once and keeps it
-    busy while the other worker runs the rest. Every other test is grouped by its module, so a
-    module's fixtures (an applied example project, a server) are built once, by one worker."""
-    spark = [item for item in items if item.get_closest_marker("spark") is not None]
-    rest = [item for item in items if item.get_closest_marker("spark") is None]
-    # xdist's workers collect with ``dist`` reset to "no" and ``loadgroup`` set from the controller's
-    if config.getoption("dist", "no") == "no" and not getattr(config.option, "loadgroup", False):
-        items[:] = rest + spark
-        return
-    for item in spark:
-        item.add_marker(pytest.mark.xdist_group("spark"))
-    for item in rest:
-        item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
-    items[:] = spark + rest
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items) -> None:
+    """Where the Spark cases go (a stable sort: each part keeps its order).
+
+    Run in one process, last, together: the shared cluster starts on the first of them, and its
+    JVMs (driver, master, two workers) idle at about a third of a core between uses, so started
+    early they slowed every test after them.
+
+    Run by pytest-xdist (``-n 2``, the README's command), first: xdist hands tests out in this
+    order, so the Spark cases (the longest part, about 9 minutes) run beside the rest instead of
+    after it, on one worker or both (each worker process starts its own cluster when it needs
+    one). xdist's workers collect with ``dist`` reset to "no" and ``numprocesses`` to None; the
+    controller's order is the one that counts, and every worker must sort alike."""
+    spark = [item for item in items if _on_spark(item)]
+    rest = [item for item in items if not _on_spark(item)]
+    parallel = config.getoption("dist", "no") != "no" or hasattr(config, "workerinput")
+    items[:] = spark + rest if parallel else rest + spark
 
 
 def run_engine(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 120) -> tuple[int, str, str]:
