@@ -133,13 +133,6 @@ def resolve(ctx: ScoringContext, job: m.InferenceJob) -> Resolved:
     return Resolved(loaded, fv, project.feature_groups[fv.spine], context)
 
 
-def count_spine(ctx: ScoringContext, fv: m.FeatureView, where: Sequence[SpineFilter]) -> int:
-    """Spine rows (after the view's filter) that ``where`` keeps."""
-    from engine.store.views import spine_filters
-
-    return ctx.backend.count(Scan(ctx.relation_of(fv.spine), spine_filters(fv, where)))
-
-
 def published_view(ctx: ScoringContext, fv: m.FeatureView) -> tuple[Relation, "ViewLayout"] | None:
     """The published view table and layout, when it is exactly what ``materialise`` would build now.
 
@@ -184,12 +177,14 @@ def view_rows(
 
 def prediction_rows(
     ctx: ScoringContext, res: Resolved, spine_where: Sequence[SpineFilter], *, appended: Relation | None = None
-) -> tuple["pandas.DataFrame", "ViewLayout"]:
+) -> tuple["pandas.DataFrame | None", "ViewLayout"]:
     """Feature-view rows for the selected spine rows (of ``appended`` only, if given: see
-    ``view_rows``), predicted: ids + prediction columns."""
+    ``view_rows``), predicted: ids + prediction columns; None when no spine row is selected."""
     import pandas as pd
 
     frame, layout = view_rows(ctx, res.view, spine_where, appended=appended)
+    if frame.empty:  # one view row per selected spine row (after the view's filter)
+        return None, layout
     missing = [c for c in res.model.features if c not in frame.columns]
     if missing:
         raise PlanError(f"{res.view.id} no longer has the feature(s) {missing} that {res.model.ref} was trained on")
@@ -285,12 +280,12 @@ def score_batch(ctx: ScoringContext, job: m.InferenceJob, *, since_last: bool = 
         outcome = _score_appended(ctx, res, job, relation, where, basis, published[0], target)
         if outcome is not None:
             return outcome
-    if count_spine(ctx, res.view, where) == 0:
+    frame, _ = prediction_rows(ctx, res, where)
+    if frame is None:
         raise DataError(
             f"{job.id}: no spine rows in [{start.isoformat()}, {end.isoformat()}) "
             f"({res.spine.id}, event time '{res.spine.event_time}'{', after the view filter' if res.view.filter else ''}); nothing written"
         )
-    frame, _ = prediction_rows(ctx, res, where)
     pending = outputs.PendingFile(target) if target else None
     try:
         with ctx.backend.transaction():
@@ -336,11 +331,11 @@ def _score_appended(
     if new is None:
         return None  # the view table was rewritten since: score the whole range
     path = relative_path(ctx, target) if target else None
-    if backend.count(Scan(new, tuple(where))) == 0:  # no new spine row in the range: the table stands
+    frame, _ = prediction_rows(ctx, res, where, appended=new)
+    if frame is None:  # no new spine row in the range: the table stands
         with backend.transaction():
             metadata.record_batch_scored(backend.catalog, job.name, dataclasses.replace(basis, table_version=before.table_version), ctx.run_id)
         return ScoreOutcome(job.name, res.model.ref, 0, str(relation), path, incremental=True)
-    frame, _ = prediction_rows(ctx, res, where, appended=new)
     staged = Relation("staging", f"_scored__{relation.name}")
     backend.drop(staged)
     pending = outputs.PendingFile(target) if target else None

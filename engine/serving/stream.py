@@ -38,7 +38,7 @@ def score_stream(ctx: "ScoringContext", job: m.InferenceJob) -> "ScoreOutcome":
     import pandas as pd
 
     from engine.serving import outputs
-    from engine.serving.batch import ScoreOutcome, count_spine, prediction_rows, relative_path, resolve, stamp
+    from engine.serving.batch import ScoreOutcome, prediction_rows, relative_path, resolve, stamp
 
     backend = ctx.backend
     res = resolve(ctx, job)
@@ -50,10 +50,9 @@ def score_stream(ctx: "ScoringContext", job: m.InferenceJob) -> "ScoreOutcome":
     relation = outputs.predictions_table(job)
     where = (NotIn(relation, keys),) if backend.exists(relation) else ()
     path = relative_path(ctx, target) if target else None
-    if count_spine(ctx, res.view, where) == 0:
-        return ScoreOutcome(job.name, res.model.ref, 0, str(relation), path)
-
     frame, layout = prediction_rows(ctx, res, where)
+    if frame is None:  # nothing new to score
+        return ScoreOutcome(job.name, res.model.ref, 0, str(relation), path)
     last_time = frame[layout.event_time].max() if layout.event_time else None
     last = None if last_time is None or pd.isna(last_time) else pd.Timestamp(last_time).to_pydatetime()
     pending = outputs.PendingFile(target) if target else None
