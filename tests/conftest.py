@@ -46,8 +46,8 @@ def pytest_collection_modifyitems(config, items) -> None:
     Run by pytest-xdist (``-n 2``, the README's command), first: xdist hands tests out in this
     order, so the Spark cases (the longest part, about 9 minutes) run beside the rest instead of
     after it, on one worker or both (each worker process starts its own cluster when it needs
-    one). xdist's workers collect with ``dist`` reset to "no" and ``numprocesses`` to None; the
-    controller's order is the one that counts, and every worker must sort alike."""
+    one). xdist hands tests out in its workers' collection order (every worker must sort alike),
+    and its workers collect with ``dist`` reset to "no", so they are told apart by ``workerinput``."""
     spark = [item for item in items if _on_spark(item)]
     rest = [item for item in items if not _on_spark(item)]
     parallel = config.getoption("dist", "no") != "no" or hasattr(config, "workerinput")
