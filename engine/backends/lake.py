@@ -30,6 +30,10 @@ if TYPE_CHECKING:
     import pyarrow
 
     from engine.backends.base import Catalog
+    from engine.model.parquet_schema import ParquetColumn
+
+    #: pyarrow's or arro3's schema, a ``deltalake.Schema``, or an Arrow stream (a DuckDB relation)
+    ArrowSchemaLike = object
 
 #: The schemas whose relations are lake tables; any other (``staging``) lives in the backend's memory.
 SCHEMAS = frozenset({"src", "offline", "online", "views", "training", "predictions"})
@@ -250,7 +254,7 @@ class Lake:
         folder.parent.mkdir(parents=True, exist_ok=True)
         return folder
 
-    def commit_files(self, relation: Relation, files: "list[tuple[str, int, int]]", schema: "pyarrow.Schema", *, mode: str = "overwrite") -> int:
+    def commit_files(self, relation: Relation, files: "list[tuple[str, int, int]]", schema: "ArrowSchemaLike", *, mode: str = "overwrite") -> int:
         """Commit Parquet files another engine wrote inside the table's folder ((path, rows, bytes)
         each; ``overwrite`` replaces the table's rows, ``append`` adds) and return the new version:
         the delta-rs counterpart of Iceberg's ``add_files``, how DuckDB (and Spark, without Delta
@@ -258,7 +262,7 @@ class Lake:
         import json
         import time
 
-        from deltalake import CommitProperties, DeltaTable, Schema
+        from deltalake import CommitProperties, DeltaTable
         from deltalake.transaction import AddAction, create_table_with_add_actions
 
         self._writable()
@@ -277,7 +281,7 @@ class Lake:
             for file, rows, size in files
         ]
         properties = CommitProperties(custom_metadata={"engine.run_id": self.run_id or "", "engine.table": str(relation)})
-        delta_schema = Schema.from_arrow(schema)
+        delta_schema = _delta_schema(schema)
         with _storage_errors(relation, path, "commit to"):
             if not (path / "_delta_log").is_dir():
                 create_table_with_add_actions(str(path), delta_schema, actions, mode="error", commit_properties=properties)
@@ -292,20 +296,22 @@ class Lake:
         self._record(relation, version)
         return version
 
-    def adopt(self, relation: Relation, files: "list[tuple[str, int]]", schema: "pyarrow.Schema", *, mode: str = "overwrite") -> int | None:
+    def adopt(self, relation: Relation, files: "list[tuple[str, int]]", schema: "ArrowSchemaLike", *, mode: str = "overwrite") -> int | None:
         """Commit existing Parquet files ((path, rows) each, e.g. a source's own files) to
         ``relation`` without rewriting them: each is hard-linked into a new folder of the table (no
         copy, no extra disk; the table keeps its rows even if the original is later removed or
         replaced by a new file). Returns the new version, or None (nothing committed) when a file
-        cannot be linked (another file system, a platform without hard links): the caller then
-        writes the rows itself. A file changed in place after its commit is caught by the source's
-        digest, which the planner compares on the next apply."""
+        cannot be linked (another file system, a platform without hard links) or is stored in a way
+        the table cannot record (``_adoptable``): the caller then writes the rows itself. The
+        caller has checked that every file reads as ``schema``. A file changed in place after its
+        commit is caught by the source's digest, which the planner compares on the next apply."""
         import os
 
-        import pyarrow.parquet as pq
+        from engine.model.parquet_schema import read_columns
 
+        delta_schema = _delta_schema(schema)
         try:
-            if not all(_adoptable(pq.read_schema(file), schema) for file, _ in files):
+            if not all(_adoptable(read_columns(file), delta_schema) for file, _ in files):
                 return None
         except (OSError, ValueError):
             return None
@@ -322,7 +328,7 @@ class Lake:
                 Path(path).unlink(missing_ok=True)
             folder.rmdir()
             return None
-        return self.commit_files(relation, linked, schema, mode=mode)
+        return self.commit_files(relation, linked, delta_schema, mode=mode)
 
     def _check_writable_folder(self, relation: Relation) -> None:
         """StorageIOError for a damaged or foreign folder: the engine never writes over one."""
@@ -482,21 +488,54 @@ class Lake:
         return self.catalog.has_table("_engine", "tables")
 
 
-def _adoptable(physical: "pyarrow.Schema", schema: "pyarrow.Schema") -> bool:
-    """Whether a Parquet file with ``physical`` columns can be a data file of a table recording
-    ``schema`` as it is: the same names and types, and times in microseconds (all a Delta table
-    records; a distributed reader would refuse or misread nanoseconds)."""
-    import pyarrow
-
-    if physical.names != schema.names:
+def _adoptable(columns: "list[ParquetColumn]", schema) -> bool:
+    """Whether a Parquet file with ``columns`` (its footer's) can be a data file of a table recording
+    the Delta ``schema`` as it is: the same column names, and every timestamp, nested ones too,
+    stored as 64-bit microseconds with the table's time zone-ness (all a Delta table records: a
+    distributed reader would refuse or misread milliseconds, nanoseconds or INT96). The caller has
+    checked the other types (what DuckDB reads each file as)."""
+    fields = list(schema.fields)
+    if [c.name for c in columns] != [f.name for f in fields]:
         return False
-    for have, want in zip(physical, schema, strict=True):
-        if pyarrow.types.is_timestamp(have.type) and pyarrow.types.is_timestamp(want.type):
-            if have.type.unit != "us" or want.type.unit != "us" or (have.type.tz is None) != (want.type.tz is None):
-                return False
-        elif not have.type.equals(want.type):
+    for column, field in zip(columns, fields, strict=True):
+        wanted = _delta_times(field.type)
+        if len(column.times) != len(wanted):
             return False
+        for (unit, utc), want_utc in zip(column.times, wanted, strict=True):
+            if unit != "us" or utc != want_utc:
+                return False
     return True
+
+
+def _delta_times(delta_type) -> list[bool]:
+    """Each timestamp in a Delta type, depth first: True for ``timestamp`` (an instant), False for
+    ``timestamp_ntz``."""
+    kind = getattr(delta_type, "type", None)
+    if kind in ("timestamp", "timestamp_ntz"):
+        return [kind == "timestamp"]
+    if kind == "struct":
+        return [t for f in delta_type.fields for t in _delta_times(f.type)]
+    if kind == "array":
+        return _delta_times(delta_type.element_type)
+    if kind == "map":
+        return _delta_times(delta_type.key_type) + _delta_times(delta_type.value_type)
+    return []
+
+
+def _delta_schema(schema: "ArrowSchemaLike"):
+    """A ``deltalake.Schema`` from an Arrow schema (pyarrow's, arro3's: anything with
+    ``__arrow_c_schema__``), or from the schema of an Arrow stream (``__arrow_c_stream__``: a
+    DuckDB relation, read through arro3, the Arrow layer delta-rs itself uses, so that the DuckDB
+    path never imports pyarrow: 0.2 s and ~60 MB per process)."""
+    from deltalake import Schema
+
+    if isinstance(schema, Schema):
+        return schema
+    if not hasattr(schema, "__arrow_c_schema__") and hasattr(schema, "__arrow_c_stream__"):
+        from arro3.core import RecordBatchReader
+
+        schema = RecordBatchReader.from_stream(schema).schema
+    return Schema.from_arrow(schema)
 
 
 @contextmanager

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from engine import api
 from tests.conftest import write
@@ -118,6 +119,26 @@ def test_nanosecond_times_are_rewritten_to_what_the_table_stores(tmp_path):
     assert sorted(api.read_feature_group(root, "doubled", workspace=ws)["event_id"]) == [1, 2]
 
 
+@pytest.mark.parametrize("stored", ["ms", "s", "int96"])
+def test_times_stored_in_other_units_are_rewritten_not_linked(tmp_path, stored):
+    """DuckDB reads milliseconds (and seconds, stored as milliseconds) and INT96 as microsecond
+    timestamps, so only the file's footer shows them: such a file is rewritten, never linked into a
+    Delta table whose readers would take its values as microseconds."""
+    root = project(tmp_path / "p")
+    ws = tmp_path / "ws"
+    path = root / "data" / "a.parquet"
+    times = [BASE + timedelta(minutes=i) for i in (1, 2)]
+    kind = pa.timestamp("ns", "UTC") if stored == "int96" else pa.timestamp(stored, "UTC")
+    table = pa.table({"event_id": pa.array([1, 2], pa.int64()), "ts": pa.array(times, kind), "amount": [1.0, 2.0]})
+    pq.write_table(table, path, use_deprecated_int96_timestamps=stored == "int96")
+    api.apply(root, workspace=ws)
+    assert not inodes(source_files(ws)) & inodes([path])
+    got = api.read_feature_group(root, "doubled", workspace=ws).sort_values("event_id")
+    assert [t.isoformat() for t in got["ts"]] == [t.isoformat() for t in times]
+    for stored_file in source_files(ws):
+        assert pq.read_schema(stored_file).field("ts").type == pa.timestamp("us", "UTC")
+
+
 def test_files_with_different_columns_are_refused_as_before_f7(tmp_path):
     """F7: a file whose columns drift is an error naming both files, linked or not."""
     import pytest
@@ -156,11 +177,12 @@ def test_gc_never_touches_the_users_files(tmp_path):
 
 
 def test_validate_reuses_a_parquet_schema_while_the_file_is_unchanged_and_rereads_a_replaced_one(tmp_path, monkeypatch):
-    """The schema validation sniffs (pyarrow, ~0.1 s of import on a no-op apply) is kept in the
-    workspace's stat-keyed digest cache; a file replaced with other columns is read again (E4)."""
+    """The schema validation sniffs (from the file's footer) is kept in the workspace's
+    stat-keyed digest cache; a file replaced with other columns is read again (E4)."""
     import json
 
     from engine.errors import SpecError
+    from engine.model import parquet_schema
 
     root = project(tmp_path)
     old = (datetime.now(UTC) - timedelta(hours=1)).timestamp()
@@ -173,8 +195,8 @@ def test_validate_reuses_a_parquet_schema_while_the_file_is_unchanged_and_reread
     assert set(json.loads(next(iter(schemas.values()))[1])) == {"event_id", "ts", "amount"}
 
     reads: list[str] = []
-    real = pq.read_schema
-    monkeypatch.setattr(pq, "read_schema", lambda path, *a, **k: reads.append(str(path)) or real(path, *a, **k))
+    real = parquet_schema.read_columns
+    monkeypatch.setattr(parquet_schema, "read_columns", lambda path: reads.append(str(path)) or real(path))
     api.validate(root)
     assert reads == []  # from the cache
 

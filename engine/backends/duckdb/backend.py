@@ -446,7 +446,7 @@ class DuckDBBackend(LakeTables):
         rows = [int(counts.get(p, 0)) for p in paths]
         if sum(rows) == 0 and not source.allow_empty and files is None:
             return None  # the general path says the source is empty
-        schema = self.con.sql("SELECT * FROM read_parquet(?) LIMIT 0", params=[paths[:1]]).to_arrow_table().schema
+        schema = self.con.sql("SELECT * FROM read_parquet(?) LIMIT 0", params=[paths[:1]])  # an Arrow stream (no pyarrow)
         if self.lake.adopt(target, list(zip(paths, rows, strict=True)), schema, mode="append" if files is not None else "overwrite") is None:
             return None
         self._bind(target)

@@ -117,7 +117,8 @@ class LakeTables:
         ``timeout_s``: user SQL, stopped after that long (``connection.run_sql``)."""
         self.con.complete()
         storable = self._storable(select, params)
-        schema = self.con.sql(f"SELECT * FROM ({storable}) LIMIT 0", params=list(params) or None).to_arrow_table().schema
+        # The schema as an Arrow stream of no rows, which the lake reads without pyarrow.
+        schema = self.con.sql(f"SELECT * FROM ({storable}) LIMIT 0", params=list(params) or None)
         folder = self.lake.data_dir(target)
         # DuckDB writes the files itself, one per thread, in parallel (twice as fast as streaming
         # Arrow batches to delta-rs); the lake then commits them.
