@@ -198,3 +198,35 @@ def test_empty_table_counts_are_zero() -> None:
     assert stats["x"]["p50"] is None and stats["x"]["quantiles"] == "approximate"
     assert stats["s"] == {"type": "VARCHAR", "count": 0, "nulls": 0, "distinct": 0,
                           "min_length": None, "max_length": None}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["normal", "few_integers"])
+def test_quantiles_past_the_sample_size_come_from_a_deterministic_sample(kind: str) -> None:
+    """Above ``SAMPLE_ROWS`` rows the quantiles come from a sample drawn by a hash of each row, in
+    the statistics' own scan: within 1% of the ranks (or the range) of the exact quantiles, the
+    other statistics exact, and the same quantiles for the same rows inserted in another order."""
+    from engine.backends.duckdb import stats as stats_module
+
+    rng = np.random.default_rng(7)
+    n = 3 * stats_module.SAMPLE_ROWS + 17  # a sample of about a third of the rows
+    values = rng.normal(size=n) if kind == "normal" else rng.integers(0, 20, size=n).astype(float)
+    keys = np.arange(n)
+    results = []
+    for order in (keys, rng.permutation(keys)):
+        con = connect()
+        con.register("frame", pa.table({"k": keys[order], "x": values[order]}))
+        con.execute('CREATE TABLE "t" AS SELECT * FROM "frame"')
+        con.unregister("frame")
+        results.append(compute_stats(con, '"t"'))
+    for column in ("k", "x"):  # the sample is the same rows (sums may differ in the last bits)
+        first, second = results[0][column], results[1][column]
+        assert {k: first[k] for k in first if k not in ("mean", "std")} == {k: second[k] for k in second if k not in ("mean", "std")}
+        assert _close(first["mean"], second["mean"]) and _close(first["std"], second["std"])
+    got = results[0]["x"]
+    d = pd.Series(values).describe()
+    assert got["count"] == n and _close(got["mean"], float(d["mean"])) and _close(got["std"], float(d["std"]))
+    assert got["min"] == float(d["min"]) and got["max"] == float(d["max"])
+    for stat, q in QUANTILES:
+        assert _approximates(got[stat], values, q), (kind, stat, got[stat], d[f"{q:.0%}"])
+    # not every row: the exact median of the keys is (n - 1) / 2; a third of them rarely lands on it
+    assert results[0]["k"]["p50"] != (n - 1) / 2 or results[0]["k"]["p25"] != (n - 1) / 4
