@@ -121,7 +121,7 @@ def feature_group_table(info: dict) -> str:
     if info.get("as_of") is not None:
         head.append(f"as of commit {info['as_of']['version']} ({info['as_of']['committed_at']}); statistics are the current version's")
     if any((s or {}).get("quantiles") == "approximate" for s in (info.get("stats") or {}).values()):
-        head.append("p25, p50 and p75 are approximate (a 100,000-row reservoir sample; exact below that); distinct is approximate (HyperLogLog)")
+        head.append("p25, p50 and p75 are approximate (a sample of about 100,000 rows, chosen by a hash of each row; exact below that); distinct is approximate (HyperLogLog)")
     table = _stats_table(info, "features", _STATS[0] + _STATS[1])
     if _fits(table):
         return wrap(head) + "\n" + _render(table)

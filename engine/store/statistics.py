@@ -3,7 +3,7 @@ those of the appended rows alone, without reading the stored rows again.
 
 Exact measures merge exactly: counts add, minimum and maximum combine, the mean and the sample
 standard deviation combine by Chan et al.'s pairwise formula. The sampled measures (quantiles from
-a reservoir sample, ``distinct`` from HyperLogLog) cannot be merged from their summaries, so they
+a hashed sample of rows, ``distinct`` from HyperLogLog) cannot be merged from their summaries, so they
 are carried over, and recomputed over the whole table once it has grown by more than
 ``REFRESH_GROWTH`` since they were computed (as PostgreSQL's autoanalyze refreshes a table's
 statistics after 10% of its rows changed). ``sampled_at_rows`` records that row count.
