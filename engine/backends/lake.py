@@ -309,7 +309,10 @@ class Lake:
 
         from engine.model.parquet_schema import read_columns
 
-        delta_schema = _delta_schema(schema)
+        try:
+            delta_schema = _delta_schema(schema)
+        except Exception:  # a type the table format cannot record: the caller's general path says which
+            return None
         try:
             if not all(_adoptable(read_columns(file), delta_schema) for file, _ in files):
                 return None
