@@ -54,6 +54,15 @@ def test_a_declared_library_is_shipped_to_the_cluster_executors(tmp_path, spark_
     libs._owner_cached.cache_clear()
     try:
         api.apply(root, select=("tips",))
+        # The driver keeps importing the installed library, not the zip shipped to the executors
+        # (PySpark's addPyFile also puts the zip first on the driver's path). Were it imported
+        # from the zip, the code digest recorded for the view would be that of a folder the
+        # fingerprint cannot list, and a forced re-run would be refused as a breaking change to
+        # the library's code.
+        assert not [p for p in sys.path if p.endswith(".zip") and "tip_lib" in p]
+        forced = api.plan(root, select=("tips",), force=True)
+        assert forced.blocked == (), forced.blocked
+        assert not [c for c in forced.changes if c.code], [c.as_dict() for c in forced.changes]
     finally:
         for name in [n for n in sys.modules if n == "tiplib" or n.startswith("tiplib.")]:
             sys.modules.pop(name)

@@ -12,8 +12,10 @@ to pack them, naming the files).
 from __future__ import annotations
 
 import hashlib
+import importlib
 import logging
 import os
+import sys
 import tempfile
 import zipfile
 from collections.abc import Iterable
@@ -86,8 +88,25 @@ def ship_libraries(spark: "SparkSession", modules: Iterable[str], root: str | Pa
             continue
         key = (id(spark.sparkContext), archive.name)
         if key not in _shipped:
-            spark.sparkContext.addPyFile(str(archive))
+            _add_for_executors(spark, archive)
             _shipped[key] = str(archive)
             log.debug("shipped %s to the executors", archive.name)
         out.append(archive.name)
     return out
+
+
+def _add_for_executors(spark: "SparkSession", archive: Path) -> None:
+    """``addPyFile`` for the executors only. PySpark also puts the zip's copy first on the
+    driver's own ``sys.path``, where the library is already installed (what was packed): left
+    there, the driver would import the library from the copy, and the code digests recorded for
+    the steps that use it (``python_package_fingerprint``, which reads the package's files) would
+    be those of a folder it cannot list. A later run would then see the library's code as changed
+    and refuse the view as a breaking change."""
+    before = list(sys.path)
+    spark.sparkContext.addPyFile(str(archive))
+    added = [p for p in sys.path if p not in before]
+    if added:
+        sys.path[:] = [p for p in sys.path if p not in added]
+        for p in added:
+            sys.path_importer_cache.pop(p, None)
+        importlib.invalidate_caches()
