@@ -25,6 +25,7 @@ _TIME = "_engine_pit_time"
 _KIND = "_engine_pit_kind"
 _FEATURES = "_engine_pit_row"
 _LAST = "_engine_pit_last"
+_CARRIED = "_engine_pit_spine"
 
 Table = Callable[[Relation], "DataFrame"]  # a relation's rows, with ROW
 
@@ -131,6 +132,10 @@ def point_in_time(op: ops.PointInTimeJoin, table: Table) -> "DataFrame":
 
 
 def _as_of(acc, feats, join: ops.JoinSpec, fields, names, spine_time, valid_spine):
+    """``acc`` with the columns of its ASOF match in ``feats``: one window over the union of the
+    spine rows and the feature rows per key. The spine rows carry all their columns through the
+    union (one struct), so the matches need no join back to the spine: one shuffle per joined
+    group, not three (the window's, and both sides of a join on the spine row id)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -138,6 +143,17 @@ def _as_of(acc, feats, join: ops.JoinSpec, fields, names, spine_time, valid_spin
     key_types = {names[left]: acc.schema[names[left]].dataType for left in join.left_on}
     time_type = acc.schema[names[spine_time]].dataType
     packed = F.struct(F.col(join.event_time).cast(time_type).alias("t"), *(F.col(c).alias(w) for c, w in fields))
+    carried = F.struct(*(F.col(c) for c in acc.columns))
+    # A spine row with a NULL key or time matches nothing: all its keys are set NULL, a partition
+    # no feature row is in (theirs are filtered out below). One pass over ``acc``: a second branch
+    # for these rows would evaluate ``acc`` twice at every join, twice as often per join chained.
+    left = acc.select(
+        *(F.when(valid_spine, F.col(names[lft])).alias(k) for lft, k in zip(join.left_on, keys)),
+        F.col(names[spine_time]).alias(_TIME),
+        F.lit(1).alias(_KIND),
+        F.lit(None).cast("long").alias("_engine_order"),
+        carried.alias(_CARRIED),
+    )
     right = feats.where(F.col(join.event_time).isNotNull())
     for r in join.right_on:
         right = right.where(F.col(r).isNotNull())
@@ -149,28 +165,15 @@ def _as_of(acc, feats, join: ops.JoinSpec, fields, names, spine_time, valid_spin
         F.lit(2 if join.exclusive else 0).alias(_KIND),
         F.col(ROW).alias("_engine_order"),
         packed.alias(_FEATURES),
-        F.lit(None).cast("long").alias("_engine_spine_id"),
+        F.lit(None).cast(left.schema[_CARRIED].dataType).alias(_CARRIED),
     )
-    left = acc.where(valid_spine).select(
-        *(F.col(names[lft]).alias(k) for lft, k in zip(join.left_on, keys)),
-        F.col(names[spine_time]).alias(_TIME),
-        F.lit(1).alias(_KIND),
-        F.lit(None).cast("long").alias("_engine_order"),
-        F.lit(None).cast(packed_type(right)).alias(_FEATURES),
-        F.col(ROW).alias("_engine_spine_id"),
-    )
+    left = left.withColumn(_FEATURES, F.lit(None).cast(right.schema[_FEATURES].dataType))
     window = Window.partitionBy(*keys).orderBy(_TIME, _KIND, "_engine_order").rowsBetween(Window.unboundedPreceding, Window.currentRow)
-    matched = (
-        left.unionByName(right)
-        .withColumn(_LAST, F.last(_FEATURES, ignorenulls=True).over(window))
-        .where(F.col(_KIND) == 1)
-        .select("_engine_spine_id", _TIME, _LAST)
-    )
+    matched = left.unionByName(right).withColumn(_LAST, F.last(_FEATURES, ignorenulls=True).over(window)).where(F.col(_KIND) == 1)
     if join.ttl_seconds is not None:
         fresh = F.col(f"{_LAST}.t") >= F.col(_TIME) - F.expr(f"INTERVAL {int(join.ttl_seconds)} SECONDS")
         matched = matched.withColumn(_LAST, F.when(fresh, F.col(_LAST)))
-    matched = matched.select("_engine_spine_id", *(F.col(f"{_LAST}.{w}").alias(w) for _c, w in fields))
-    return acc.join(matched, acc[ROW] == matched["_engine_spine_id"], "left").drop("_engine_spine_id")
+    return matched.select(*(F.col(f"{_CARRIED}.{c}").alias(c) for c in acc.columns), *(F.col(f"{_LAST}.{w}").alias(w) for _c, w in fields))
 
 
 def packed_type(df) -> str:
