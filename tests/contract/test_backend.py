@@ -66,6 +66,35 @@ def test_arrow_round_trip_keeps_types_values_and_nulls(backend) -> None:
     assert got.to_pylist() == data.to_pylist()
 
 
+def test_a_table_of_several_commits_fetches_every_row_with_its_types(backend) -> None:
+    """A stored table written in three commits (on Spark, fetched by reading the lake's files on
+    the driver): every written row (a multiset: the order of a table's files is not part of the
+    contract), with the values written (NaN, -0.0, inf, unicode, microseconds, NULLs) and the
+    types of a staged table."""
+    import pyarrow as pa
+
+    target = Relation("offline", "commits")
+    writes = [
+        arrow({"i": [1, None], "f": [float("nan"), -0.0], "s": ["ü", None], "b": [True, None], "t": [ts(0.000001), None]}, TYPED),
+        arrow({"i": [-(2**62)], "f": [float("-inf")], "s": [""], "b": [False], "t": [ts(86_400)]}, TYPED),
+        arrow({"i": [3, 4], "f": [None, 2.5], "s": ["x", "y"], "b": [False, True], "t": [ts(1), ts(2)]}, TYPED),
+    ]
+    put(backend, target, writes[0])
+    for data in writes[1:]:
+        put(backend, target, data, mode="append")
+    got = backend.fetch(target)
+    assert got.column_names == ["i", "f", "s", "b", "t"]
+    types = dict(zip(got.column_names, got.schema.types))
+    assert pa.types.is_int64(types["i"]) and pa.types.is_float64(types["f"]) and pa.types.is_boolean(types["b"])
+    assert pa.types.is_string(types["s"]) or pa.types.is_large_string(types["s"])
+    assert pa.types.is_timestamp(types["t"]) and types["t"].tz in ("UTC", "Etc/UTC", "+00:00")
+
+    def comparable(rows: list[dict]) -> list[str]:
+        return sorted(repr(tuple("nan" if isinstance(v, float) and math.isnan(v) else (v, math.copysign(1, v)) if isinstance(v, float) else v for v in r.values())) for r in rows)
+
+    assert comparable(got.to_pylist()) == comparable([r for data in writes for r in data.to_pylist()])
+
+
 def test_pandas_round_trip_keeps_dtypes_and_converts_times_to_utc(backend) -> None:
     local = pd.to_datetime(["2024-01-01 09:00", "2024-07-01 09:00"]).tz_localize("America/New_York")
     frame = pd.DataFrame({"i": [1, 2], "f": [0.5, 2.0], "s": ["x", "y"], "b": [True, False], "t": local})

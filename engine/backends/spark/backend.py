@@ -408,7 +408,8 @@ class SparkBackend(SparkTables):
         df = self.compile(source)
         if ROW in df.columns:
             df = df.orderBy(ROW).drop(ROW)
-        return utc(df.toArrow())
+        direct = self._read_on_driver(source, df.schema)
+        return utc(direct if direct is not None else df.toArrow())
 
     def frame(self, source: Relation | ops.FeatureStoreOp) -> "pandas.DataFrame":
         from engine.backends.spark.frames import to_pandas
