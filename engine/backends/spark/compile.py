@@ -176,10 +176,6 @@ def _as_of(acc, feats, join: ops.JoinSpec, fields, names, spine_time, valid_spin
     return matched.select(*(F.col(f"{_CARRIED}.{c}").alias(c) for c in acc.columns), *(F.col(f"{_LAST}.{w}").alias(w) for _c, w in fields))
 
 
-def packed_type(df) -> str:
-    return df.schema[_FEATURES].dataType.simpleString()
-
-
 def _check(op: ops.PointInTimeJoin) -> None:
     """The same programming-error checks as the DuckDB compiler (the semantic check runs first)."""
     if not op.spine_columns and not any(j.columns for j in op.joins):

@@ -92,6 +92,7 @@ class SparkTables:
         in lake order; a Scan's order is Spark's: ascending, NULLs first, NaN above every number,
         ties in lake order. None for anything else, or types that do not convert: the caller
         collects through Spark."""
+        import numpy as np
         import pyarrow as pa
         import pyarrow.compute as pc
         import pyarrow.dataset as ds
@@ -123,13 +124,14 @@ class SparkTables:
                     keep = pc.and_(pc.greater_equal(column, pa.scalar(f.start, column.type)), pc.less(column, pa.scalar(f.end, column.type)))
                     table = table.filter(keep)  # NULL times: dropped, as Spark's WHERE drops them
                 if scan.order_by:
-                    # Per column: present values after NULLs (a helper key), then the values, where
-                    # Arrow puts NaN after every number (as Spark does); ties in lake order.
-                    keys = pa.table({f"_k{i}": pc.is_valid(table.column(c)) for i, c in enumerate(scan.order_by)})
-                    keyed = table.select(list(scan.order_by)).rename_columns([f"_v{i}" for i in range(len(scan.order_by))])
-                    keyed = pa.Table.from_arrays([*keys.columns, *keyed.columns, pa.array(range(table.num_rows), pa.int64())], names=[*keys.column_names, *keyed.column_names, "_p"])
-                    order = [x for i in range(len(scan.order_by)) for x in ((f"_k{i}", "ascending"), (f"_v{i}", "ascending"))] + [("_p", "ascending")]
-                    table = table.take(pc.sort_indices(keyed, sort_keys=order))
+                    # Per column: NULLs first (a helper key: present or not), then the values,
+                    # where Arrow puts NaN after every number as Spark does; ties in lake order.
+                    keys: dict[str, Any] = {}
+                    for i, c in enumerate(scan.order_by):
+                        keys[f"_present{i}"] = pc.is_valid(table.column(c))
+                        keys[f"_value{i}"] = table.column(c)
+                    keys["_position"] = np.arange(table.num_rows, dtype=np.int64)
+                    table = table.take(pc.sort_indices(pa.table(keys), sort_keys=[(k, "ascending") for k in keys]))
             return table.select(target.names).cast(target)
         except (pa.ArrowException, KeyError, TypeError, ValueError, OSError):
             return None
