@@ -29,7 +29,8 @@ def _by_model(tables: dict) -> dict:
     return {name.rsplit("__", 1)[0] if name.startswith("training.") else name: rows for name, rows in tables.items()}
 
 
-def _compare(duck: Path, spark: Path) -> None:
+def _compare(duck: Path, spark: Path) -> list[str]:
+    """Assert both workspaces hold the same tables; return their names."""
     assert lake_types(duck) == lake_types(spark)  # feature groups and views: the same columns and types
     schemas = ("offline", "views", "training")
     left, right = _by_model(lake_arrow(duck, schemas)), _by_model(lake_arrow(spark, schemas))
@@ -37,6 +38,7 @@ def _compare(duck: Path, spark: Path) -> None:
     assert left, "nothing was stored"
     for name in left:
         assert_same_tables(left[name], right[name], name)
+    return sorted(left)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +58,8 @@ def shop(tmp_path_factory) -> tuple[Path, Path, Path]:
 
 def test_tiny_project_gives_the_same_feature_groups_on_both_backends(shop) -> None:
     _, duck, spark = shop
-    _compare(duck, spark)
+    compared = _compare(duck, spark)
+    assert compared == ["offline.orders__v1", "offline.user_spend__v1", "offline.users__v1"]  # the tiny project's three groups
 
 
 def test_a_second_apply_on_spark_changes_nothing(shop) -> None:
@@ -67,10 +70,13 @@ def test_a_second_apply_on_spark_changes_nothing(shop) -> None:
 
 @pytest.mark.parametrize("reader", ["spark", "duckdb"])
 def test_each_backend_reads_what_the_other_wrote(shop, reader) -> None:
-    """Spark reads the DuckDB workspace's tables by file list, DuckDB reads Spark's: same rows."""
+    """Spark reads the DuckDB workspace's tables by file list, DuckDB reads Spark's: same rows.
+    On Spark both reads are checked: ``fetch`` (which reads a stored table on the driver, from the
+    lake's files) and a Spark job over the same file list (``compile``, then a collect)."""
     from engine.backends import load
     from engine.backends.catalog import SqliteCatalog
     from engine.backends.lake import Lake
+    from engine.backends.spark.compile import ROW
     from engine.state.workspace import Workspace
 
     _, duck, spark = shop
@@ -82,9 +88,14 @@ def test_each_backend_reads_what_the_other_wrote(shop, reader) -> None:
     backend = load(reader).open(catalog, lake, **kwargs)
     try:
         expected = lake_tables(written)
-        for relation in sorted(r for r in lake.committed() if r.schema in ("offline", "training")):
-            got = backend.fetch(relation).to_pylist()
-            assert_same_rows(got, expected[f"{relation.schema}.{relation.name}"], f"{reader} reading {relation}")
+        read = sorted(r for r in lake.committed() if r.schema in ("offline", "training"))
+        assert [f"{r.schema}.{r.name}" for r in read] == ["offline.orders__v1", "offline.user_spend__v1", "offline.users__v1"]
+        for relation in read:
+            want = expected[f"{relation.schema}.{relation.name}"]
+            assert_same_rows(backend.fetch(relation).to_pylist(), want, f"{reader} reading {relation}")
+            if reader == "spark":
+                collected = backend.compile(relation).drop(ROW).toArrow().to_pylist()
+                assert_same_rows(collected, want, f"a Spark job reading {relation}")
     finally:
         backend.close()
 
