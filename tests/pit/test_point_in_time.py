@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.backends.duckdb.point_in_time import point_in_time_sql
+from engine.backends.duckdb.point_in_time import matched_joins, point_in_time_sql
 from engine.sql.ops import JoinSpec as JoinStep
 
 from . import check_golden, connect
@@ -200,6 +200,38 @@ def test_F3_spine_kept_and_no_feature_later_than_spine_time(scenario) -> None:
                     if step.ttl_seconds is not None:
                         assert row[ts_index] >= row[t_index] - step.ttl_seconds * SECOND
         offset += len(names)
+
+
+@settings(max_examples=100, deadline=None)
+@given(scenarios())
+def test_F3_small_spine_forms_equal_brute_force_oracle(scenario) -> None:
+    """F3, an incremental view's small spine: pruned to its keys, and every event-time join a hash
+    join with arg_max per spine row (``matched``) instead of ASOF, the rows are the oracle's, in spine
+    order (NULL keys and times, duplicate spine rows, ttl, exclusive, NULL feature values)."""
+    spine, joins = scenario
+    con = connect()
+    create(con, "spine", spine)
+    for number, (_, table) in enumerate(joins, start=1):
+        create(con, f"g{number}", table)
+    steps = [step for step, _ in joins]
+    matched = frozenset(number for number, step in enumerate(steps, start=1) if step.event_time is not None)
+    expected = brute_force_point_in_time(spine, "t", list(spine.columns), joins)
+    assert run(con, point_in_time_sql('"spine"', "t", list(spine.columns), steps, prune=True, matched=matched)) == expected
+    unordered = run(con, point_in_time_sql('"spine"', "t", list(spine.columns), steps, prune=True, ordered=False, matched=matched))
+    assert sorted(unordered, key=repr) == sorted(expected, key=repr)
+
+
+def test_small_spine_hash_join_only_where_no_key_repeats_much() -> None:
+    """The hash join compares each spine row with every group row of its key: a key with more than
+    ``most`` spine rows keeps ASOF (no quadratic work); keys-only joins and an empty spine too."""
+    timed = JoinStep('"g1"', ("id",), ("id",), "ts", (("v", "v"),))
+    keyed = JoinStep('"g2"', ("id",), ("id",), None, (("w", "w"),))
+    assert matched_joins([4, 1], [timed, keyed]) == {1}
+    assert matched_joins([5, 1], [timed, keyed]) == frozenset()
+    assert matched_joins([None, None], [timed, keyed]) == frozenset()
+    assert matched_joins([1, 1], [timed, timed], most=0) == frozenset()
+    with pytest.raises(ValueError, match="no event time"):
+        point_in_time_sql('"spine"', "t", ["id", "t"], [keyed], prune=True, matched={1})
 
 
 # ---------------------------------------------------------------- pinned cases

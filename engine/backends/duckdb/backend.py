@@ -471,6 +471,20 @@ class DuckDBBackend(LakeTables):
 
     # --- compiling operations ----------------------------------------------------------------------
 
+    def _matched_joins(self, spine: str, join: ops.PointInTimeJoin) -> frozenset[int]:
+        """The event-time joins of a small spine to compute by hash join (``matched_joins``): one
+        query over the spine (its new rows only), the most rows any key has, per join."""
+        from engine.backends.duckdb.point_in_time import matched_joins
+
+        if join.spine_event_time is None or not any(j.event_time is not None for j in join.joins):
+            return frozenset()
+        most = [
+            f"(SELECT max(\"n\") FROM (SELECT count(*) AS \"n\" FROM \"_engine_spine\" GROUP BY {', '.join(quote_ident(c) for c in j.left_on)}))"
+            for j in join.joins
+        ]
+        row = self.con.execute(f"WITH \"_engine_spine\" AS (SELECT * FROM {spine}) SELECT {', '.join(most)}").fetchall()[0]
+        return matched_joins([None if n is None else int(n) for n in row], join.joins)
+
     def compile(self, source: Relation | ops.FeatureStoreOp) -> str:
         """The DuckDB SELECT for a relation or an operation."""
         self._bind_all(source)
@@ -485,7 +499,10 @@ class DuckDBBackend(LakeTables):
                 from engine.backends.duckdb.point_in_time import point_in_time_sql
 
                 spine = self._filtered(str(source.spine), source.filters)
-                return point_in_time_sql(spine, source.spine_event_time, source.spine_columns, source.joins, prune=source.prune, ordered=source.ordered)
+                matched = self._matched_joins(spine, source) if source.prune else frozenset()
+                return point_in_time_sql(
+                    spine, source.spine_event_time, source.spine_columns, source.joins, prune=source.prune, ordered=source.ordered, matched=matched
+                )
             case ops.WindowAggregation():
                 from engine.backends.duckdb.aggregations import window_aggregation_sql
 
