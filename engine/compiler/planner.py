@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from engine.compiler.fingerprint import definition_fingerprint, digest, file_digest, files_fingerprint, python_package_fingerprint
+from engine.compiler.fingerprint import definition_fingerprint, digest, file_digest, files_fingerprint, prefetch_digests, python_package_fingerprint
 from engine.compiler.semantics import CheckedProject
 from engine.compiler.steps import Action, Plan, PlannedStep, Reason, Step, StepKind
 from engine.errors import UsageError
@@ -33,6 +33,7 @@ def compile_steps(checked: CheckedProject, *, now: datetime | None = None) -> di
     project = checked.project
     steps: dict[str, Step] = {}
     key_of: dict[str, str] = {}
+    prefetch_digests(path for source in project.sources.values() for path in source.resolved_paths)
     for name, source in project.sources.items():
         step = Step(
             id=source.id,

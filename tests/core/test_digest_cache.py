@@ -89,3 +89,42 @@ def test_a_process_keeps_one_cache_per_workspace_but_rereads_racily_new_files_in
         assert file_digest(old) == hashlib.sha256(b"rows").hexdigest()
     assert str(old.resolve()) in ws.digests.read_text()  # saved by the block that may save
     assert str(fresh.resolve()) not in ws.digests.read_text()  # racily new: never saved
+
+
+def test_prefetch_hashes_the_missing_files_once_in_parallel_and_digest_reuses_them(tmp_path: Path, monkeypatch) -> None:
+    """A first plan warms the cache with every source file at once (threads); ``digest`` then reads
+    nothing, the values are each file's SHA-256, and a cached file is not read again."""
+    import threading
+
+    from engine.compiler import fingerprint
+
+    files = [_old_file(tmp_path / f"part-{i}.parquet", f"rows {i}".encode() * 1000) for i in range(4)]
+    cache = DigestCache()
+    cache.digest(files[0])  # already known: the prefetch must not read it again
+    reads: list[tuple[Path, str]] = []
+    real = fingerprint._sha256
+
+    def counting(path: Path) -> str:
+        reads.append((path, threading.current_thread().name))
+        return real(path)
+
+    monkeypatch.setattr(fingerprint, "_sha256", counting)
+    cache.prefetch([*files, files[1]])  # a path named twice is read once
+    assert sorted(p for p, _ in reads) == files[1:]
+    assert all(name.startswith("engine-digest") for _, name in reads)
+    compute = Counting()
+    assert [cache.digest(f, compute) for f in files] == [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]
+    assert compute.reads == [] and len(reads) == 3
+
+
+def test_prefetch_of_one_missing_file_leaves_it_to_digest_and_a_racy_file_is_not_saved(tmp_path: Path) -> None:
+    old = _old_file(tmp_path / "old.parquet", b"old")
+    fresh = tmp_path / "fresh.parquet"
+    fresh.write_bytes(b"fresh")
+    cache = DigestCache()
+    cache.prefetch([old])
+    assert cache.entries == {}  # one file: nothing gained by a thread
+    cache.prefetch([old, fresh])
+    assert list(cache.entries) == [str(old.resolve())]  # the fresh one holds for this run only
+    compute = Counting()
+    assert cache.digest(fresh, compute) == hashlib.sha256(b"fresh").hexdigest() and compute.reads == []
