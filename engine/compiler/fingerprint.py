@@ -6,6 +6,7 @@ Owns hashing only; must not open connections.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -81,11 +82,16 @@ def digest(*parts: object) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=1024)
 def normalise_sql(sql: str) -> str:
     """SQL with formatting and comments removed, so re-indenting a query changes nothing.
 
     >>> normalise_sql("select  a\\n  from t -- note") == normalise_sql("SELECT a FROM t")
     True
+
+    Cached per process (a pure function of the text): a long-lived caller that compiles the plan's
+    fingerprints again and again (the API's batch scoring, a server) parses each query once, not
+    ~4 ms per query per call.
     """
     import sqlglot
 

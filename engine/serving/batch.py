@@ -212,10 +212,13 @@ def _outside(ctx: ScoringContext, relation, event_time: str, start, end):
     backend = ctx.backend
     if not backend.exists(relation) or event_time not in backend.columns(relation):
         return None
+    before, after = TimeRange(event_time, EARLIEST, start), TimeRange(event_time, end, LATEST)
+    if backend.count(Scan(relation, filters=(before,))) == 0 and backend.count(Scan(relation, filters=(after,))) == 0:
+        return None  # the usual re-run of the same range: nothing to keep, so no copy to make and drop
     kept = Relation("staging", f"_kept__{relation.name}")
     backend.drop(kept)
-    backend.create(kept, Scan(relation, filters=(TimeRange(event_time, EARLIEST, start),)))
-    backend.append(kept, Scan(relation, filters=(TimeRange(event_time, end, LATEST),)))
+    backend.create(kept, Scan(relation, filters=(before,)))
+    backend.append(kept, Scan(relation, filters=(after,)))
     if backend.count(kept) == 0:
         backend.drop(kept)
         return None
