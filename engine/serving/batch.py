@@ -219,9 +219,6 @@ def _outside(ctx: ScoringContext, relation, event_time: str, start, end):
     backend.drop(kept)
     backend.create(kept, Scan(relation, filters=(before,)))
     backend.append(kept, Scan(relation, filters=(after,)))
-    if backend.count(kept) == 0:
-        backend.drop(kept)
-        return None
     return kept
 
 
