@@ -332,6 +332,28 @@ def test_statistics_of_an_empty_table_count_zero(backend) -> None:
     assert (stats["i"]["count"], stats["i"]["nulls"]) == (0, 0)
 
 
+def test_statistics_quantiles_above_the_sample_size_come_from_a_deterministic_sample(backend, monkeypatch) -> None:
+    """Above ``SAMPLE_ROWS`` rows the quantiles come from a sample of about that many rows, chosen
+    by a hash of each row's values (Spark: its own hash, so not DuckDB's sample): labelled
+    approximate, close to the exact ones, and the same for the same rows in another order. Spark
+    used to take exact percentiles over every row, holding each column in memory (19 of 26.5 s at
+    2.5M rows on local[2])."""
+    monkeypatch.setattr("engine.backends.duckdb.stats.SAMPLE_ROWS", 1_000)
+    monkeypatch.setattr("engine.backends.spark.quality.SAMPLE_ROWS", 1_000)
+    n = 20_000
+    values = [float(v) for v in np.random.default_rng(3).permutation(n)]
+    data = {"k": list(range(n)), "x": values}
+    put(backend, staging("sampled"), arrow(data, {"k": "int", "x": "float"}))
+    put(backend, staging("sampled_reversed"), arrow({c: v[::-1] for c, v in data.items()}, {"k": "int", "x": "float"}))
+    stats = backend.statistics(staging("sampled"))["x"]
+    exact = np.quantile(values, [0.25, 0.5, 0.75])
+    assert stats["quantiles"] == "approximate"
+    assert [stats["p25"], stats["p50"], stats["p75"]] == pytest.approx(list(exact), abs=0.06 * n)  # ~1,000 rows: ~4 standard errors
+    assert (stats["count"], stats["min"], stats["max"]) == (n, 0.0, n - 1.0)  # the rest still counts every row
+    again = backend.statistics(staging("sampled_reversed"))["x"]
+    assert [again[q] for q in ("p25", "p50", "p75")] == [stats[q] for q in ("p25", "p50", "p75")]
+
+
 def test_quantiles_interpolate_linearly_over_finite_values(backend) -> None:
     relation = staging("quantiles")
     values = [float(v) for v in range(1, 101)]

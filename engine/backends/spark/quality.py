@@ -15,7 +15,7 @@ from engine.model.objects import Expectation, ExpectationKind
 from engine.sql.ops import KeyReport
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import Column, DataFrame
 
 MAX_SAMPLES = 5
 
@@ -180,15 +180,37 @@ def _kind(type_name: str) -> str:
 _number = stat_number
 
 
+def _sample(df: "DataFrame") -> "Column":
+    """True for about ``SAMPLE_ROWS`` of ``df``'s rows (every row of a smaller table): those whose
+    hash of all values (map columns aside: Spark cannot hash them) falls in one residue class, as
+    on DuckDB: the same rows give the same sample in any order and partitioning. The hash is
+    Spark's (Murmur3), so the sample is not DuckDB's one: both are about ``SAMPLE_ROWS`` rows."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import MapType
+
+    every = max(1, -(-df.count() // SAMPLE_ROWS))
+    hashable = [f.name for f in df.schema.fields if not isinstance(f.dataType, MapType)]
+    if every == 1 or not hashable:
+        return F.lit(True)
+    return F.pmod(F.hash(*(F.col(c) for c in hashable)), F.lit(every)) == 0
+
+
 def statistics(df: "DataFrame") -> dict[str, dict[str, object]]:
     """Per-column statistics in column order, the keys and meaning of the DuckDB backend's
     (``count`` non-NULL and non-NaN, ``nulls``, approximate ``distinct``, ``nans``, ``mean``, ``std``,
-    ``min``, ``max``, quantiles over a sample, ISO text for times, string lengths)."""
+    ``min``, ``max``, quantiles over a sample, ISO text for times, string lengths).
+
+    The quantiles are exact percentiles of a hashed sample of about ``SAMPLE_ROWS`` rows
+    (``_sample``), taken in the same aggregation as the rest. Over every row, Spark's
+    ``percentile`` holds each column's values in memory and sorts them: 19 s of 26.5 s for a
+    2.5M-row group on ``local[2]`` (1.9 s over the sample), and a group too large for an
+    executor's memory would fail."""
     from pyspark.sql import functions as F
 
     types = {f.name: engine_type(f.dataType) for f in df.schema.fields}
     if not types:
         return {}
+    sampled = _sample(df) if any(_kind(t) in ("float", "numeric") for t in types.values()) else None
     exprs, slots = [], []
     for name, type_name in types.items():
         kind = _kind(type_name)
@@ -200,7 +222,7 @@ def statistics(df: "DataFrame") -> dict[str, dict[str, object]]:
         if kind in ("float", "numeric"):
             v = F.when(valid, col.cast("double"))
             measures += [("mean", F.avg(v)), ("std", F.stddev_samp(v)), ("min", F.min(F.when(valid, col))), ("max", F.max(F.when(valid, col)))]
-            measures.append(("_q", F.percentile(v, [0.25, 0.5, 0.75])))
+            measures.append(("_q", F.percentile(F.when(sampled, v), [0.25, 0.5, 0.75])))
         elif kind == "temporal":
             measures += [("min", F.min(col)), ("max", F.max(col))]
         elif kind == "string":
