@@ -425,6 +425,48 @@ def test_F4_read_source_reads_naive_times_in_the_source_timezone_as_utc(backend,
     assert backend.columns(target)["amount"] == reference["f"]
 
 
+def test_utc_parquet_source_files_are_committed_as_hard_links_and_appended_the_same_way(backend, tmp_path) -> None:
+    """Issue 8, no needless copies: a Parquet source whose files hold what the table stores (UTC
+    microsecond times, one schema) is committed as its very files (the same inodes), on every
+    backend with a lake; a new file is appended as a link too. Naive times are converted instead
+    (F4, above); nothing is linked then."""
+    import os
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if getattr(backend, "lake", None) is None:
+        pytest.skip(f"{backend.name} keeps no lake")
+
+    def part(name: str, ids: list[int], tz: str | None = "UTC") -> Path:
+        path = tmp_path / name
+        times = pa.array([ts(i * 60) if tz else ts(i * 60).replace(tzinfo=None) for i in ids], pa.timestamp("us", tz))
+        pq.write_table(pa.table({"id": pa.array(ids, pa.int64()), "t": times, "x": [float(i) for i in ids]}), path)
+        return path
+
+    users = [part("a.parquet", [1, 2, 3]), part("b.parquet", [4])]
+    target = Relation("src", "linked")
+    source = Source("events", "parquet", "*.parquet", tuple(p.resolve() for p in users))
+    assert backend.read_source(source, target).rows == 4
+    assert {os.stat(p).st_ino for p in backend.lake.files(target)} == {os.stat(p).st_ino for p in users}
+    assert sorted(r["id"] for r in rows(backend, target)) == [1, 2, 3, 4]
+    reference = backend.columns(_typed(backend))
+    assert backend.columns(target) == {"id": reference["i"], "t": reference["t"], "x": reference["f"]}
+
+    new = part("c.parquet", [5])
+    grown = Source("events", "parquet", "*.parquet", (*source.resolved_paths, new.resolve()))
+    report = backend.read_source(grown, target, files=[new.resolve()], mode="append")
+    assert (report.rows, report.appended) == (1, True)
+    assert {os.stat(p).st_ino for p in backend.lake.files(target)} == {os.stat(p).st_ino for p in [*users, new]}
+    assert sorted(r["id"] for r in rows(backend, target)) == [1, 2, 3, 4, 5]
+
+    naive = part("naive.parquet", [6], tz=None)
+    converted = Relation("src", "converted")
+    backend.read_source(Source("naive", "parquet", "naive.parquet", (naive.resolve(),), timezone="UTC"), converted)
+    assert os.stat(naive).st_ino not in {os.stat(p).st_ino for p in backend.lake.files(converted)}
+    assert [r["t"] for r in rows(backend, converted)] == [ts(360)]
+
+
 def test_F8_read_source_refuses_no_file_and_an_empty_file_unless_allowed(backend, tmp_path) -> None:
     with pytest.raises(DataError, match="matches no file"):
         backend.read_source(Source("s", "csv", "none/*.csv", ()), Relation("src", "none"))

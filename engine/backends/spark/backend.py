@@ -468,14 +468,57 @@ class SparkBackend(SparkTables):
             batch = dataclasses.replace(source, resolved_paths=tuple(files), allow_empty=True)
             df = sources.read(self.spark, batch)
             if self.columns(target) == {f: t for f, t in self._columns_of(df).items()}:
+                adopted = self._adopt_parquet(batch, df, target, append=True)
+                if adopted is not None:
+                    return adopted
                 staged = self._materialized(df)
                 rows = _parquet_rows(staged.files)
                 if rows:
                     self._store(target, self._read(staged), mode="append")
                 return IngestReport(rows, (), appended=True, file_rows=_file_rows(batch, rows))
         df = sources.read(self.spark, source)
+        adopted = self._adopt_parquet(source, df, target, append=False)
+        if adopted is not None:
+            return adopted
         rows = self._store(target, df)
         return IngestReport(rows, (), file_rows=_file_rows(source, rows))
+
+    def _adopt_parquet(self, source: "Source", df: "DataFrame", target: Relation, *, append: bool) -> IngestReport | None:
+        """A Parquet source whose files already hold what the table stores is committed as its own
+        files, hard-linked (``Lake.adopt``, as on DuckDB): Spark neither reads nor writes its rows.
+        That needs the same schema in every file (Spark would merge drifting ones), no naive
+        timestamp (read in the source's timezone) and types a Delta table records, and the table
+        must read back with the column types of ``df``, the source as ``sources.read`` read it
+        (missing, empty or unreadable files are its DataErrors; to append, the caller has checked
+        those columns against the table's). None: read and write it instead."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        from engine.backends.spark.types import engine_type
+
+        if source.format != "parquet" or not source.resolved_paths or not self._in_lake(target):
+            return None
+        paths = [str(p) for p in source.resolved_paths]
+        try:
+            footers = [pq.ParquetFile(p) for p in paths]
+        except Exception:  # unreadable by pyarrow: Spark's own write is the safe path
+            return None
+        schemas = [pa.schema([f.with_nullable(True) for f in footer.schema_arrow]).remove_metadata() for footer in footers]
+        if any(not schema.equals(schemas[0]) for schema in schemas[1:]):
+            return None
+        if any(pa.types.is_timestamp(f.type) and f.type.tz is None for f in schemas[0]):
+            return None
+        try:
+            stored = {f.name: engine_type(f.dataType) for f in from_arrow_schema(schemas[0]).fields}
+        except Exception:  # a type Spark cannot hold as it is
+            return None
+        if stored != self._columns_of(df):
+            return None
+        rows = [footer.metadata.num_rows for footer in footers]
+        if self.lake.adopt(target, list(zip(paths, rows, strict=True)), schemas[0], mode="append" if append else "overwrite") is None:
+            return None
+        return IngestReport(sum(rows), (), appended=append, file_rows=tuple(zip(paths, rows, strict=True)))
 
     @staticmethod
     def _columns_of(df: "DataFrame") -> dict[str, str]:
