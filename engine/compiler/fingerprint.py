@@ -256,13 +256,13 @@ def python_package_fingerprint(root: Path, module: str, function: str | None = N
     name, its version, its package's code and the normalised syntax tree of ``function``: an
     upgrade of the library changes what uses it.
     """
-    from engine.compiler.libraries import function_digest, locate, project_has_module
+    from engine.compiler.libraries import project_has_module
 
     top = module.split(".")[0]
     if not project_has_module(root, top):
         lib = library_code(top)
         if lib is not None:
-            return digest(lib["code"], function_digest(locate(module), function) if function else "")
+            return digest(lib["code"], library_function_digest(module, function) if function else "")
     parts: list[tuple[str, str]] = []
     for base in (root, root / "src"):
         pkg, single = base / top, base / f"{top}.py"
@@ -271,6 +271,18 @@ def python_package_fingerprint(root: Path, module: str, function: str | None = N
         elif single.is_file():
             parts.append((single.name, code_digest(single)))
     return digest(parts)
+
+
+def library_function_digest(module: str, function: str) -> str:
+    """``function_digest`` of ``module:function`` where the module is found, remembered in the active
+    ``DigestCache`` while the module's file is unchanged: its syntax tree is not parsed again on every
+    plan or scoring call ("" when the module cannot be located)."""
+    from engine.compiler.libraries import function_digest, locate
+
+    file = locate(module)
+    if file is None:
+        return ""
+    return memo(file, lambda path: function_digest(path, function), kind=f"function:{function}:")
 
 
 def library_code(top: str) -> dict[str, str] | None:

@@ -130,8 +130,8 @@ def function_code(root: Path, functions: list[m.Function]) -> dict[str, dict[str
     reference and the code digest of its package (syntax trees: comments and formatting do not
     count); for a function of an installed feature library, also the library's distribution name,
     its version and the function's own syntax-tree digest."""
-    from engine.compiler.fingerprint import python_package_fingerprint
-    from engine.compiler.libraries import function_digest, library_of, locate, project_has_module
+    from engine.compiler.fingerprint import library_function_digest, python_package_fingerprint
+    from engine.compiler.libraries import library_of, project_has_module
 
     out: dict[str, dict[str, str]] = {}
     for f in functions:
@@ -140,7 +140,7 @@ def function_code(root: Path, functions: list[m.Function]) -> dict[str, dict[str
         entry = {"python": f"{f.module}:{f.function}", "code": python_package_fingerprint(root, f.module, f.function)}
         top = f.module.split(".")[0]
         if not project_has_module(Path(root), top) and (lib := library_of(top)) is not None:
-            entry |= {"package": lib.name, "version": lib.version, "function": function_digest(locate(f.module), f.function)}
+            entry |= {"package": lib.name, "version": lib.version, "function": library_function_digest(f.module, f.function)}
         out[f.name] = entry
     return out
 
