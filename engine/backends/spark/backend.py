@@ -448,7 +448,7 @@ class SparkBackend(SparkTables):
 
     @_spark_errors
     def statistics(self, relation: Relation) -> dict[str, dict[str, object]]:
-        return quality.statistics(self._visible(self._table(relation)))
+        return quality.statistics(self._visible(self._table(relation)), rows=self.count(relation))
 
     @_spark_errors
     def quantiles(self, relation: Relation, column: str, quantiles: int) -> list[float]:
