@@ -372,3 +372,24 @@ def test_generated_sql_golden() -> None:
     planes = JoinStep('"offline"."planes__v1"', ("tailnum",), ("tailnum",), None, (("seats", "seats"),))
     sql = point_in_time_sql('"offline"."flights__v1"', "sched_dep", ["flight_id", "sched_dep", "delayed"], [weather, planes])
     check_golden("two_joins", sql)
+
+
+def test_small_spine_hash_join_quotes_every_identifier_and_keeps_types() -> None:
+    """The ``matched`` form names columns inside a struct and reads them back: names with spaces,
+    quotes, a keyword and a renamed output give the ASOF form's rows and types (NULL features and a
+    NULL spine key included)."""
+    con = connect()
+    con.execute('CREATE TABLE spine ("Entity Id" BIGINT, "t ""q""" TIMESTAMPTZ, v INT)')
+    con.execute("INSERT INTO spine VALUES (1, '2024-01-02 00:00:00+00', 1), (2, '2024-01-02 00:00:00+00', 2), (NULL, '2024-01-02 00:00:00+00', 3)")
+    con.execute('CREATE TABLE g ("Entity Id" BIGINT, "ev time" TIMESTAMPTZ, "my col" DOUBLE, v INT, "Select" VARCHAR)')
+    con.execute(
+        "INSERT INTO g VALUES (1, '2024-01-01 00:00:00+00', 1.5, 10, 'a'), (1, '2024-01-03 00:00:00+00', 9.9, 11, 'b'), "
+        "(2, '2024-01-01 12:00:00+00', NULL, NULL, NULL)"
+    )
+    step = JoinStep('"g"', ("Entity Id",), ("Entity Id",), "ev time", (("my col", "my col"), ("v", "g v"), ("Select", "Select"), ("ev time", "ev time")))
+    columns = ["Entity Id", 't "q"', "v"]
+    asof = point_in_time_sql('"spine"', 't "q"', columns, [step], prune=True)
+    hashed = point_in_time_sql('"spine"', 't "q"', columns, [step], prune=True, matched={1})
+    assert run(con, hashed) == run(con, asof)
+    assert [r[3:6] for r in run(con, hashed)] == [(1.5, 10, "a"), (None, None, None), (None, None, None)]
+    assert con.execute(f"DESCRIBE {hashed}").fetchall() == con.execute(f"DESCRIBE {asof}").fetchall()
