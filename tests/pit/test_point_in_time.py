@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.backends.duckdb.point_in_time import matched_joins, point_in_time_sql
+from engine.backends.duckdb.point_in_time import matched_joins, point_in_time_sql, spine_key_counts_sql
 from engine.sql.ops import JoinSpec as JoinStep
 
 from . import check_golden, connect
@@ -232,6 +232,12 @@ def test_small_spine_hash_join_only_where_no_key_repeats_much() -> None:
     assert matched_joins([1, 1], [timed, timed], most=0) == frozenset()
     with pytest.raises(ValueError, match="no event time"):
         point_in_time_sql('"spine"', "t", ["id", "t"], [keyed], prune=True, matched={1})
+    con = connect()
+    con.execute('CREATE TABLE spine (id BIGINT, "Other Key" BIGINT, t TIMESTAMPTZ)')
+    con.execute("INSERT INTO spine VALUES (1, 7, NULL), (1, 8, NULL), (1, 7, NULL), (2, NULL, NULL), (NULL, NULL, NULL), (NULL, NULL, NULL)")
+    pair = JoinStep('"g3"', ("id", "Other Key"), ("id", "k2"), "ts", (("v", "v3"),))
+    assert con.execute(spine_key_counts_sql('"spine"', [timed, pair])).fetchall() == [(3, 2)]
+    assert con.execute(spine_key_counts_sql('(SELECT * FROM "spine" WHERE false)', [timed])).fetchall() == [(None,)]
 
 
 # ---------------------------------------------------------------- pinned cases

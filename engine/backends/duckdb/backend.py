@@ -474,15 +474,11 @@ class DuckDBBackend(LakeTables):
     def _matched_joins(self, spine: str, join: ops.PointInTimeJoin) -> frozenset[int]:
         """The event-time joins of a small spine to compute by hash join (``matched_joins``): one
         query over the spine (its new rows only), the most rows any key has, per join."""
-        from engine.backends.duckdb.point_in_time import matched_joins
+        from engine.backends.duckdb.point_in_time import matched_joins, spine_key_counts_sql
 
         if join.spine_event_time is None or not any(j.event_time is not None for j in join.joins):
             return frozenset()
-        most = [
-            f"(SELECT max(\"n\") FROM (SELECT count(*) AS \"n\" FROM \"_engine_spine\" GROUP BY {', '.join(quote_ident(c) for c in j.left_on)}))"
-            for j in join.joins
-        ]
-        row = self.con.execute(f"WITH \"_engine_spine\" AS (SELECT * FROM {spine}) SELECT {', '.join(most)}").fetchall()[0]
+        row = self.con.execute(spine_key_counts_sql(spine, join.joins)).fetchall()[0]
         return matched_joins([None if n is None else int(n) for n in row], join.joins)
 
     def compile(self, source: Relation | ops.FeatureStoreOp) -> str:

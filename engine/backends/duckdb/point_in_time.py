@@ -162,6 +162,16 @@ def _matched_join(join: JoinSpec, number: int, spine_time: str, select: list[str
     select.extend(f"{m}.{v}.{quote_ident(out)} AS {quote_ident(out)}" for _, out in join.columns)
 
 
+def spine_key_counts_sql(spine: str, joins: Sequence[JoinSpec]) -> str:
+    """One row: per join, the most rows of ``spine`` (a quoted relation or subquery) that share one
+    value of its keys (NULL for an empty spine): what ``matched_joins`` decides by."""
+    most = [
+        f"(SELECT max(\"n\") FROM (SELECT count(*) AS \"n\" FROM {quote_ident(_SPINE)} GROUP BY {', '.join(quote_ident(c) for c in join.left_on)}))"
+        for join in joins
+    ]
+    return f"WITH {quote_ident(_SPINE)} AS (SELECT * FROM {spine}) SELECT {', '.join(most)}"
+
+
 def matched_joins(spine_keys_max: Sequence[int | None], joins: Sequence[JoinSpec], *, most: int = 4) -> frozenset[int]:
     """The event-time joins (numbers, from 1) to compute by ``_matched_join`` over a small spine:
     those where no key has more than ``most`` spine rows (``spine_keys_max``: per join, the most
