@@ -52,11 +52,12 @@ Contracts
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
+
+from engine.transforms.column_values import category_codes, category_key, key_counts, numeric_array, to_float
 
 if TYPE_CHECKING:
     import numpy
@@ -84,110 +85,9 @@ _STATE_KEYS: dict[str, frozenset[str]] = {
     "kbins": frozenset({"edges"}),
     "chain": frozenset({"steps"}),
 }
-_NA_TYPE_NAMES = frozenset({"NAType", "NaTType"})
-_BOOL_TYPE_NAMES = frozenset({"bool", "bool_"})
 _NAN = float("nan")
 
 RowStep = Callable[[object, Callable[[float], None], Callable[[list[float]], None]], None]
-
-
-def _to_float(value: object, column: str) -> float:
-    """One value of a numeric feature as a float; NULL/NA/NaN -> NaN. Strings are refused."""
-    if value is None:
-        return _NAN
-    kind = type(value)
-    if kind is float:
-        return value  # type: ignore[return-value]
-    if kind is int:
-        return float(value)  # type: ignore[arg-type]
-    if kind is str:
-        raise ValueError(f"feature '{column}' is numeric but got the string {value!r}")
-    if kind.__name__ in _NA_TYPE_NAMES:
-        return _NAN
-    try:
-        return float(value)  # type: ignore[arg-type]  # numpy scalars, bools, Decimal
-    except (TypeError, ValueError):
-        raise ValueError(f"feature '{column}' is numeric but got {value!r}") from None
-
-
-def _category_key(value: object) -> str | None:
-    """The string a categorical value is compared by (see the module contract); None if NULL."""
-    if value is None:
-        return None
-    kind = type(value)
-    if kind is str:
-        return value  # type: ignore[return-value]
-    if kind.__name__ in _BOOL_TYPE_NAMES:
-        return "True" if value else "False"
-    if kind.__name__ in _NA_TYPE_NAMES:
-        return None
-    if isinstance(value, numbers.Integral):
-        return str(int(value))
-    if isinstance(value, numbers.Real):
-        x = float(value)
-        if x != x:
-            return None
-        return str(int(x)) if x.is_integer() else str(x)
-    return str(value)
-
-
-def _is_vector_numeric(series: pandas.Series) -> bool:
-    from pandas.api import types
-
-    return bool(types.is_bool_dtype(series.dtype) or types.is_numeric_dtype(series.dtype))
-
-
-def _numeric_array(series: pandas.Series, column: str) -> numpy.ndarray:
-    """A numeric feature as float64, NULL -> NaN; values go through ``_to_float`` unless typed."""
-    import numpy as np
-
-    if _is_vector_numeric(series):
-        return series.to_numpy(dtype="float64", na_value=np.nan)
-    return np.fromiter((_to_float(v, column) for v in series.tolist()), dtype="float64", count=len(series))
-
-
-def _category_keys(series: pandas.Series) -> tuple[list[str | None], numpy.ndarray | None]:
-    """(keys of the distinct values, codes into them with -1 for NULL), or per-row keys if object."""
-    import pandas as pd
-    from pandas.api import types
-
-    if types.is_object_dtype(series.dtype):
-        # object columns can mix 1, 1.0 and True, which factorize would merge by hash
-        return [_category_key(v) for v in series.tolist()], None
-    codes, uniques = pd.factorize(series, use_na_sentinel=True)
-    return [_category_key(u) for u in uniques], codes
-
-
-def _category_codes(series: pandas.Series, index: Mapping[str, int]) -> tuple[numpy.ndarray, numpy.ndarray]:
-    """(codes with -1 for unseen or NULL, NULL mask) of a categorical feature."""
-    import numpy as np
-
-    keys, codes = _category_keys(series)
-    if codes is None:
-        out = np.fromiter((index.get(k, -1) for k in keys), dtype="int64", count=len(keys))  # type: ignore[arg-type]
-        missing = np.fromiter((k is None for k in keys), dtype=bool, count=len(keys))
-        return out, missing
-    table = np.array([index.get(k, -1) for k in keys] + [-1], dtype="int64")  # type: ignore[arg-type]
-    null = np.array([k is None for k in keys] + [True], dtype=bool)  # codes -1 picks the last entry
-    return table[codes], null[codes]
-
-
-def _key_counts(series: pandas.Series) -> dict[str, int]:
-    """How often each non-null category key occurs."""
-    import numpy as np
-
-    keys, codes = _category_keys(series)
-    counts: dict[str, int] = {}
-    if codes is None:
-        for k in keys:
-            if k is not None:
-                counts[k] = counts.get(k, 0) + 1
-        return counts
-    per_unique = np.bincount(codes[codes >= 0], minlength=len(keys))
-    for k, n in zip(keys, per_unique.tolist()):
-        if k is not None and n:
-            counts[k] = counts.get(k, 0) + n
-    return counts
 
 
 @dataclass(frozen=True)
@@ -351,7 +251,7 @@ def _apply_column(fc: FittedColumn, series: pandas.Series) -> numpy.ndarray:
         kind == "impute_most_frequent" and state["categories"] is not None
     ):
         index = _index(state["categories"])
-        codes, missing = _category_codes(series, index)
+        codes, missing = category_codes(series, index)
         if kind == "impute_most_frequent":
             codes[missing] = index[state["value"]]
         if kind != "one_hot_encoder":
@@ -360,7 +260,7 @@ def _apply_column(fc: FittedColumn, series: pandas.Series) -> numpy.ndarray:
         hit = codes >= 0
         block[np.flatnonzero(hit), codes[hit]] = 1.0
         return block
-    x = _numeric_array(series, fc.column)
+    x = numeric_array(series, fc.column)
     if kind == "chain":
         for step in state["steps"]:
             x = _apply_numeric(step["kind"], step["state"], x)
@@ -421,7 +321,7 @@ def _row_step(fc: FittedColumn) -> RowStep:
         steps = [_scalar_step(st["kind"], st["state"]) for st in state["steps"]] if kind == "chain" else [_scalar_step(kind, state)]
 
         def chained(v: object, append: Callable, extend: Callable) -> None:
-            x = v if type(v) is float else _to_float(v, col)
+            x = v if type(v) is float else to_float(v, col)
             for step in steps:
                 x = step(x)
             append(x)
@@ -431,7 +331,7 @@ def _row_step(fc: FittedColumn) -> RowStep:
         codes = {c: float(i) for i, c in enumerate(state["categories"])}
 
         def label(v: object, append: Callable, extend: Callable) -> None:
-            append(codes.get(v if type(v) is str else _category_key(v), -1.0))  # type: ignore[arg-type]
+            append(codes.get(v if type(v) is str else category_key(v), -1.0))  # type: ignore[arg-type]
 
         return label
     if kind == "one_hot_encoder":
@@ -440,7 +340,7 @@ def _row_step(fc: FittedColumn) -> RowStep:
 
         def one_hot(v: object, append: Callable, extend: Callable) -> None:
             block = [0.0] * width
-            i = index.get(v if type(v) is str else _category_key(v))  # type: ignore[arg-type]
+            i = index.get(v if type(v) is str else category_key(v))  # type: ignore[arg-type]
             if i is not None:
                 block[i] = 1.0
             extend(block)
@@ -451,7 +351,7 @@ def _row_step(fc: FittedColumn) -> RowStep:
         fill_key = state["value"]
 
         def most_frequent_label(v: object, append: Callable, extend: Callable) -> None:
-            key = v if type(v) is str else _category_key(v)
+            key = v if type(v) is str else category_key(v)
             append(codes.get(fill_key if key is None else key, -1.0))
 
         return most_frequent_label
@@ -459,12 +359,12 @@ def _row_step(fc: FittedColumn) -> RowStep:
         scalar = _scalar_step(kind, state)  # the same arithmetic as a chain's step
 
         def numeric(v: object, append: Callable, extend: Callable) -> None:
-            append(scalar(v if type(v) is float else _to_float(v, col)))
+            append(scalar(v if type(v) is float else to_float(v, col)))
 
         return numeric
 
     def passthrough(v: object, append: Callable, extend: Callable) -> None:
-        append(v if type(v) is float else _to_float(v, col))
+        append(v if type(v) is float else to_float(v, col))
 
     return passthrough
 
@@ -552,7 +452,7 @@ def _fit_chain(series: pandas.Series, column: str, steps: Sequence[tuple[str, tu
     """A chain of numeric steps, each fitted on the output of those before it (training split)."""
     if _feature_kind(series, column) == "category":
         raise ValueError(f"feature '{column}' is not numeric; a chain of numeric steps needs numbers (use label_encoder or one_hot_encoder)")
-    x = _numeric_array(series, column)
+    x = numeric_array(series, column)
     fitted = []
     for kind, params in steps:
         if kind not in CHAIN_STEPS:
@@ -574,14 +474,14 @@ def _fit_column(series: pandas.Series, column: str, transformer: "str | Sequence
     if kind == "log1p":
         if feature_kind == "category":
             raise ValueError(f"feature '{column}' is not numeric; log1p needs numbers")
-        return _make_column(column, kind, _fit_step(column, kind, (), _numeric_array(series, column)))
+        return _make_column(column, kind, _fit_step(column, kind, (), numeric_array(series, column)))
     if kind in _NUMERIC_ONLY or (kind == "impute_most_frequent" and feature_kind != "category"):
         if feature_kind == "category":
             raise ValueError(
                 f"feature '{column}' is not numeric; {kind} needs numbers (use label_encoder or one_hot_encoder)"
             )
-        return _make_column(column, kind, _fit_numeric(column, kind, _numeric_array(series, column)))
-    counts = _key_counts(series)
+        return _make_column(column, kind, _fit_numeric(column, kind, numeric_array(series, column)))
+    counts = key_counts(series)
     categories = sorted(counts)
     if kind in ("one_hot_encoder", "impute_most_frequent") and not categories:
         raise ValueError(f"feature '{column}' has no non-null training values; cannot fit {kind}")
