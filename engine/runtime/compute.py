@@ -69,7 +69,8 @@ def _sql(ctx: ComputeContext, fg: m.FeatureGroup, t: m.SqlTransform, target: Rel
     gated, messages = gate_select(t.sql, set(t.inputs))
     if gated is None or messages:
         raise SpecError(f"{fg.id}: {'; '.join(messages) or 'SQL rejected'}")
-    ctx.backend.run_select(target, t.sql, {name: ctx.relation_of(name) for name in gated.tables}, timeout_s=ctx.sql_timeout_s)
+    tables = {name: ctx.relation_of(name) for name in gated.tables}
+    ctx.backend.run_select(target, t.sql, tables, timeout_s=ctx.sql_timeout_s, order_by=key_columns(fg.primary_key, fg.event_time))
 
 
 def _python(ctx: ComputeContext, fg: m.FeatureGroup, t: m.PythonTransform, target: Relation) -> None:

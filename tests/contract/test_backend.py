@@ -298,6 +298,34 @@ def test_F1_F2_key_report_counts_null_and_duplicate_keys(backend) -> None:
     assert (clean.null_rows, clean.duplicate_rows) == (1, 3)
 
 
+def test_F1_F2_key_report_of_a_table_written_in_key_order(backend) -> None:
+    """``run_select``'s ``order_by`` (a group's key) is a storage hint: the rows are the same and the
+    key report counts NULL and duplicate keys the same, after a rewrite (a cast, nulled
+    non-finite values) and after an append of a key the table holds; a key column missing from
+    the output is no error here (the checks that follow name it)."""
+    source = staging("events_in")
+    data = {"k": [3, 1, 2, 1, 2, 5, None], "t": [ts(0), ts(5), ts(1), ts(5), ts(2), ts(3), ts(4)], "x": [0.5, 1.0, 2.0, 3.0, 4.0, float("inf"), 6.0]}
+    put(backend, source, arrow(data, {"k": "int", "t": "time", "x": "float"}))
+    target = Relation("offline", "ordered__v1")
+    by = ("k", "t")
+    assert backend.run_select(target, "SELECT k, t, x FROM events", {"events": source}, timeout_s=30, order_by=by) == 7
+    as_text = lambda k, t, x: repr((k, t.timestamp(), x))  # noqa: E731
+    assert sorted(as_text(**r) for r in rows(backend, target)) == sorted(as_text(*r) for r in zip(*data.values()))
+    report = backend.key_report(target, by)
+    assert (report.null_rows, report.duplicate_rows) == (1, 2) and {"k": 1, "t": ts(5).isoformat()} in report.samples
+    unique = "SELECT k, t, x FROM events WHERE k IS NOT NULL AND x <> 3.0"
+    backend.drop(target)
+    assert backend.run_select(target, unique, {"events": source}, timeout_s=30, order_by=by) == 5
+    assert (backend.key_report(target, by).null_rows, backend.key_report(target, by).duplicate_rows) == (0, 0)
+    assert backend.key_report(target, ("k",)).duplicate_rows == 2  # a prefix of the order: k=2 twice
+    backend.nullify_non_finite(target, ["x"])
+    backend.cast_column(target, "k", "BIGINT")
+    assert backend.count(target) == 5 and backend.key_report(target, by).duplicate_rows == 0
+    put(backend, target, arrow({"k": [3], "t": [ts(0)], "x": [9.0]}, {"k": "int", "t": "time", "x": "float"}), mode="append")
+    assert backend.key_report(target, by).duplicate_rows == 2
+    assert backend.run_select(Relation("offline", "no_t__v1"), "SELECT k, x FROM events", {"events": source}, timeout_s=30, order_by=by) == 7
+
+
 def test_F5_non_finite_counts_and_nullify(backend) -> None:
     """F5: NaN, +inf and -inf are counted per float column (columns without any left out), and
     ``nullify_non_finite`` turns exactly those into NULL."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.backends.duckdb import connection
@@ -38,6 +39,7 @@ class LakeTables:
     con: "duckdb.DuckDBPyConnection"
     lake: "Lake | None"
     _bound: dict[Relation, int]
+    _ordered: dict[Relation, tuple[str, tuple[str, ...]]]  # table -> (its one file, sorted by)
 
     def at_version(self, relation: Relation, version: int) -> Relation:
         """A read-only relation holding ``relation``'s rows at a recorded lake version (``as_of``)."""
@@ -112,18 +114,40 @@ class LakeTables:
         cols = ", ".join(f"CAST({quote_ident(n)} AS {casts[n]}) AS {quote_ident(n)}" if n in casts else quote_ident(n) for n, *_ in described)
         return f"SELECT {cols} FROM ({select})"
 
-    def _commit(self, target: Relation, select: str, params: Sequence[object] = (), *, mode: str, timeout_s: float | None = None) -> int:
+    def _commit(
+        self,
+        target: Relation,
+        select: str,
+        params: Sequence[object] = (),
+        *,
+        mode: str,
+        timeout_s: float | None = None,
+        order_by: Sequence[str] = (),
+    ) -> int:
         """Write ``select``'s rows to the lake table ``target`` as one commit; return its rows.
-        ``timeout_s``: user SQL, stopped after that long (``connection.run_sql``)."""
+        ``timeout_s``: user SQL, stopped after that long (``connection.run_sql``). ``order_by``: the
+        commit is one file with its rows sorted by these columns (``_ordered_file``)."""
         self.con.complete()
         storable = self._storable(select, params)
         # The schema as an Arrow stream of no rows, which the lake reads without pyarrow.
         schema = self.con.sql(f"SELECT * FROM ({storable}) LIMIT 0", params=list(params) or None)
         folder = self.lake.data_dir(target)
-        # DuckDB writes the files itself, one per thread, in parallel (twice as fast as streaming
-        # Arrow batches to delta-rs); the lake then commits them.
+        if not set(order_by) <= set(schema.columns):
+            order_by = ()  # a key column missing: the checks after the write say which
         try:
-            copy = f"COPY ({storable}) TO {_string_literal(str(folder))} (FORMAT parquet, PER_THREAD_OUTPUT true, RETURN_STATS)"
+            if order_by:
+                # One file in key order. DuckDB still encodes it on every thread; the sort costs
+                # about as much as it saves the point-in-time joins that read the table (their
+                # ASOF sort of presorted rows), and the key check becomes one pass over adjacent
+                # rows instead of a hash aggregate (``quality.check_primary_key``).
+                folder.mkdir()
+                keys = ", ".join(quote_ident(c) for c in order_by)
+                out = _string_literal(str(folder / "data_0.parquet"))
+                copy = f"COPY (SELECT * FROM ({storable}) ORDER BY {keys}) TO {out} (FORMAT parquet, RETURN_STATS)"
+            else:
+                # DuckDB writes the files itself, one per thread, in parallel (twice as fast as
+                # streaming Arrow batches to delta-rs); the lake then commits them.
+                copy = f"COPY ({storable}) TO {_string_literal(str(folder))} (FORMAT parquet, PER_THREAD_OUTPUT true, RETURN_STATS)"
             if timeout_s is not None:
                 written = connection.run_sql(self.con, copy, timeout_s=timeout_s, params=list(params) or None).fetchall()
             else:
@@ -134,9 +158,26 @@ class LakeTables:
 
                 raise StorageIOError(f"cannot write the table {target} at {folder.parent}: {str(exc).splitlines()[0]}; free space, then apply again") from None
             raise
-        self.lake.commit_files(target, [(str(r[0]), int(r[1]), int(r[2])) for r in written], schema, mode=mode)
+        files = [(str(r[0]), int(r[1]), int(r[2])) for r in written]
+        self.lake.commit_files(target, files, schema, mode=mode)
+        if order_by and mode == "overwrite" and len(files) == 1:
+            self._ordered[target] = (files[0][0], tuple(order_by))
         self._bind(target)
         return sum(int(r[1]) for r in written)
+
+    def _ordered_file(self, relation: Relation) -> tuple[str, ...]:
+        """The columns ``relation``'s rows are stored sorted by (empty: no known order): known when
+        its committed version is exactly the one file an ordered ``_commit`` wrote in this session.
+        The file's path is unique (a new folder per commit), so a rolled-back or later commit of
+        the same table, by any writer, cannot be taken for it."""
+        entry = self._ordered.get(relation)
+        if entry is None or not self._in_lake(relation):
+            return ()
+        file, columns = entry
+        committed = self.lake.files(relation)
+        if len(committed) != 1 or Path(committed[0]).resolve() != Path(file).resolve():
+            return ()
+        return columns
 
     def _write_lake(self, target: Relation, data: Any, *, mode: str) -> None:
         self.lake.write(target, data, mode=mode)

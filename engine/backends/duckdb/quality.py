@@ -105,14 +105,15 @@ def run_expectations(con: Any, relation: str, expectations: Sequence[Expectation
 
 
 def check_primary_key(
-    con: Any, relation: str, primary_key: Sequence[str], event_time: str | None
+    con: Any, relation: str, primary_key: Sequence[str], event_time: str | None, *, ordered: bool = False
 ) -> tuple[int, int, tuple[dict, ...]]:
     """F1/F2: ``(null_key_rows, duplicate_key_rows, samples)`` for the key (pk…, event_time).
 
     ``null_key_rows`` counts rows with NULL in any key column or the event time;
     ``duplicate_key_rows`` counts the rows (without NULL keys) whose key occurs more than once.
     ``samples`` holds up to 5 distinct offending keys as dicts: NULL keys first, then duplicates,
-    each part sorted.
+    each part sorted. ``ordered``: ``relation`` reads its rows sorted by the key (the caller knows
+    how it was written), so equal keys are adjacent (``_adjacent_repeats``).
     """
     names = [*primary_key, *([event_time] if event_time else [])]
     if not names:
@@ -120,6 +121,8 @@ def check_primary_key(
     cols = ", ".join(quote_ident(n) for n in names)
     any_null = " OR ".join(f"{quote_ident(n)} IS NULL" for n in names)
     total, null_rows = (int(v) for v in con.execute(f"SELECT count(*), coalesce(count_if({any_null}), 0) FROM {relation}").fetchone())
+    if ordered and not null_rows and _adjacent_repeats(con, relation, names) == 0:
+        return 0, 0, ()  # no two neighbours share a key: every key is unique
     # Counting the distinct keys proves them unique in one hash aggregate without a count per key
     # (0.65 s against 1.4 s for the GROUP BY ... HAVING below, over 10M rows); only when some key
     # repeats are the duplicated rows counted.
@@ -145,6 +148,48 @@ def check_primary_key(
         ).fetchall()
     samples = tuple({n: json_safe(v) for n, v in zip(names, r, strict=True)} for r in rows)
     return null_rows, dup_rows, samples
+
+
+#: Key types whose equality is the same to DuckDB's DISTINCT and to Arrow's ``equal``: not floats
+#: (DuckDB groups NaN with NaN, Arrow does not), nor nested types.
+_ORDERED_KEY_TYPES = {
+    "BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
+    "UHUGEINT", "VARCHAR", "DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS",
+}  # fmt: skip
+_BATCH_ROWS = 1 << 20
+
+
+def _adjacent_repeats(con: Any, relation: str, names: Sequence[str]) -> int | None:
+    """How many rows of ``relation``, read in its stored order, have the same key as the row before
+    them; None when that cannot be told here (a key type outside ``_ORDERED_KEY_TYPES``, or a
+    connection that may reorder a scan). On rows sorted by the key, 0 proves every key unique: one
+    streamed pass over the key columns (0.16 s against 0.69 s for ``DISTINCT`` over 10M rows of a
+    two-column key), in batches, so memory stays bounded.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    types = column_types(con, relation)
+    if any(types.get(n, "").upper() not in _ORDERED_KEY_TYPES and not types.get(n, "").upper().startswith("DECIMAL") for n in names):
+        return None
+    if not con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]:
+        return None  # a scan's rows could come in another order than stored
+    cols = ", ".join(quote_ident(n) for n in names)
+    con.complete()  # a result left open by an earlier execute() would block con.sql
+    repeats, last = 0, None
+    for batch in con.sql(f"SELECT {cols} FROM {relation}").to_arrow_reader(_BATCH_ROWS):
+        rows = batch.num_rows
+        if not rows:
+            continue
+        # Each row against the one before it, the first against the previous batch's last.
+        columns = batch.columns if last is None else [pa.concat_arrays([before, now]) for before, now in zip(last, batch.columns, strict=True)]
+        same = None
+        for column in columns:
+            equal = pc.equal(column.slice(1), column.slice(0, len(column) - 1))
+            same = equal if same is None else pc.and_(same, equal)
+        repeats += int(pc.sum(same).as_py() or 0)
+        last = [column.slice(rows - 1) for column in batch.columns]
+    return repeats
 
 
 def non_finite_counts(con: Any, relation: str) -> dict[str, int]:

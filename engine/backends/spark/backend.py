@@ -259,10 +259,13 @@ class SparkBackend(SparkTables):
         return added
 
     @_spark_errors
-    def run_select(self, target: Relation, sql: str, tables: Mapping[str, Relation], *, timeout_s: float | None) -> int:
+    def run_select(
+        self, target: Relation, sql: str, tables: Mapping[str, Relation], *, timeout_s: float | None, order_by: Sequence[str] = ()
+    ) -> int:
         """``target`` from gated user SQL, transpiled from DuckDB's dialect to Spark SQL; each input
         table is a temporary view of its rows (without the row-order column). A lake ``target`` is
-        written straight into a commit, visible when the transaction records it."""
+        written straight into a commit, visible when the transaction records it. ``order_by`` is
+        not used: Spark's key check is a distributed aggregate either way."""
         from engine.backends.spark.transpile import spark_sql
         from engine.sql.gate import gate_select
         from engine.sql.quote import quote_ident
