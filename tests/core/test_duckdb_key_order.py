@@ -22,7 +22,10 @@ TARGET = Relation("offline", "events__v1")
 
 
 @pytest.fixture
-def backend(tmp_path: Path):
+def backend(tmp_path: Path, monkeypatch):
+    from engine.backends.duckdb import backend as module
+
+    monkeypatch.setattr(module, "ORDERED_MIN_ROWS", 0)  # order these 3,000 rows too
     catalog = SqliteCatalog.open(tmp_path / "catalog.sqlite")
     backend = DuckDBBackend.open(catalog, Lake(tmp_path / "tables", catalog))
     # 3,000 rows in reverse key order, keys unique; t naive (the engine casts it to UTC later)
@@ -93,3 +96,18 @@ def test_any_other_commit_of_the_table_falls_back_to_the_hash_check(backend, mon
     # ordered by another key than the one checked: the hash check
     backend.run_select(TARGET, "SELECT * FROM events", {"events": SOURCE}, timeout_s=30, order_by=("x",))
     assert backend.key_report(TARGET, KEY).duplicate_rows == 0 and _hashed(seen)
+
+
+def test_a_small_group_is_not_sorted(backend, monkeypatch) -> None:
+    """Below ``ORDERED_MIN_ROWS`` input rows the sort costs more than it saves (time and memory):
+    the group is written unordered, one file per thread, and checked by hashing."""
+    from engine.backends.duckdb import backend as module
+
+    monkeypatch.setattr(module, "ORDERED_MIN_ROWS", 3001)
+    backend.run_select(TARGET, "SELECT * FROM events", {"events": SOURCE}, timeout_s=30, order_by=KEY)
+    seen = _statements(backend, monkeypatch)
+    assert backend.key_report(TARGET, KEY).duplicate_rows == 0 and _hashed(seen)
+    monkeypatch.setattr(module, "ORDERED_MIN_ROWS", 3000)
+    backend.run_select(TARGET, "SELECT * FROM events", {"events": SOURCE}, timeout_s=30, order_by=KEY)
+    seen.clear()
+    assert backend.key_report(TARGET, KEY).duplicate_rows == 0 and not _hashed(seen)

@@ -39,6 +39,13 @@ _ROWS = "_engine_rows"  # name rows are registered under while they are written
 _INTEGER_TYPES = frozenset({"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"})  # a BIGINT holds their sums
 SCHEMAS = ("staging", *sorted(LAKE_SCHEMAS))
 
+#: Below this many input rows a SQL group is not stored in key order (``run_select``): the sort
+#: costs more than it saves the key check and the joins that read the table, and the memory
+#: DuckDB's allocator keeps after it raises the apply's peak. Measured end to end
+#: (benchmarks/e2e_apply.py): 2.5M rows, sorted 1.59-1.65 s and 466-468 MB against 1.53-1.55 s
+#: and 387-393 MB; 10M rows, 3.88-3.90 s against 4.13-4.33 s; 40M rows, 13.35 s against 15.46 s.
+ORDERED_MIN_ROWS = 4_000_000
+
 
 class _Capabilities:
     """``DuckDBBackend.capabilities``, built when read: the source formats are the names of
@@ -239,8 +246,9 @@ class DuckDBBackend(LakeTables):
 
         The SQL was gated at validate time and again by the caller; here DuckDB's own parser must
         see exactly one SELECT (V17) before it runs on the sandboxed connection under ``timeout_s``.
-        A lake ``target`` is stored sorted by ``order_by`` (its key: ``key_report`` then reads it
-        once in order instead of hashing every key).
+        A lake ``target`` read from ``ORDERED_MIN_ROWS`` input rows or more is stored sorted by
+        ``order_by`` (its key: ``key_report`` then reads it once in order instead of hashing every
+        key).
         """
         from engine.sql.gate import gate_select, rewrite_tables
 
@@ -252,6 +260,8 @@ class DuckDBBackend(LakeTables):
         text = rewrite_tables(gated.expression, {name: str(rel) for name, rel in tables.items() if name in gated.tables}, self.dialect)
         connection.check_single_select(self.con, text)
         if self._in_lake(target):  # straight into a commit, visible when the transaction records it
+            if order_by and sum(self.count(relation) for relation in dict.fromkeys(tables.values())) < ORDERED_MIN_ROWS:
+                order_by = ()
             return self._commit(target, text, mode="overwrite", timeout_s=timeout_s, order_by=order_by)
         connection.run_sql(self.con, f"CREATE TABLE {target} AS {text}", timeout_s=timeout_s)
         return self.count(target)
