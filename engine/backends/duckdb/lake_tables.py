@@ -169,7 +169,8 @@ class LakeTables:
         """The columns ``relation``'s rows are stored sorted by (empty: no known order): known when
         its committed version is exactly the one file an ordered ``_commit`` wrote in this session.
         The file's path is unique (a new folder per commit), so a rolled-back or later commit of
-        the same table, by any writer, cannot be taken for it."""
+        the same table, by any writer, cannot be taken for it. A hint for what is worth trying
+        (the key check proves its result either way)."""
         entry = self._ordered.get(relation)
         if entry is None or not self._in_lake(relation):
             return ()

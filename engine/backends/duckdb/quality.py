@@ -112,8 +112,9 @@ def check_primary_key(
     ``null_key_rows`` counts rows with NULL in any key column or the event time;
     ``duplicate_key_rows`` counts the rows (without NULL keys) whose key occurs more than once.
     ``samples`` holds up to 5 distinct offending keys as dicts: NULL keys first, then duplicates,
-    each part sorted. ``ordered``: ``relation`` reads its rows sorted by the key (the caller knows
-    how it was written), so equal keys are adjacent (``_adjacent_repeats``).
+    each part sorted. ``ordered``: ``relation`` was stored sorted by the key, so one streamed pass
+    can prove its keys unique (``_strictly_increasing``; it trusts no one: a table that is not in
+    order only costs that pass before the hash check).
     """
     names = [*primary_key, *([event_time] if event_time else [])]
     if not names:
@@ -121,8 +122,8 @@ def check_primary_key(
     cols = ", ".join(quote_ident(n) for n in names)
     any_null = " OR ".join(f"{quote_ident(n)} IS NULL" for n in names)
     total, null_rows = (int(v) for v in con.execute(f"SELECT count(*), coalesce(count_if({any_null}), 0) FROM {relation}").fetchone())
-    if ordered and not null_rows and _adjacent_repeats(con, relation, names) == 0:
-        return 0, 0, ()  # no two neighbours share a key: every key is unique
+    if ordered and not null_rows and _strictly_increasing(con, relation, names):
+        return 0, 0, ()
     # Counting the distinct keys proves them unique in one hash aggregate without a count per key
     # (0.65 s against 1.4 s for the GROUP BY ... HAVING below, over 10M rows); only when some key
     # repeats are the duplicated rows counted.
@@ -150,46 +151,39 @@ def check_primary_key(
     return null_rows, dup_rows, samples
 
 
-#: Key types whose equality is the same to DuckDB's DISTINCT and to Arrow's ``equal``: not floats
-#: (DuckDB groups NaN with NaN, Arrow does not), nor nested types.
+#: Key types whose order and equality DuckDB's comparison and its DISTINCT share: not floats (NaN,
+#: -0.0), nor nested types.
 _ORDERED_KEY_TYPES = {
     "BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
     "UHUGEINT", "VARCHAR", "DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS",
 }  # fmt: skip
-_BATCH_ROWS = 1 << 20
 
 
-def _adjacent_repeats(con: Any, relation: str, names: Sequence[str]) -> int | None:
-    """How many rows of ``relation``, read in its stored order, have the same key as the row before
-    them; None when that cannot be told here (a key type outside ``_ORDERED_KEY_TYPES``, or a
-    connection that may reorder a scan). On rows sorted by the key, 0 proves every key unique: one
-    streamed pass over the key columns (0.16 s against 0.69 s for ``DISTINCT`` over 10M rows of a
-    two-column key), in batches, so memory stays bounded.
+def _strictly_increasing(con: Any, relation: str, names: Sequence[str]) -> bool:
+    """Whether one scan of ``relation`` reads its rows in strictly increasing key order, which
+    proves every key unique: each row is compared with the one before it (``lag() OVER ()``, a
+    streaming window: 0.1 s over 10M rows of a two-column key, against 0.69 s for ``DISTINCT``).
+
+    The proof needs nothing from how the rows were stored or scanned: whatever order the window
+    saw them in, a sequence that only increases holds no two equal keys. A table not stored in
+    key order just fails it (so callers try it only on tables they wrote sorted). The first row
+    is the only one without a predecessor, or the proof fails too. No NULL key may be present
+    (the caller counts them first); key types outside ``_ORDERED_KEY_TYPES`` are not tried.
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     types = column_types(con, relation)
     if any(types.get(n, "").upper() not in _ORDERED_KEY_TYPES and not types.get(n, "").upper().startswith("DECIMAL") for n in names):
-        return None
-    if not con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]:
-        return None  # a scan's rows could come in another order than stored
-    cols = ", ".join(quote_ident(n) for n in names)
-    con.complete()  # a result left open by an earlier execute() would block con.sql
-    repeats, last = 0, None
-    for batch in con.sql(f"SELECT {cols} FROM {relation}").to_arrow_reader(_BATCH_ROWS):
-        rows = batch.num_rows
-        if not rows:
-            continue
-        # Each row against the one before it, the first against the previous batch's last.
-        columns = batch.columns if last is None else [pa.concat_arrays([before, now]) for before, now in zip(last, batch.columns, strict=True)]
-        same = None
-        for column in columns:
-            equal = pc.equal(column.slice(1), column.slice(0, len(column) - 1))
-            same = equal if same is None else pc.and_(same, equal)
-        repeats += int(pc.sum(same).as_py() or 0)
-        last = [column.slice(rows - 1) for column in batch.columns]
-    return repeats
+        return False
+    cols = [quote_ident(n) for n in names]
+    prev = [quote_ident(f"__engine_prev_{i}") for i in range(len(names))]
+    greater = f"{cols[-1]} > {prev[-1]}"  # (cols) > (prev), lexicographically
+    for col, before in zip(reversed(cols[:-1]), reversed(prev[:-1]), strict=True):
+        greater = f"{col} > {before} OR ({col} = {before} AND ({greater}))"
+    lagged = ", ".join(f"lag({c}) OVER () AS {p}" for c, p in zip(cols, prev, strict=True))
+    rows, firsts, not_greater = con.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE {prev[0]} IS NULL), count(*) FILTER (WHERE NOT ({greater})) "
+        f"FROM (SELECT {', '.join(cols)}, {lagged} FROM {relation})"
+    ).fetchall()[0]
+    return int(not_greater) == 0 and int(firsts) == min(int(rows), 1)
 
 
 def non_finite_counts(con: Any, relation: str) -> dict[str, int]:
