@@ -1,7 +1,8 @@
-"""DuckDB: a SQL group's commit is one Parquet file sorted by its key, and the key check reads it
-once in order (no hash aggregate) only while the table's committed version is that very file.
-The counts themselves are asserted on every backend in tests/contract/test_backend.py; here, which
-way the check went and that it cannot be fooled by a later commit, an append or a rollback."""
+"""DuckDB: a large SQL group's commit is one Parquet file sorted by its key, and the key check
+tries its one-pass proof (no hash aggregate) only while the table's committed version is that very
+file. The counts themselves are asserted on every backend in tests/contract/test_backend.py and
+against an oracle in tests/builtins/test_expectations.py; here, which way the check went after a
+later commit, an append or a rollback."""
 
 from __future__ import annotations
 

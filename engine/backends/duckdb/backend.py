@@ -261,7 +261,8 @@ class DuckDBBackend(LakeTables, SourceTables):
         text = rewrite_tables(gated.expression, {name: str(rel) for name, rel in tables.items() if name in gated.tables}, self.dialect)
         connection.check_single_select(self.con, text)
         if self._in_lake(target):  # straight into a commit, visible when the transaction records it
-            if order_by and sum(self.count(relation) for relation in dict.fromkeys(tables.values())) < ORDERED_MIN_ROWS:
+            read = {relation for name, relation in tables.items() if name in gated.tables}
+            if order_by and sum(self.count(relation) for relation in read) < ORDERED_MIN_ROWS:
                 order_by = ()
             return self._commit(target, text, mode="overwrite", timeout_s=timeout_s, order_by=order_by)
         connection.run_sql(self.con, f"CREATE TABLE {target} AS {text}", timeout_s=timeout_s)
