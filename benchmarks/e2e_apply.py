@@ -66,6 +66,8 @@ APPEND = 0.01
 INCREMENTAL_TARGET = (0.05, 1.0)  # re-apply after a 1% append: <= 5% of the first apply + 1 s
 NOOP_TARGET = 0.5
 DISK_TARGET = 1.5
+TIME_TARGET = 2.0  # engine wall time / the script's, at every size
+MEMORY_TARGET = 1.3  # engine peak RSS / the script's
 
 
 # ---------------------------------------------------------------- data
@@ -454,8 +456,14 @@ def run_table(result: dict) -> list[str]:
             f"| {labels[method]} | {r.wall:.2f} | {r.cpu:.2f} | {r.peak_mb:.0f} | {r.wall / script.wall:.2f} | {r.cpu / script.cpu:.2f} | "
             f"{r.peak_mb / script.peak_mb:.2f} | {_others(r)} |"
         )
-    steps = runs["engine"].steps
+    engine = runs["engine"]
+    time_x, memory_x = engine.wall / script.wall, engine.peak_mb / script.peak_mb
     lines.append("")
+    lines.append(
+        f"targets: time ≤ {TIME_TARGET}×: {'met' if time_x <= TIME_TARGET else 'NOT met'} ({time_x:.2f}×); "
+        f"memory ≤ {MEMORY_TARGET}×: {'met' if memory_x <= MEMORY_TARGET else 'NOT met'} ({memory_x:.2f}×)"
+    )
+    steps = engine.steps
     lines.append(
         f"engine steps: sources {steps['source']:.2f} s, feature groups {steps['feature_group']:.2f} s, view {steps['feature_view']:.2f} s, "
         f"rest (start-up, plan, bookkeeping) {steps['other']:.2f} s; `engine validate` {result['validate_s']:.2f} s"
