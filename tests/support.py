@@ -40,6 +40,26 @@ def utc_connection():
     return con
 
 
+class RecordingConnection:
+    """A DuckDB connection that appends the SQL it runs (``execute`` and ``sql``) to ``statements``:
+    to tell which way a check went, by the queries it issued."""
+
+    def __init__(self, con, statements: list[str] | None = None) -> None:
+        self._con = con
+        self.statements = [] if statements is None else statements
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
+
+    def execute(self, sql, *args, **kwargs):
+        self.statements.append(sql)
+        return self._con.execute(sql, *args, **kwargs)
+
+    def sql(self, sql, *args, **kwargs):
+        self.statements.append(sql)
+        return self._con.sql(sql, *args, **kwargs)
+
+
 def edit_file(root: Path, old: str, new: str, rel: str = "specs/project.yaml") -> None:
     """Replace the first ``old`` in ``root/rel`` with ``new``; the test fails if ``old`` is not there."""
     path = root / rel

@@ -17,6 +17,8 @@ from engine.backends.base import ExpectationResult
 from engine.backends.duckdb.quality import check_primary_key, run_expectations
 from engine.store.quality import format_failures
 
+from tests.support import RecordingConnection
+
 from . import check_golden, connect
 
 K = ExpectationKind
@@ -188,24 +190,6 @@ def test_primary_key_check_matches_oracle(rows) -> None:
         assert s["et"] is None or isinstance(s["et"], str)
 
 
-class _Recording:
-    """A connection that remembers the SQL it ran (to tell which way a check went)."""
-
-    def __init__(self, con) -> None:
-        self._con, self.statements = con, []
-
-    def __getattr__(self, name):
-        return getattr(self._con, name)
-
-    def execute(self, sql, *args, **kwargs):
-        self.statements.append(sql)
-        return self._con.execute(sql, *args, **kwargs)
-
-    def sql(self, sql, *args, **kwargs):
-        self.statements.append(sql)
-        return self._con.sql(sql, *args, **kwargs)
-
-
 @settings(max_examples=60, deadline=None)
 @given(
     rows=st.lists(
@@ -234,21 +218,21 @@ def test_primary_key_check_of_rows_said_to_be_in_key_order_matches_oracle_and_th
 def test_primary_key_check_of_ordered_unique_keys_reads_them_once_without_a_hash_aggregate() -> None:
     con = connect()
     con.execute('CREATE TABLE "t" AS SELECT i // 3 AS "k", TIMESTAMP \'2024-01-01\' + to_seconds(i % 3) AS "et" FROM range(10000) r(i) ORDER BY 1, 2')
-    recording = _Recording(con)
+    recording = RecordingConnection(con)
     assert check_primary_key(recording, '"t"', ["k"], "et", ordered=True) == (0, 0, ())
     assert not [s for s in recording.statements if "DISTINCT" in s or "GROUP BY" in s]
     con.execute('CREATE TABLE "d" AS SELECT * FROM "t" UNION ALL SELECT 7, TIMESTAMP \'2024-01-01\' ORDER BY 1, 2')
-    recording = _Recording(con)
+    recording = RecordingConnection(con)
     assert check_primary_key(recording, '"d"', ["k"], "et", ordered=True) == (0, 2, ({"k": 7, "et": "2024-01-01T00:00:00"},))
     assert any("DISTINCT" in s for s in recording.statements)  # a repeat found: counted exactly as before
     # the same unique keys in another order: the pass fails, the hash check proves them
     con.execute('CREATE TABLE "r" AS SELECT * FROM "t" ORDER BY "et", "k" DESC')
-    recording = _Recording(con)
+    recording = RecordingConnection(con)
     assert check_primary_key(recording, '"r"', ["k"], "et", ordered=True) == (0, 0, ())
     assert any("DISTINCT" in s for s in recording.statements)
     # float keys (NaN, -0.0) are not tried: the hash check decides
     con.execute('CREATE TABLE "f" AS SELECT * FROM (VALUES (\'NaN\'::DOUBLE), (\'NaN\'::DOUBLE), (0.0), (-0.0)) v(x) ORDER BY 1')
-    recording = _Recording(con)
+    recording = RecordingConnection(con)
     assert check_primary_key(recording, '"f"', ["x"], None, ordered=True)[1] == check_primary_key(con, '"f"', ["x"], None)[1]
     assert any("DISTINCT" in s for s in recording.statements)
 

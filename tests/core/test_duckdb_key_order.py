@@ -16,6 +16,7 @@ from engine.backends.catalog import SqliteCatalog
 from engine.backends.duckdb.backend import DuckDBBackend
 from engine.backends.lake import Lake
 from engine.sql.ops import Relation
+from tests.support import RecordingConnection
 
 KEY = ("k", "t")
 SOURCE = Relation("staging", "events_in")
@@ -39,23 +40,9 @@ def backend(tmp_path: Path, monkeypatch):
 
 def _statements(backend, monkeypatch) -> list[str]:
     """The SQL the backend's connection runs from now on."""
-    seen: list[str] = []
-    con = backend.con
-
-    class Recording:
-        def __getattr__(self, name):
-            return getattr(con, name)
-
-        def execute(self, sql, *args, **kwargs):
-            seen.append(sql)
-            return con.execute(sql, *args, **kwargs)
-
-        def sql(self, sql, *args, **kwargs):
-            seen.append(sql)
-            return con.sql(sql, *args, **kwargs)
-
-    monkeypatch.setattr(DuckDBBackend, "con", property(lambda self: Recording()))
-    return seen
+    recording = RecordingConnection(backend.con)
+    monkeypatch.setattr(DuckDBBackend, "con", property(lambda self: recording))
+    return recording.statements
 
 
 def _hashed(statements: list[str]) -> bool:
