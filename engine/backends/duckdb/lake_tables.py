@@ -140,10 +140,13 @@ class LakeTables:
                 # then proves uniqueness in one pass over neighbours instead of a hash aggregate
                 # (``quality.check_primary_key``), and the views' ASOF joins sort presorted rows;
                 # from a few million rows that saves more than the sort costs (the caller decides).
+                # Parquet V2 pages: sorted keys delta-encode (DELTA_BINARY_PACKED) to almost
+                # nothing, which made the file 13% smaller and the views' ASOF joins over it
+                # 0.15 s faster per 10M rows (on unsorted rows V2 read slower: benchmarks/README.md).
                 folder.mkdir()
                 keys = ", ".join(quote_ident(c) for c in order_by)
                 out = _string_literal(str(folder / "data_0.parquet"))
-                copy = f"COPY (SELECT * FROM ({storable}) ORDER BY {keys}) TO {out} (FORMAT parquet, RETURN_STATS)"
+                copy = f"COPY (SELECT * FROM ({storable}) ORDER BY {keys}) TO {out} (FORMAT parquet, PARQUET_VERSION v2, RETURN_STATS)"
             else:
                 # DuckDB writes the files itself, one per thread, in parallel (twice as fast as
                 # streaming Arrow batches to delta-rs); the lake then commits them.
