@@ -230,3 +230,90 @@ def test_quantiles_past_the_sample_size_come_from_a_deterministic_sample(kind: s
         assert _approximates(got[stat], values, q), (kind, stat, got[stat], d[f"{q:.0%}"])
     # not every row: the exact median of the keys is (n - 1) / 2; a third of them rarely lands on it
     assert results[0]["k"]["p50"] != (n - 1) / 2 or results[0]["k"]["p25"] != (n - 1) / 4
+
+
+def _exact_mean_std(values) -> tuple[float, float]:
+    """Mean and sample std computed in exact rational arithmetic, rounded once."""
+    from fractions import Fraction
+
+    xs = [Fraction(v) for v in values]
+    n = len(xs)
+    mean = sum(xs) / n
+    var = sum((x - mean) ** 2 for x in xs) / (n - 1)
+    return float(mean), math.sqrt(var)
+
+
+def _recorded_stats(frame: pa.Table) -> tuple[dict, list[str]]:
+    from tests.support import RecordingConnection
+
+    con = connect()
+    con.register("frame", frame)
+    con.execute('CREATE TABLE "t" AS SELECT * FROM "frame"')
+    con.unregister("frame")
+    recording = RecordingConnection(con)
+    return compute_stats(recording, '"t"'), recording.statements
+
+
+def test_mean_and_std_come_from_sums_exact_for_integers_past_double_precision() -> None:
+    """Integer columns: mean and std from HUGEINT sums of the values and their squares, exact (a
+    DOUBLE running update would lose the low digits of values near 2^55); no stddev_samp pass."""
+    rng = np.random.default_rng(3)
+    values = (2**55 + rng.integers(-1000, 1000, size=5_000)).tolist()
+    stats, statements = _recorded_stats(pa.table({"i": pa.array(values, type=pa.int64())}))
+    mean, std = _exact_mean_std(values)
+    assert stats["i"]["mean"] == mean and math.isclose(stats["i"]["std"], std, rel_tol=1e-12)
+    assert not any("stddev_samp" in s for s in statements)
+
+
+def test_integer_sums_past_hugeint_fall_back_to_a_running_update() -> None:
+    """Squares of values near 2^63 overflow a HUGEINT sum after a few rows: DuckDB refuses, and the
+    statistics are measured again with avg/stddev_samp instead of failing the write."""
+    values = [2**63 - 1 - k * 2**20 for k in range(10)]  # spaced wider than a double's last bit there
+    stats, statements = _recorded_stats(pa.table({"i": pa.array(values, type=pa.int64())}))
+    mean, std = _exact_mean_std(values)
+    assert math.isclose(stats["i"]["mean"], mean, rel_tol=1e-12) and math.isclose(stats["i"]["std"], std, rel_tol=1e-3)
+    assert stats["i"]["min"] == min(values) and stats["i"]["max"] == max(values)
+    assert any("stddev_samp" in s for s in statements)
+
+
+@pytest.mark.parametrize(
+    "case, expect_second_pass",
+    [
+        ("offset", False),  # far from zero, narrow: the midpoint shift keeps every digit
+        ("normal", False),
+        ("one_outlier", True),  # the midpoint is far from the mean: measured again
+        ("lognormal_tail", True),
+    ],
+)
+def test_float_mean_and_std_from_shifted_sums_or_measured_again(case: str, expect_second_pass: bool) -> None:
+    """Float columns: sums of x - shift (the midpoint of the range) and of its square. Where the
+    shift is far from the mean (a long tail, an outlier) the subtraction would cancel the spread's
+    digits; those columns are measured again with stddev_samp. Either way the figures match the
+    exact ones to 1e-9."""
+    rng = np.random.default_rng(11)
+    n = 50_000
+    values = {
+        "offset": 1e9 + rng.uniform(0.0, 1.0, size=n),
+        "normal": rng.normal(3.0, 2.0, size=n),
+        "one_outlier": np.concatenate([rng.uniform(0.0, 1.0, size=n - 1), [1e12]]),
+        "lognormal_tail": rng.lognormal(0.0, 3.0, size=n),
+    }[case]
+    stats, statements = _recorded_stats(pa.table({"x": pa.array(values, type=pa.float64())}))
+    mean, std = _exact_mean_std(values.tolist())
+    assert math.isclose(stats["x"]["mean"], mean, rel_tol=1e-9, abs_tol=1e-12), (stats["x"]["mean"], mean)
+    assert math.isclose(stats["x"]["std"], std, rel_tol=1e-9), (stats["x"]["std"], std)
+    assert any("stddev_samp" in s for s in statements) is expect_second_pass
+
+
+def test_moments_refuse_ill_conditioned_or_non_finite_sums() -> None:
+    """``_moments`` itself: a shift far from the mean (Σd² ≫ the spread) or an infinite sum asks
+    for a second pass; a constant column has std 0; one row has no sample std."""
+    from engine.backends.duckdb.stats import _X1, _X2, _moments
+
+    far = {"count": 2, _X1: 2e6, _X2: 2e12 + 2.0}  # d = 1e6 ± 1: spread 2, Σd² 2e12
+    assert _moments(dict(far), "float", 0.0) is False
+    assert _moments({"count": 2, _X1: math.inf, _X2: math.inf}, "float", 0.0) is False
+    constant = {"count": 3, _X1: 0.0, _X2: 0.0}
+    assert _moments(constant, "float", 5.0) and constant["mean"] == 5.0 and constant["std"] == 0.0
+    one = {"count": 1, _X1: 7, _X2: 49}
+    assert _moments(one, "numeric", 0.0) and one["mean"] == 7.0 and one["std"] is None
