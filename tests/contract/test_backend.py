@@ -338,6 +338,27 @@ def test_F5_non_finite_counts_and_nullify(backend) -> None:
     assert [r["x"] for r in rows(backend, relation)] == [1.0, None, None, None, None]
 
 
+def test_F5_non_finite_counts_of_a_stored_table_written_by_the_backend(backend) -> None:
+    """F5 over a lake table the backend wrote itself (whose Parquet footers may answer for a
+    column): every non-finite value counted, whether alone in a column, beside NULLs, or in a
+    column that also holds finite values; a column of NULLs only, or of finite values, left out."""
+    source = staging("floats_in")
+    data = {
+        "k": [1, 2, 3, 4, 5, 6],
+        "inf": [1.0, 2.0, math.inf, 4.0, 5.0, 6.0],
+        "ninf": [None, -math.inf, 1.0, None, 2.0, 3.0],
+        "nan": [1.0, 2.0, 3.0, math.nan, 5.0, 6.0],
+        "fine": [0.5, -1e300, 1e300, 0.0, -0.0, None],
+        "nulls": [None] * 6,
+    }
+    put(backend, source, arrow(data, {"nulls": "float"}))
+    target = Relation("offline", "floats__v1")
+    assert backend.run_select(target, "SELECT * FROM events", {"events": source}, timeout_s=30) == 6
+    assert backend.non_finite_counts(target) == {"inf": 1, "ninf": 1, "nan": 1}
+    backend.nullify_non_finite(target, ["inf", "nan"])
+    assert backend.non_finite_counts(target) == {"ninf": 1}
+
+
 def test_statistics_count_nulls_min_max_per_column(backend) -> None:
     relation = staging("stats")
     put(backend, relation, arrow({"i": [3, None, -1, 7], "f": [0.5, math.nan, None, 2.5], "s": ["ab", "c", None, "def"], "t": [ts(10), None, ts(0), ts(5)]}, {"i": "int", "f": "float"}))

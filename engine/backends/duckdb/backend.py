@@ -364,7 +364,8 @@ class DuckDBBackend(LakeTables, SourceTables):
         from engine.backends.duckdb.quality import non_finite_counts
 
         self._bind(relation)
-        return non_finite_counts(self.con, str(relation))
+        files = self.lake.files(relation) if self._in_lake(relation) else ()
+        return non_finite_counts(self.con, str(relation), files)
 
     def nullify_non_finite(self, relation: Relation, columns: Sequence[str]) -> None:
         from engine.backends.duckdb.quality import nullify_non_finite
