@@ -48,7 +48,7 @@ def plan(
 
     from engine.state.digests import digests
 
-    checked = validate(path)
+    checked = validate(path, prefetch=workspace is None and env is None)
     ws = workspace_of(checked, workspace)
     if env is not None:  # against the environment, or against prod where apply --env would (re)clone it
         from engine.runtime.environments import env_workspace, read_record, state_token
@@ -189,7 +189,7 @@ def apply(
 
     from engine.state.digests import digests
 
-    checked = validate(path)
+    checked = validate(path, prefetch=workspace is None and env is None)  # the same digest cache as ws's
     ws = workspace_of(checked, workspace)
     note = None
     if env is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -128,3 +129,79 @@ def test_prefetch_of_one_missing_file_leaves_it_to_digest_and_a_racy_file_is_not
     assert list(cache.entries) == [str(old.resolve())]  # the fresh one holds for this run only
     compute = Counting()
     assert cache.digest(fresh, compute) == hashlib.sha256(b"fresh").hexdigest() and compute.reads == []
+
+
+def test_background_prefetch_hashes_each_file_once_and_the_plans_prefetch_waits_for_it(tmp_path: Path, monkeypatch) -> None:
+    """``prefetch(wait=False)`` (apply, during validation) returns at once and hashes in daemon
+    threads; the plan's ``prefetch`` then submits nothing again and stores what they computed, and
+    ``digest`` reads nothing."""
+    import threading
+
+    from engine.compiler import fingerprint
+
+    files = [_old_file(tmp_path / f"part-{i}.parquet", f"rows {i}".encode() * 1000) for i in range(3)]
+    reads: list[tuple[Path, str]] = []
+    real = fingerprint._sha256
+    release = threading.Event()
+
+    def slow(path: Path) -> str:
+        reads.append((path, threading.current_thread().name))
+        release.wait(10)
+        return real(path)
+
+    monkeypatch.setattr(fingerprint, "_sha256", slow)
+    cache = DigestCache()
+    interval = sys.getswitchinterval()
+    cache.prefetch(files, wait=False)
+    assert cache.entries == {}  # returned before any hash finished
+    assert sys.getswitchinterval() < interval  # the hashing threads get the GIL back sooner meanwhile
+    release.set()
+    cache.prefetch(files)  # the plan's: waits for the background instead of hashing again
+    assert sorted(p for p, _ in reads) == files
+    assert all(name.startswith("engine-digest-bg") for _, name in reads)
+    assert [cache.digest(f) for f in files] == [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]
+    assert len(reads) == 3 and sorted(cache.entries) == sorted(str(f.resolve()) for f in files)
+    for thread in threading.enumerate():
+        if thread.name.startswith("engine-digest-bg"):
+            thread.join(10)
+    assert sys.getswitchinterval() == interval  # restored by the last thread to finish
+
+
+def test_a_file_changed_or_unreadable_after_a_background_prefetch_is_hashed_again(tmp_path: Path, monkeypatch) -> None:
+    from engine.compiler import fingerprint
+
+    changed = _old_file(tmp_path / "changed.parquet", b"before")
+    failed = _old_file(tmp_path / "failed.parquet", b"content")
+    real = fingerprint._sha256
+    calls: list[Path] = []
+
+    def flaky(path: Path) -> str:
+        calls.append(path)
+        if path == failed and calls.count(failed) == 1:
+            raise PermissionError(13, "denied for now")
+        return real(path)
+
+    monkeypatch.setattr(fingerprint, "_sha256", flaky)
+    cache = DigestCache()
+    cache.prefetch([changed, failed], wait=False)
+    changed.write_bytes(b"after, longer")  # a new size: the pending value describes the old file
+    assert cache.digest(changed) == hashlib.sha256(b"after, longer").hexdigest()
+    assert cache.digest(failed) == hashlib.sha256(b"content").hexdigest()
+    assert calls.count(changed) == 2 and calls.count(failed) == 2
+
+
+def test_a_process_does_not_wait_for_its_background_hashing_to_exit(tmp_path: Path) -> None:
+    """A spec error found while the sources are hashed ends ``engine apply`` at once."""
+    import subprocess
+    import sys
+
+    data = _old_file(tmp_path / "big.parquet", b"x")
+    script = (
+        "import time, sys\n"
+        "from engine.compiler import fingerprint\n"
+        "fingerprint._sha256 = lambda path: time.sleep(60)\n"
+        "fingerprint.DigestCache().prefetch([fingerprint.Path(sys.argv[1])], wait=False)\n"
+    )
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-c", script, str(data)], check=True, timeout=30)
+    assert time.monotonic() - started < 20
