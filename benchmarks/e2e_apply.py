@@ -8,6 +8,7 @@ Run by hand (not a test)::
     python benchmarks/e2e_apply.py --groups 1,3                      # only the group scenario
     python benchmarks/e2e_apply.py --scale 1,4,16 --base 250000      # scaling series (1 group): 250k, 1M, 4M spine rows
     python benchmarks/e2e_apply.py --groups 1 --n 100000 --incremental --json /tmp/e2e.json   # quick
+    python benchmarks/e2e_apply.py --groups 1,3 --scale 1,4 --repeat 3                 # each first apply: median of 3
 
 Data: a spine of N rows (``row_id``, ``entity_id`` among N/10 entities, ``event_time`` over a
 year in whole seconds, binary ``label``) and, per feature group, 10·N rows on the same entities
@@ -248,6 +249,13 @@ class Run:
     peak_mb: float
     others: float | None  # average cores busy with other processes during the run
     steps: dict = field(default_factory=dict)  # engine only: seconds per step kind
+    spread: list = field(default_factory=list)  # with --repeat: the wall times of every run
+
+
+def median_run(runs: list, key):
+    """The run whose ``key`` is the median (the lower middle one of an even count)."""
+    ordered = sorted(runs, key=key)
+    return ordered[(len(ordered) - 1) // 2]
 
 
 def _busy_seconds() -> float | None:
@@ -375,9 +383,20 @@ def first_apply(args, n: int, groups: int, workdir: Path) -> dict:
     project = make_project(workdir, data, n, groups)
     generated = time.perf_counter() - started
     validate, _ = measure(engine_command("validate", str(project)), project)
-    engine, steps = engine_apply(project)
+    # --repeat K: engine and script alternately, K times each, the engine on a fresh workspace
+    # every time (the last one is kept for --incremental); each is reported by its median run.
+    engines, scripts = [], []
+    for attempt in range(args.repeat):
+        if attempt:
+            shutil.rmtree(project / ".engine")
+        engines.append(engine_apply(project))
+        scripts.append(baseline("script", project, groups, project / "script.parquet"))
+    engine, steps = median_run(engines, key=lambda pair: pair[0].wall)
+    engine.spread = [r.wall for r, _ in engines]
+    script = median_run(scripts, key=lambda r: r.wall)
+    script.spread = [r.wall for r in scripts]
     feature_rows = sum(s.get("rows") or 0 for s in steps if s["id"].startswith("feature_group:fg"))
-    runs = {"engine": engine, "script": baseline("script", project, groups, project / "script.parquet")}
+    runs = {"engine": engine, "script": script}
     outputs = {"script": project / "script.parquet"}
     if n <= args.pandas_max:
         runs["pandas"] = baseline("pandas", project, groups, project / "pandas.parquet")
@@ -445,15 +464,17 @@ def _others(run: Run) -> str:
 def run_table(result: dict) -> list[str]:
     runs, script = result["runs"], result["runs"]["script"]
     lines = [
-        f"\n## {result['n']:,} spine rows, {result['groups']} feature group(s), {result['feature_rows']:,} feature rows",
+        f"\n## {result['n']:,} spine rows, {result['groups']} feature group(s), {result['feature_rows']:,} feature rows"
+        + (f" (engine and script: median of {len(script.spread)} alternating runs)" if len(script.spread) > 1 else ""),
         "",
         "| method | wall s | CPU s | peak MB | time × | CPU × | memory × | others (cores) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     labels = {"engine": "`engine apply`", "script": "DuckDB script", "pandas": "pandas merge_asof"}
     for method, r in runs.items():
+        wall = f"{r.wall:.2f}" + (f" ({min(r.spread):.2f}–{max(r.spread):.2f})" if len(r.spread) > 1 else "")
         lines.append(
-            f"| {labels[method]} | {r.wall:.2f} | {r.cpu:.2f} | {r.peak_mb:.0f} | {r.wall / script.wall:.2f} | {r.cpu / script.cpu:.2f} | "
+            f"| {labels[method]} | {wall} | {r.cpu:.2f} | {r.peak_mb:.0f} | {r.wall / script.wall:.2f} | {r.cpu / script.cpu:.2f} | "
             f"{r.peak_mb / script.peak_mb:.2f} | {_others(r)} |"
         )
     engine = runs["engine"]
@@ -584,6 +605,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", type=int, default=250_000, help="spine rows at scale 1 (default 250,000)")
     parser.add_argument("--incremental", action="store_true", help="after each --groups run: no-op re-apply, 1%% append, re-apply (default: on when no scenario is named)")
     parser.add_argument("--pandas-max", type=int, default=4_000_000, help="skip pandas above this many spine rows (default 4,000,000)")
+    parser.add_argument("--repeat", type=int, default=1, help="first applies: run the engine and the script this many times each, alternately, and report each by its median run (wall s shows the range)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--cache", type=Path, default=HERE / ".data", help="where generated Parquet and the projects go (default benchmarks/.data)")
     parser.add_argument("--keep", action="store_true", help="keep the generated projects (with their .engine/)")
