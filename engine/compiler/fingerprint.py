@@ -10,6 +10,7 @@ import functools
 import hashlib
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -115,9 +116,9 @@ _CHUNK = 16 << 20  # bytes read and hashed per step, the GIL released for each
 
 
 def _sha256(path: Path) -> str:
-    """The SHA-256 of a file's bytes. Large steps: a thread hashing beside busy Python code (a
-    background prefetch during validation) takes the GIL back only every few milliseconds, so
-    with 1 MiB steps it hashed at a sixth of its speed; 16 MiB ones keep it near full speed."""
+    """The SHA-256 of a file's bytes, read into one reused buffer. Large steps: the GIL is given up
+    and taken back twice per step, and a thread hashing beside busy Python code waits for it each
+    time (``_hash_in_background``)."""
     h = hashlib.sha256()
     buffer = bytearray(min(_CHUNK, max(os.path.getsize(path), 1)))
     view = memoryview(buffer)
@@ -128,6 +129,8 @@ def _sha256(path: Path) -> str:
 
 
 _BACKGROUND_SWITCH_S = 0.0005  # the interpreter's thread switch interval while hashing in the background
+_BACKGROUND: dict = {"threads": 0, "interval": 0.005}  # background hashing threads running; the interval they replaced
+_BACKGROUND_LOCK = threading.Lock()
 
 
 def _hash_in_background(paths: "list[Path]", workers: int) -> "list[Future[str]]":
@@ -140,15 +143,16 @@ def _hash_in_background(paths: "list[Path]", workers: int) -> "list[Future[str]]
     which made a 250 MB file take 0.41 s beside validation instead of 0.23 s alone. While these
     threads run the interval is 0.5 ms (0.24 s); the last one to finish restores it."""
     import sys
-    import threading
     from concurrent.futures import Future
 
     jobs = [(path, Future()) for path in paths]
     todo = list(reversed(jobs))
     lock = threading.Lock()
-    running = [workers]
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(min(previous, _BACKGROUND_SWITCH_S))
+    with _BACKGROUND_LOCK:  # overlapping background prefetches: the first saves, the last restores
+        if _BACKGROUND["threads"] == 0:
+            _BACKGROUND["interval"] = sys.getswitchinterval()
+            sys.setswitchinterval(min(_BACKGROUND["interval"], _BACKGROUND_SWITCH_S))
+        _BACKGROUND["threads"] += workers
 
     def work() -> None:
         try:
@@ -163,10 +167,10 @@ def _hash_in_background(paths: "list[Path]", workers: int) -> "list[Future[str]]
                     except BaseException as exc:  # noqa: BLE001 (handed to the waiting thread)
                         future.set_exception(exc)
         finally:
-            with lock:
-                running[0] -= 1
-                if running[0] == 0:
-                    sys.setswitchinterval(previous)
+            with _BACKGROUND_LOCK:
+                _BACKGROUND["threads"] -= 1
+                if _BACKGROUND["threads"] == 0:
+                    sys.setswitchinterval(_BACKGROUND["interval"])
 
     for i in range(workers):
         threading.Thread(target=work, name=f"engine-digest-bg_{i}", daemon=True).start()

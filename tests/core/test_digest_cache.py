@@ -205,3 +205,27 @@ def test_a_process_does_not_wait_for_its_background_hashing_to_exit(tmp_path: Pa
     started = time.monotonic()
     subprocess.run([sys.executable, "-c", script, str(data)], check=True, timeout=30)
     assert time.monotonic() - started < 20
+
+
+def test_overlapping_background_prefetches_restore_the_switch_interval_once_all_are_done(tmp_path: Path, monkeypatch) -> None:
+    import threading
+
+    from engine.compiler import fingerprint
+
+    first, second = (_old_file(tmp_path / f"{n}.parquet", n.encode()) for n in ("first", "second"))
+    gates = {first: threading.Event(), second: threading.Event()}
+    real = fingerprint._sha256
+    monkeypatch.setattr(fingerprint, "_sha256", lambda path: (gates[path].wait(10), real(path))[1])
+    interval = sys.getswitchinterval()
+    one, two = DigestCache(), DigestCache()
+    one.prefetch([first], wait=False)
+    two.prefetch([second], wait=False)  # starts while the first still runs
+    gates[first].set()
+    assert one.digest(first) == hashlib.sha256(b"first").hexdigest()
+    assert sys.getswitchinterval() < interval  # the second is still hashing
+    gates[second].set()
+    assert two.digest(second) == hashlib.sha256(b"second").hexdigest()
+    for thread in threading.enumerate():
+        if thread.name.startswith("engine-digest-bg"):
+            thread.join(10)
+    assert sys.getswitchinterval() == interval
