@@ -265,6 +265,18 @@ def test_mean_and_std_come_from_sums_exact_for_integers_past_double_precision() 
     assert not any("stddev_samp" in s for s in statements)
 
 
+@pytest.mark.parametrize("edge, squares_in", [(3_037_000_499, "BIGINT"), (3_037_000_500, "HUGEINT")])
+def test_integer_squares_are_summed_in_bigint_only_when_every_value_allows(edge: int, squares_in: str) -> None:
+    """A square fits a BIGINT up to |x| = 3,037,000,499: the column's bounds decide which type the
+    squares are summed in, and the figures are exact either way."""
+    rng = np.random.default_rng(5)
+    values = [*rng.integers(-edge, edge, size=2_000).tolist(), edge, -edge]
+    stats, statements = _recorded_stats(pa.table({"i": pa.array(values, type=pa.int64())}))
+    mean, std = _exact_mean_std(values)
+    assert stats["i"]["mean"] == mean and math.isclose(stats["i"]["std"], std, rel_tol=1e-12)
+    assert any(f'sum(CAST("i" AS {squares_in}) * CAST("i" AS {squares_in}))' in s for s in statements)
+
+
 def test_integer_sums_past_hugeint_fall_back_to_a_running_update() -> None:
     """Squares of values near 2^63 overflow a HUGEINT sum after a few rows: DuckDB refuses, and the
     statistics are measured again with avg/stddev_samp instead of failing the write."""
