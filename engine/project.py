@@ -39,6 +39,8 @@ def validate(
     from engine.spec.schema import validate_document
 
     spec = load_spec(path)
+    if prefetch:
+        _prefetch_sources(spec)
     problems = validate_document(spec.data, spec.source_map, source_formats=format_names())
     if problems:
         raise SpecError(problems=problems)
@@ -64,6 +66,22 @@ def validate(
     if missing:
         raise SpecError(problems=missing)
     return checked
+
+
+def _prefetch_sources(spec) -> None:
+    """Start hashing the source files before the JSON Schema check, whose import is most of a
+    validation's time: 0.08 s more of the hashing overlaps it. Best effort: a document the check
+    will refuse, or paths it will not resolve, start nothing (the prefetch after ``build_project``
+    covers what this one missed)."""
+    from engine.spec.resources import resolve_files
+    from engine.state.digests import load
+
+    try:
+        files, problems = resolve_files(spec.data, spec.source_map, spec.root)
+        if not problems:
+            load(_workspace(spec.root, None)).prefetch([p for paths in files.source_paths.values() for p in paths], wait=False)
+    except Exception:  # noqa: BLE001 (not schema-valid yet, or a file gone: the checks below report it)
+        return
 
 
 def read_versions(root: Path) -> dict[tuple[str, str], int]:
