@@ -223,7 +223,7 @@ class DigestCache:
         not the sum. Later ``digest`` calls find them.
 
         ``wait=False`` returns at once and leaves the hashing running in the background: ``apply``
-        starts it as soon as validation has resolved the source files, so the SHA-256s are
+        starts it once validation has resolved the source files, so the SHA-256s are
         computed while the rest of the spec is checked (single-threaded Python) instead of after
         it; the ``prefetch`` of the plan then waits only for what is left. A file being hashed is
         not submitted twice."""
@@ -247,7 +247,7 @@ class DigestCache:
             futures = _hash_in_background([path for _, (path, _) in largest_first], workers)
             for (key, (_, st)), future in zip(largest_first, futures, strict=True):
                 self._pending[key] = (self._signature(st), future)
-        if wait:  # what the background started: wait for it here, in parallel with the above
+        if wait and self._pending:  # what the background started: wait for it here
             for path in paths:
                 key, st, hit = self._lookup(path, "")
                 if hit is None:
