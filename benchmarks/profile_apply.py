@@ -9,7 +9,6 @@ statements' own wall times).
 
 from __future__ import annotations
 
-import runpy
 import sys
 import time
 
@@ -43,10 +42,16 @@ class _Timed:
 def main() -> None:
     original = duckdb_backend.DuckDBBackend.con
     duckdb_backend.DuckDBBackend.con = property(lambda self: _Timed(original.fget(self)))
+    from engine.cli import main as cli
+
+    def finish(code: int) -> None:  # the CLI ends with os._exit; here the report must print first
+        raise SystemExit(code)
+
+    cli._finish = finish
     sys.argv = ["engine", "apply", *sys.argv[1:]]
     started = time.perf_counter()
     try:
-        runpy.run_module("engine", run_name="__main__")
+        cli.main()
     except SystemExit:
         pass
     finally:

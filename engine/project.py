@@ -28,10 +28,9 @@ def validate(
     With ``versioning: auto``, each group and view takes the version recorded for it in
     ``engine-versions.json`` beside ``engine.yaml`` (never lower than the one declared);
     ``versions`` ((kind, name) -> version) overrides that file, for a plan that bumps.
-    ``prefetch``: the caller plans next (``plan``, ``apply``), so the SHA-256s of the source files
-    the workspace's digest cache lacks start in the background once the files are resolved, while
-    the rest of the spec is checked: at 1M x 10M rows the plan then waits 0.10 s for them instead
-    of 0.19 s."""
+    ``prefetch``: the caller plans next (``plan``, ``apply``), so the content digests of the source
+    files the workspace's digest cache lacks start in the background once the files are resolved,
+    while the rest of the spec is checked, and the plan waits only for what is left."""
     from engine.model.builder import build_project
     from engine.model.formats import format_names
     from engine.spec.project_files import load_spec

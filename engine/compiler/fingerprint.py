@@ -113,12 +113,34 @@ def definition_fingerprint(obj: object) -> str:
 
 
 _CHUNK = 16 << 20  # bytes read and hashed per step, the GIL released for each
+#: The algorithm of file content digests, as their prefix: a digest recorded without one (before
+#: BLAKE3) is a SHA-256, still compared as one (``content_matches``).
+CONTENT_ALGORITHM = "blake3"
+_PARALLEL_MIN = 8 << 20  # from this size a file's BLAKE3 runs on every core (its tree hash splits)
+
+
+def _content_digest(path: Path) -> str:
+    """``blake3:`` and the BLAKE3 of a file's bytes, read into one reused buffer.
+
+    BLAKE3 rather than SHA-256: a tree hash, so one large file is hashed on every core, and about
+    2x faster per core besides (a 1.2 GB source: 0.31 s on 2 cores against 0.94 s, this machine
+    having the SHA extensions). Large steps: the GIL is given up and taken back twice per step,
+    and a thread hashing beside busy Python code waits for it each time (``_hash_in_background``).
+    """
+    from blake3 import blake3
+
+    size = os.path.getsize(path)
+    h = blake3(max_threads=blake3.AUTO) if size >= _PARALLEL_MIN else blake3()
+    buffer = bytearray(min(_CHUNK, max(size, 1)))
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as fh:
+        while n := fh.readinto(buffer):
+            h.update(view[:n])
+    return f"{CONTENT_ALGORITHM}:{h.hexdigest()}"
 
 
 def _sha256(path: Path) -> str:
-    """The SHA-256 of a file's bytes, read into one reused buffer. Large steps: the GIL is given up
-    and taken back twice per step, and a thread hashing beside busy Python code waits for it each
-    time (``_hash_in_background``)."""
+    """The SHA-256 of a file's bytes (the content digest recorded before BLAKE3)."""
     h = hashlib.sha256()
     buffer = bytearray(min(_CHUNK, max(os.path.getsize(path), 1)))
     view = memoryview(buffer)
@@ -134,7 +156,7 @@ _BACKGROUND_LOCK = threading.Lock()
 
 
 def _hash_in_background(paths: "list[Path]", workers: int) -> "list[Future[str]]":
-    """The SHA-256 of each of ``paths``, computed by ``workers`` daemon threads: a process that
+    """The content digest of each of ``paths``, computed by ``workers`` daemon threads: a process that
     exits before it needs them (a spec error found meanwhile) does not wait for them, as it would
     for a ``ThreadPoolExecutor``'s.
 
@@ -163,7 +185,7 @@ def _hash_in_background(paths: "list[Path]", workers: int) -> "list[Future[str]]
                     path, future = todo.pop()
                 if future.set_running_or_notify_cancel():
                     try:
-                        future.set_result(_sha256(path))
+                        future.set_result(_content_digest(path))
                     except BaseException as exc:  # noqa: BLE001 (handed to the waiting thread)
                         future.set_exception(exc)
         finally:
@@ -178,7 +200,7 @@ def _hash_in_background(paths: "list[Path]", workers: int) -> "list[Future[str]]
 
 
 class DigestCache:
-    """SHA-256 digests of files, reused while ``stat()`` says a file is unchanged (size, mtime,
+    """Content digests of files (``_content_digest``), reused while ``stat()`` says a file is unchanged (size, mtime,
     inode): git's index trick, so an unchanged project does not re-read gigabytes of source data on
     every plan. A file modified within ``RACY_NS`` of being hashed is never cached (git's "racily
     clean" rule: a later write in the same clock tick would keep the same stat).
@@ -195,7 +217,7 @@ class DigestCache:
         # Racily new files, remembered for this process only: the plan and the ingest of one run
         # see one digest per file (and read it once), but nothing unsafe is saved.
         self._racy: dict[str, list] = {}
-        # SHA-256s being computed in the background (``prefetch(wait=False)``): cache key -> (the
+        # Digests being computed in the background (``prefetch(wait=False)``): cache key -> (the
         # file's stat when it was submitted, the future). Taken by the first ``digest`` of the file
         # whose stat still matches; a file changed since is hashed again.
         self._pending: dict[str, tuple[list[int], Future[str]]] = {}
@@ -206,24 +228,23 @@ class DigestCache:
         self._racy.clear()
 
     def digest(self, path: Path, compute: "Callable[[Path], str] | None" = None, kind: str = "") -> str:
-        """``compute(path)`` (default: the SHA-256 of the bytes), cached per ``kind`` of digest."""
+        """``compute(path)`` (default: the content digest), cached per ``kind`` of digest."""
         key, st, hit = self._lookup(path, kind)
         if hit is not None:
             return hit
         value = self._take_pending(key, st) if compute is None else None
         if value is None:
-            value = (compute or _sha256)(path)
+            value = (compute or _content_digest)(path)
         self._store(key, st, value)
         return value
 
     def prefetch(self, paths: "Iterable[Path]", *, wait: bool = True) -> None:
-        """Hash the files the cache does not hold yet, several at a time: ``hashlib`` releases the
-        GIL while it hashes, so on a first plan the SHA-256 of N large sources takes about the time
-        of the largest one on N cores (0.82 s against 0.40 s for four files, 856 MB, on 2 cores),
-        not the sum. Later ``digest`` calls find them.
+        """Hash the files the cache does not hold yet, several at a time: hashing releases the
+        GIL, so on a first plan N sources take about the time of the largest one, not the sum
+        (and one large file is hashed on every core). Later ``digest`` calls find them.
 
         ``wait=False`` returns at once and leaves the hashing running in the background: ``apply``
-        starts it once validation has resolved the source files, so the SHA-256s are
+        starts it once validation has resolved the source files, so the digests are
         computed while the rest of the spec is checked (single-threaded Python) instead of after
         it; the ``prefetch`` of the plan then waits only for what is left. A file being hashed is
         not submitted twice."""
@@ -239,7 +260,7 @@ class DigestCache:
         workers = min(len(missing), os.cpu_count() or 1)
         if wait and workers >= 2:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="engine-digest") as pool:
-                values = list(pool.map(_sha256, [path for path, _ in missing.values()]))
+                values = list(pool.map(_content_digest, [path for path, _ in missing.values()]))
             for (key, (_, st)), value in zip(missing.items(), values, strict=True):
                 self._store(key, st, value)
         elif not wait and missing:
@@ -256,7 +277,7 @@ class DigestCache:
                         self._store(key, st, value)
 
     def _take_pending(self, key: str, st: os.stat_result) -> str | None:
-        """The background SHA-256 of the file at ``key`` if it was submitted with this very stat
+        """The background digest of the file at ``key`` if it was submitted with this very stat
         (waiting for it to finish); None otherwise, or when hashing failed (the caller hashes
         again and meets the error itself)."""
         pending = self._pending.pop(key, None)
@@ -307,8 +328,18 @@ def prefetch_digests(paths: "Iterable[Path]") -> None:
 
 
 def file_digest(path: Path) -> str:
-    """The SHA-256 of a file's content (through the active ``DigestCache``, if any)."""
-    return _ACTIVE[-1].digest(path) if _ACTIVE else _sha256(path)
+    """The content digest of a file, ``blake3:…`` (through the active ``DigestCache``, if any)."""
+    return _ACTIVE[-1].digest(path) if _ACTIVE else _content_digest(path)
+
+
+def content_matches(path: Path, recorded: str) -> bool:
+    """Whether the file's content is the one ``recorded`` (a ``file_digest`` of an earlier run)
+    describes: a digest without an algorithm prefix, recorded before BLAKE3, is a SHA-256, and the
+    file is hashed that way to compare (once per file and stat: the cache keeps it), so an upgrade
+    does not see every consumed file as changed (an error for an append-only group)."""
+    if recorded.startswith(f"{CONTENT_ALGORITHM}:"):
+        return file_digest(path) == recorded
+    return memo(path, _sha256, kind="sha256:") == recorded
 
 
 def memo(path: Path, compute: "Callable[[Path], str]", kind: str) -> str:

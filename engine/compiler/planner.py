@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from engine.compiler.fingerprint import definition_fingerprint, digest, file_digest, files_fingerprint, prefetch_digests, python_package_fingerprint
+from engine.compiler.fingerprint import content_matches, definition_fingerprint, digest, files_fingerprint, prefetch_digests, python_package_fingerprint
 from engine.compiler.semantics import CheckedProject
 from engine.compiler.steps import Action, Plan, PlannedStep, Reason, Step, StepKind
 from engine.errors import UsageError
@@ -112,7 +112,7 @@ def file_changes(root, source: m.Source, consumed: dict[str, str]) -> tuple[list
     (``consumed``: relative path -> content digest). Paths are relative to the project root."""
     base = root.resolve()
     current = {str(p.relative_to(base)): p for p in source.resolved_paths}
-    changed = sorted(f for f, d in consumed.items() if f not in current or file_digest(current[f]) != d)
+    changed = sorted(f for f, d in consumed.items() if f not in current or not content_matches(current[f], d))
     added = sorted(f for f in current if f not in consumed)
     return added, changed
 

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from engine.compiler.fingerprint import DigestCache, cached
 from engine.state.workspace import Workspace
 
-_VERSION = 2  # 2: signatures without ctime
+_VERSION = 3  # 2: signatures without ctime; 3: BLAKE3 content digests
 
 
 _LOADED: dict[str, DigestCache] = {}  # digests.json path -> this process's cache of it

@@ -3,15 +3,21 @@ is trusted. Counting the reads of a counting ``compute`` is the oracle."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 import time
 from pathlib import Path
 
+from blake3 import blake3
+
 from engine.compiler.fingerprint import DigestCache
 
 OLD_NS = time.time_ns() - 3_600 * 1_000_000_000  # an hour ago: well outside the racy window
+
+
+def content(data: bytes) -> str:
+    """The content digest of ``data``, computed independently (the oracle)."""
+    return "blake3:" + blake3(data).hexdigest()
 
 
 class Counting:
@@ -20,7 +26,7 @@ class Counting:
 
     def __call__(self, path: Path) -> str:
         self.reads.append(path)
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return content(path.read_bytes())
 
 
 def _old_file(path: Path, content: bytes) -> Path:
@@ -86,8 +92,8 @@ def test_a_process_keeps_one_cache_per_workspace_but_rereads_racily_new_files_in
     assert [fresh.stat().st_size, fresh.stat().st_mtime_ns, fresh.stat().st_ino] == [before.st_size, before.st_mtime_ns, before.st_ino]
     with digests(ws) as second:
         assert second is first  # one cache per workspace in this process
-        assert file_digest(fresh) == hashlib.sha256(b"bbbb").hexdigest()
-        assert file_digest(old) == hashlib.sha256(b"rows").hexdigest()
+        assert file_digest(fresh) == content(b"bbbb")
+        assert file_digest(old) == content(b"rows")
     assert str(old.resolve()) in ws.digests.read_text()  # saved by the block that may save
     assert str(fresh.resolve()) not in ws.digests.read_text()  # racily new: never saved
 
@@ -103,18 +109,18 @@ def test_prefetch_hashes_the_missing_files_once_in_parallel_and_digest_reuses_th
     cache = DigestCache()
     cache.digest(files[0])  # already known: the prefetch must not read it again
     reads: list[tuple[Path, str]] = []
-    real = fingerprint._sha256
+    real = fingerprint._content_digest
 
     def counting(path: Path) -> str:
         reads.append((path, threading.current_thread().name))
         return real(path)
 
-    monkeypatch.setattr(fingerprint, "_sha256", counting)
+    monkeypatch.setattr(fingerprint, "_content_digest", counting)
     cache.prefetch([*files, files[1]])  # a path named twice is read once
     assert sorted(p for p, _ in reads) == files[1:]
     assert all(name.startswith("engine-digest") for _, name in reads)
     compute = Counting()
-    assert [cache.digest(f, compute) for f in files] == [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]
+    assert [cache.digest(f, compute) for f in files] == [content(f.read_bytes()) for f in files]
     assert compute.reads == [] and len(reads) == 3
 
 
@@ -128,7 +134,7 @@ def test_prefetch_of_one_missing_file_leaves_it_to_digest_and_a_racy_file_is_not
     cache.prefetch([old, fresh])
     assert list(cache.entries) == [str(old.resolve())]  # the fresh one holds for this run only
     compute = Counting()
-    assert cache.digest(fresh, compute) == hashlib.sha256(b"fresh").hexdigest() and compute.reads == []
+    assert cache.digest(fresh, compute) == content(b"fresh") and compute.reads == []
 
 
 def test_background_prefetch_hashes_each_file_once_and_the_plans_prefetch_waits_for_it(tmp_path: Path, monkeypatch) -> None:
@@ -141,7 +147,7 @@ def test_background_prefetch_hashes_each_file_once_and_the_plans_prefetch_waits_
 
     files = [_old_file(tmp_path / f"part-{i}.parquet", f"rows {i}".encode() * 1000) for i in range(3)]
     reads: list[tuple[Path, str]] = []
-    real = fingerprint._sha256
+    real = fingerprint._content_digest
     release = threading.Event()
 
     def slow(path: Path) -> str:
@@ -149,7 +155,7 @@ def test_background_prefetch_hashes_each_file_once_and_the_plans_prefetch_waits_
         release.wait(10)
         return real(path)
 
-    monkeypatch.setattr(fingerprint, "_sha256", slow)
+    monkeypatch.setattr(fingerprint, "_content_digest", slow)
     cache = DigestCache()
     interval = sys.getswitchinterval()
     cache.prefetch(files, wait=False)
@@ -159,7 +165,7 @@ def test_background_prefetch_hashes_each_file_once_and_the_plans_prefetch_waits_
     cache.prefetch(files)  # the plan's: waits for the background instead of hashing again
     assert sorted(p for p, _ in reads) == files
     assert all(name.startswith("engine-digest-bg") for _, name in reads)
-    assert [cache.digest(f) for f in files] == [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]
+    assert [cache.digest(f) for f in files] == [content(f.read_bytes()) for f in files]
     assert len(reads) == 3 and sorted(cache.entries) == sorted(str(f.resolve()) for f in files)
     for thread in threading.enumerate():
         if thread.name.startswith("engine-digest-bg"):
@@ -172,7 +178,7 @@ def test_a_file_changed_or_unreadable_after_a_background_prefetch_is_hashed_agai
 
     changed = _old_file(tmp_path / "changed.parquet", b"before")
     failed = _old_file(tmp_path / "failed.parquet", b"content")
-    real = fingerprint._sha256
+    real = fingerprint._content_digest
     calls: list[Path] = []
 
     def flaky(path: Path) -> str:
@@ -181,12 +187,12 @@ def test_a_file_changed_or_unreadable_after_a_background_prefetch_is_hashed_agai
             raise PermissionError(13, "denied for now")
         return real(path)
 
-    monkeypatch.setattr(fingerprint, "_sha256", flaky)
+    monkeypatch.setattr(fingerprint, "_content_digest", flaky)
     cache = DigestCache()
     cache.prefetch([changed, failed], wait=False)
     changed.write_bytes(b"after, longer")  # a new size: the pending value describes the old file
-    assert cache.digest(changed) == hashlib.sha256(b"after, longer").hexdigest()
-    assert cache.digest(failed) == hashlib.sha256(b"content").hexdigest()
+    assert cache.digest(changed) == content(b"after, longer")
+    assert cache.digest(failed) == content(b"content")
     assert calls.count(changed) == 2 and calls.count(failed) == 2
 
 
@@ -199,7 +205,7 @@ def test_a_process_does_not_wait_for_its_background_hashing_to_exit(tmp_path: Pa
     script = (
         "import time, sys\n"
         "from engine.compiler import fingerprint\n"
-        "fingerprint._sha256 = lambda path: time.sleep(60)\n"
+        "fingerprint._content_digest = lambda path: time.sleep(60)\n"
         "fingerprint.DigestCache().prefetch([fingerprint.Path(sys.argv[1])], wait=False)\n"
     )
     started = time.monotonic()
@@ -214,17 +220,17 @@ def test_overlapping_background_prefetches_restore_the_switch_interval_once_all_
 
     first, second = (_old_file(tmp_path / f"{n}.parquet", n.encode()) for n in ("first", "second"))
     gates = {first: threading.Event(), second: threading.Event()}
-    real = fingerprint._sha256
-    monkeypatch.setattr(fingerprint, "_sha256", lambda path: (gates[path].wait(10), real(path))[1])
+    real = fingerprint._content_digest
+    monkeypatch.setattr(fingerprint, "_content_digest", lambda path: (gates[path].wait(10), real(path))[1])
     interval = sys.getswitchinterval()
     one, two = DigestCache(), DigestCache()
     one.prefetch([first], wait=False)
     two.prefetch([second], wait=False)  # starts while the first still runs
     gates[first].set()
-    assert one.digest(first) == hashlib.sha256(b"first").hexdigest()
+    assert one.digest(first) == content(b"first")
     assert sys.getswitchinterval() < interval  # the second is still hashing
     gates[second].set()
-    assert two.digest(second) == hashlib.sha256(b"second").hexdigest()
+    assert two.digest(second) == content(b"second")
     for thread in threading.enumerate():
         if thread.name.startswith("engine-digest-bg"):
             thread.join(10)

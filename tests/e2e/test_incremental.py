@@ -308,6 +308,45 @@ def test_a_changed_file_reingests_everything_and_an_append_group_refuses_until_f
     assert_same(snapshot(root, ws), fresh(root, tmp_path / "fresh"))
 
 
+def _as_recorded_before_blake3(ws: Path) -> None:
+    """Make ``ws`` look written by an engine from before BLAKE3 content digests: every consumed
+    file's recorded digest becomes its SHA-256 (64 hex digits, no prefix), and the digest cache
+    is gone."""
+    import hashlib
+    import sqlite3
+
+    con = sqlite3.connect(ws / "catalog.sqlite")
+    with con:
+        rows = con.execute("SELECT source, file FROM source_files").fetchall()
+        assert rows
+        for source, file in rows:
+            legacy = hashlib.sha256((ws.parent / "inc" / file).read_bytes()).hexdigest()
+            con.execute("UPDATE source_files SET digest = ? WHERE source = ? AND file = ?", [legacy, source, file])
+    con.close()
+    (ws / "digests.json").unlink(missing_ok=True)
+
+
+def test_files_recorded_with_sha256_before_the_upgrade_still_compare_by_content(tmp_path):
+    # An upgraded engine reads digests recorded as SHA-256: unchanged files stay unchanged (new
+    # files beside them are an incremental ingest, not a rebuild or an append-only group's
+    # "file changed" error), and a changed file is still caught.
+    root = project(tmp_path / "inc")
+    ws = tmp_path / "ws"
+    add_file(root, "a.csv", [(1, 1, 0, 5.0, 1), (2, 2, 10, 6.0, 0)])
+    api.apply(root, workspace=ws)
+    _as_recorded_before_blake3(ws)
+    add_file(root, "b.csv", [(3, 1, 20, 7.0, 1)])
+    ran = reasons(api.apply(root, workspace=ws))
+    assert ran["events"] == ("new data (incremental)", 1) and ran["scored"] == ("new data (incremental)", 1)
+    assert_same(snapshot(root, ws), fresh(root, tmp_path / "fresh"))
+    _as_recorded_before_blake3(ws)
+    add_file(root, "a.csv", [(1, 1, 0, 50.0, 1), (2, 2, 10, 6.0, 0)])  # a consumed file changed
+    plan = {s.step.id.name: s.reason.value for s in api.plan(root, workspace=ws).steps}
+    assert plan["events"] == "data changed"
+    with pytest.raises(DataError, match=r"source 'events' file\(s\) data/a.csv changed"):
+        api.apply(root, workspace=ws)
+
+
 def test_a_removed_file_rebuilds_non_append_groups(tmp_path):
     root = project(tmp_path / "inc")
     text = (root / "specs/inc.yaml").read_text()
