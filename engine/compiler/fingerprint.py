@@ -339,7 +339,14 @@ def content_matches(path: Path, recorded: str) -> bool:
     does not see every consumed file as changed (an error for an append-only group)."""
     if recorded.startswith(f"{CONTENT_ALGORITHM}:"):
         return file_digest(path) == recorded
-    return memo(path, _sha256, kind="sha256:") == recorded
+    return file_sha256(path) == recorded
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes (through the active ``DigestCache``, if any): for digests
+    that are SHA-256 by contract (the online snapshot's manifest and tables, verified on every
+    load), and those recorded before BLAKE3."""
+    return memo(path, _sha256, kind="sha256:")
 
 
 def memo(path: Path, compute: "Callable[[Path], str]", kind: str) -> str:

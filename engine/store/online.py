@@ -67,9 +67,9 @@ def _write_arrow(path: Path, table) -> tuple[str, int]:
 
 
 def _file_sha256(path: Path) -> str:
-    from engine.compiler.fingerprint import file_digest
+    from engine.compiler.fingerprint import file_sha256
 
-    return file_digest(path)
+    return file_sha256(path)
 
 
 def _feature_groups(stores, directory: Path, kept: set[tuple[str, int]] = frozenset()) -> tuple[dict[str, dict], dict[str, dict]]:
