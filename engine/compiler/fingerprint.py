@@ -334,12 +334,17 @@ def file_digest(path: Path) -> str:
 
 def content_matches(path: Path, recorded: str) -> bool:
     """Whether the file's content is the one ``recorded`` (a ``file_digest`` of an earlier run)
-    describes: a digest without an algorithm prefix, recorded before BLAKE3, is a SHA-256, and the
+    describes: a digest recorded before BLAKE3 (``recorded_before_blake3``) is a SHA-256, and the
     file is hashed that way to compare (once per file and stat: the cache keeps it), so an upgrade
     does not see every consumed file as changed (an error for an append-only group)."""
-    if recorded.startswith(f"{CONTENT_ALGORITHM}:"):
-        return file_digest(path) == recorded
-    return file_sha256(path) == recorded
+    if recorded_before_blake3(recorded):
+        return file_sha256(path) == recorded
+    return file_digest(path) == recorded
+
+
+def recorded_before_blake3(recorded: str) -> bool:
+    """Whether a recorded content digest is a SHA-256 from an engine before BLAKE3 (no prefix)."""
+    return not recorded.startswith(f"{CONTENT_ALGORITHM}:")
 
 
 def file_sha256(path: Path) -> str:
@@ -378,9 +383,11 @@ def _code_sha256(path: Path) -> str:
     return hashlib.sha256(ast.dump(tree, annotate_fields=False, include_attributes=False).encode()).hexdigest()
 
 
-def files_fingerprint(root: Path, files: tuple[Path, ...]) -> str:
-    """Content hash of data files, keyed by their path relative to the project root."""
-    return digest([(str(p.relative_to(root.resolve())), file_digest(p)) for p in sorted(files)])
+def files_fingerprint(root: Path, files: tuple[Path, ...], content: "Callable[[Path], str] | None" = None) -> str:
+    """Content hash of data files, keyed by their path relative to the project root. ``content``:
+    each file's digest (default: ``file_digest``)."""
+    content = content or file_digest
+    return digest([(str(p.relative_to(root.resolve())), content(p)) for p in sorted(files)])
 
 
 def python_package_fingerprint(root: Path, module: str, function: str | None = None) -> str:

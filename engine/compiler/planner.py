@@ -9,14 +9,28 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from engine.compiler.fingerprint import content_matches, definition_fingerprint, digest, files_fingerprint, prefetch_digests, python_package_fingerprint
+from engine.compiler.fingerprint import (
+    content_matches,
+    definition_fingerprint,
+    digest,
+    file_sha256,
+    files_fingerprint,
+    prefetch_digests,
+    python_package_fingerprint,
+    recorded_before_blake3,
+)
 from engine.compiler.semantics import CheckedProject
 from engine.compiler.steps import Action, Plan, PlannedStep, Reason, Step, StepKind
 from engine.errors import UsageError
 from engine.ids import ModelRef
 from engine.model import objects as m
 from engine.model.graph import topological_order
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -27,20 +41,23 @@ class StoredStep:
     fingerprint: str
 
 
-def compile_steps(checked: CheckedProject, *, now: datetime | None = None) -> dict[str, Step]:
+def compile_steps(checked: CheckedProject, *, now: datetime | None = None, content: "Callable[[Path], str] | None" = None) -> dict[str, Step]:
     """All steps of the project, keyed by ``kind:name@version``, in dependency order. ``now``: the
-    time a relative batch range (``range: {last: 30d}``) is resolved at (default: the clock)."""
+    time a relative batch range (``range: {last: 30d}``) is resolved at (default: the clock).
+    ``content``: the digest of a source file in the sources' fingerprints (default: today's,
+    ``file_digest``; ``_upgraded`` passes SHA-256, as engines before BLAKE3 recorded them)."""
     project = checked.project
     steps: dict[str, Step] = {}
     key_of: dict[str, str] = {}
-    prefetch_digests(path for source in project.sources.values() for path in source.resolved_paths)
+    if content is None:
+        prefetch_digests(path for source in project.sources.values() for path in source.resolved_paths)
     for name, source in project.sources.items():
         step = Step(
             id=source.id,
             kind=StepKind.INGEST_SOURCE,
             depends_on=(),
             definition_fingerprint=definition_fingerprint(source),
-            fingerprint=digest(definition_fingerprint(source), files_fingerprint(project.root, source.resolved_paths)),
+            fingerprint=digest(definition_fingerprint(source), files_fingerprint(project.root, source.resolved_paths, content)),
             payload=source,
         )
         steps[step.key] = step
@@ -143,6 +160,7 @@ def make_plan(
     from engine.compiler.selection import excluded_steps, object_graph, select_steps
 
     steps = compile_steps(checked, now=now)
+    stored = _upgraded(checked, steps, stored, consumed or {}, now)
     graph = object_graph(checked.project, steps)
     chosen = select_steps(graph, select)
     excluded = excluded_steps(graph, exclude)
@@ -188,6 +206,34 @@ def make_plan(
     if backfill is not None and not any(p.reason is Reason.BACKFILL for p in planned.values()):
         raise UsageError("--start/--end backfill batch jobs, and no batch job is selected: add --select JOB")
     return Plan(project=checked.project.name, steps=tuple(planned.values()))
+
+
+def _upgraded(
+    checked: CheckedProject, steps: dict[str, Step], stored: dict[str, StoredStep], consumed: dict[str, dict[str, str]], now: datetime | None
+) -> dict[str, StoredStep]:
+    """``stored``, with the fingerprints an engine from before BLAKE3 content digests recorded read
+    as today's wherever they describe the same inputs.
+
+    A source's fingerprint hashes its files' digests, and every step downstream hashes its inputs'
+    fingerprints: after the upgrade each of them would differ although nothing changed, and the
+    first apply would re-ingest and rebuild everything. So when a source whose consumed files were
+    recorded as SHA-256 has another fingerprint today, the steps are compiled again with SHA-256
+    file digests (read once per file and stat: the digest cache keeps them), and a stored
+    fingerprint equal to that one stands for today's. A step recorded since the upgrade holds
+    today's fingerprint already; once every source has run again, this is never needed."""
+    legacy_sources = [
+        key for key, step in steps.items()
+        if step.kind is StepKind.INGEST_SOURCE and key in stored and stored[key].fingerprint != step.fingerprint
+        and any(recorded_before_blake3(d) for d in consumed.get(step.id.name, {}).values())
+    ]  # fmt: skip
+    if not legacy_sources:
+        return stored
+    legacy = compile_steps(checked, now=now, content=file_sha256)
+    return {
+        key: dataclasses.replace(previous, fingerprint=steps[key].fingerprint)
+        if key in steps and key in legacy and previous.fingerprint == legacy[key].fingerprint else previous
+        for key, previous in stored.items()
+    }  # fmt: skip
 
 
 def _ingest_reason(root, source: m.Source, consumed: dict[str, str] | None) -> Reason:

@@ -347,6 +347,35 @@ def test_files_recorded_with_sha256_before_the_upgrade_still_compare_by_content(
         api.apply(root, workspace=ws)
 
 
+def test_a_workspace_written_before_blake3_plans_no_changes_after_the_upgrade(tmp_path, monkeypatch):
+    # A workspace an engine from before BLAKE3 wrote, whole: its consumed files' digests and the
+    # source steps' fingerprints (which hash those digests) are SHA-256. After the upgrade an
+    # unchanged project plans nothing (not a full re-ingest and rebuild of everything); a new file
+    # is an incremental ingest; a changed one is still caught.
+    from engine.compiler import fingerprint
+    from engine.state import digests
+
+    root = project(tmp_path / "inc")
+    ws = tmp_path / "ws"
+    add_file(root, "a.csv", [(1, 1, 0, 5.0, 1), (2, 2, 10, 6.0, 0)])
+    with monkeypatch.context() as old_engine:
+        old_engine.setattr(fingerprint, "_content_digest", fingerprint._sha256)
+        api.apply(root, workspace=ws)
+    # The upgraded engine starts without the old digest cache (another format, read as empty).
+    (ws / "digests.json").unlink(missing_ok=True)
+    monkeypatch.setattr(digests, "_LOADED", {})
+    assert all(s.reason.value == "unchanged" for s in api.plan(root, workspace=ws).steps)
+    assert api.apply(root, workspace=ws).run is None  # nothing to do
+    add_file(root, "b.csv", [(3, 1, 20, 7.0, 1)])
+    ran = reasons(api.apply(root, workspace=ws))
+    assert ran["events"] == ("new data (incremental)", 1) and ran["scored"] == ("new data (incremental)", 1)
+    assert_same(snapshot(root, ws), fresh(root, tmp_path / "fresh"))
+    assert api.apply(root, workspace=ws).run is None  # nothing to do
+    add_file(root, "a.csv", [(1, 1, 0, 50.0, 1), (2, 2, 10, 6.0, 0)])  # a consumed file changed
+    with pytest.raises(DataError, match=r"source 'events' file\(s\) data/a.csv changed"):
+        api.apply(root, workspace=ws)
+
+
 def test_a_removed_file_rebuilds_non_append_groups(tmp_path):
     root = project(tmp_path / "inc")
     text = (root / "specs/inc.yaml").read_text()
