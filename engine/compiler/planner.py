@@ -219,8 +219,9 @@ def _upgraded(
     first apply would re-ingest and rebuild everything. So when a source whose consumed files were
     recorded as SHA-256 has another fingerprint today, the steps are compiled again with SHA-256
     file digests (read once per file and stat: the digest cache keeps them), and a stored
-    fingerprint equal to that one stands for today's. A step recorded since the upgrade holds
-    today's fingerprint already; once every source has run again, this is never needed."""
+    fingerprint equal to that one stands for today's. A step that runs records today's. Later,
+    only a plan in which such a source has changed compiles twice (its old files keep their SHA-256
+    records until a full re-ingest; the digest cache has their SHA-256 by then)."""
     legacy_sources = [
         key for key, step in steps.items()
         if step.kind is StepKind.INGEST_SOURCE and key in stored and stored[key].fingerprint != step.fingerprint
