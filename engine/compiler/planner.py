@@ -160,7 +160,7 @@ def make_plan(
     from engine.compiler.selection import excluded_steps, object_graph, select_steps
 
     steps = compile_steps(checked, now=now)
-    stored = _upgraded(checked, steps, stored, consumed or {}, now)
+    stored, recorded_as = _upgraded(checked, steps, stored, consumed or {}, now)
     graph = object_graph(checked.project, steps)
     chosen = select_steps(graph, select)
     excluded = excluded_steps(graph, exclude)
@@ -202,6 +202,10 @@ def make_plan(
         if key in excluded and action is Action.RUN:
             held.add(key)
             action, reason = Action.SKIP, Reason.EXCLUDED
+        view = step.depends_on[0] if step.view_fingerprint is not None else None
+        if view in recorded_as and not (view in planned and planned[view].action is Action.RUN):
+            # the published view table records the fingerprint an engine before BLAKE3 gave it
+            step = dataclasses.replace(step, view_fingerprint=recorded_as[view])
         planned[key] = PlannedStep(step, action, reason)
     if backfill is not None and not any(p.reason is Reason.BACKFILL for p in planned.values()):
         raise UsageError("--start/--end backfill batch jobs, and no batch job is selected: add --select JOB")
@@ -210,9 +214,10 @@ def make_plan(
 
 def _upgraded(
     checked: CheckedProject, steps: dict[str, Step], stored: dict[str, StoredStep], consumed: dict[str, dict[str, str]], now: datetime | None
-) -> dict[str, StoredStep]:
+) -> tuple[dict[str, StoredStep], dict[str, str]]:
     """``stored``, with the fingerprints an engine from before BLAKE3 content digests recorded read
-    as today's wherever they describe the same inputs.
+    as today's wherever they describe the same inputs; and those steps' recorded fingerprints
+    (a scoring step proves a published view current by the one its table records).
 
     A source's fingerprint hashes its files' digests, and every step downstream hashes its inputs'
     fingerprints: after the upgrade each of them would differ although nothing changed, and the
@@ -228,13 +233,14 @@ def _upgraded(
         and any(recorded_before_blake3(d) for d in consumed.get(step.id.name, {}).values())
     ]  # fmt: skip
     if not legacy_sources:
-        return stored
+        return stored, {}
     legacy = compile_steps(checked, now=now, content=file_sha256)
-    return {
-        key: dataclasses.replace(previous, fingerprint=steps[key].fingerprint)
-        if key in steps and key in legacy and previous.fingerprint == legacy[key].fingerprint else previous
-        for key, previous in stored.items()
+    recorded_as = {
+        key: previous.fingerprint for key, previous in stored.items()
+        if key in steps and key in legacy and previous.fingerprint == legacy[key].fingerprint != steps[key].fingerprint
     }  # fmt: skip
+    upgraded = {key: dataclasses.replace(previous, fingerprint=steps[key].fingerprint) if key in recorded_as else previous for key, previous in stored.items()}
+    return upgraded, recorded_as
 
 
 def _ingest_reason(root, source: m.Source, consumed: dict[str, str] | None) -> Reason:

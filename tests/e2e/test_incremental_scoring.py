@@ -130,3 +130,31 @@ def test_a_backfill_in_between_makes_the_next_run_score_the_whole_range(tmp_path
     assert ran["scores"] == ("upstream changed", 7), ran
     got = predictions(root)
     pd.testing.assert_frame_equal(got, rescored(root, ws))
+
+
+def test_after_the_blake3_upgrade_scoring_still_reads_the_published_view(tmp_path, monkeypatch):
+    # A workspace an engine from before BLAKE3 wrote (as in test_incremental's upgrade test): the
+    # view's table records a fingerprint over SHA-256 file digests. Scoring while the view is
+    # unchanged still proves the table current and reads it, rather than building the view again.
+    from engine.compiler import fingerprint
+    from engine.serving import batch
+    from engine.state import digests
+
+    root = scoring_project(tmp_path / "inc")
+    ws = tmp_path / "ws"
+    add_file(root, "b0.csv", FIRST)
+    with monkeypatch.context() as old_engine:
+        old_engine.setattr(fingerprint, "_content_digest", fingerprint._sha256)
+        api.apply(root, workspace=ws)
+    (ws / "digests.json").unlink(missing_ok=True)  # another cache format: read as empty
+    monkeypatch.setattr(digests, "_LOADED", {})
+    before = predictions(root)
+    found = []
+    published = batch.published_view
+    monkeypatch.setattr(batch, "published_view", lambda ctx, fv: found.append(published(ctx, fv)) or found[-1])
+    spec = root / "specs" / "inc.yaml"  # the job changes (a wider range); its view does not
+    spec.write_text(spec.read_text().replace('"2026-01-02"]', '"2026-01-03"]'), encoding="utf-8")
+    ran = {name: why for name, why in reasons(api.apply(root, workspace=ws)).items() if why[0] != "unchanged"}
+    assert ran == {"scores": ("changed", 6)}, ran
+    assert found and None not in found  # the published table was proven current, and read
+    pd.testing.assert_frame_equal(predictions(root), before)
