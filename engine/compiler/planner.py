@@ -227,12 +227,11 @@ def _upgraded(
     fingerprint equal to that one stands for today's. A step that runs records today's. Later,
     only a plan in which such a source has changed compiles twice (its old files keep their SHA-256
     records until a full re-ingest; the digest cache has their SHA-256 by then)."""
-    legacy_sources = [
-        key for key, step in steps.items()
-        if step.kind is StepKind.INGEST_SOURCE and key in stored and stored[key].fingerprint != step.fingerprint
+    if not any(
+        step.kind is StepKind.INGEST_SOURCE and key in stored and stored[key].fingerprint != step.fingerprint
         and any(recorded_before_blake3(d) for d in consumed.get(step.id.name, {}).values())
-    ]  # fmt: skip
-    if not legacy_sources:
+        for key, step in steps.items()
+    ):  # fmt: skip
         return stored, {}
     legacy = compile_steps(checked, now=now, content=file_sha256)
     recorded_as = {
