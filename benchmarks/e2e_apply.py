@@ -9,6 +9,7 @@ Run by hand (not a test)::
     python benchmarks/e2e_apply.py --scale 1,4,16 --base 250000      # scaling series (1 group): 250k, 1M, 4M spine rows
     python benchmarks/e2e_apply.py --groups 1 --n 100000 --incremental --json /tmp/e2e.json   # quick
     python benchmarks/e2e_apply.py --groups 1,3 --scale 1,4 --repeat 3                 # each first apply: median of 3
+    python benchmarks/e2e_apply.py --groups 1 --scale 1,4,16 --repeat 3 --floor        # ... beside the engine's dataflow by hand
 
 Data: a spine of N rows (``row_id``, ``entity_id`` among N/10 entities, ``event_time`` over a
 year in whole seconds, binary ``label``) and, per feature group, 10·N rows on the same entities
@@ -29,6 +30,11 @@ against the machine's load.
   bookkeeping).
 * script: DuckDB, in memory: ``COPY (SELECT … FROM read_parquet(spine) ASOF LEFT JOIN
   read_parquet(fg) …) TO out.parquet`` — the same columns, no order guarantee.
+* floor (``--floor``): the engine's dataflow by hand in DuckDB, without its key checks, statistics,
+  validation, planning and commits: every feature group and the spine written once to Parquet as
+  the engine stores them, then the same ASOF join read from those files. Its time over the
+  script's is what storing the groups costs by itself; the engine's time over the floor's is what
+  everything else costs.
 * pandas: ``read_parquet``, ``merge_asof`` chained over the groups, ``to_parquet`` (skipped above
   ``--pandas-max`` spine rows).
 
@@ -228,6 +234,54 @@ def script_duckdb(project: Path, groups: int, out: Path) -> None:
     con.close()
 
 
+def script_floor(project: Path, groups: int, out: Path, sorted_from: int) -> None:
+    """The engine's dataflow by hand, without its checks, statistics and bookkeeping: each feature
+    group and the spine written once to Parquet as the engine stores them (sorted by key, one file,
+    Parquet V2, from ``sorted_from`` rows: ``ORDERED_MIN_ROWS``; else one file per thread), then
+    the engine's ASOF join read from those files and written, one file per thread, into the folder
+    ``out``. The same statements the engine runs, less everything else it does."""
+    import duckdb
+
+    con = duckdb.connect()
+    stored = Path(tempfile.mkdtemp(prefix="floor_", dir=out.parent))
+    try:
+
+        def store(name: str, select: str, source: str, key: str) -> str:
+            rows = con.execute(f"SELECT count(*) FROM {source}").fetchone()[0]
+            if rows >= sorted_from:
+                con.execute(f"COPY ({select} ORDER BY {key}) TO '{stored / name}.parquet' (FORMAT parquet, PARQUET_VERSION v2)")
+                return f"read_parquet('{stored / name}.parquet')"
+            con.execute(f"COPY ({select}) TO '{stored / name}' (FORMAT parquet, PER_THREAD_OUTPUT true)")
+            return f"read_parquet('{stored / name}/*.parquet')"
+
+        raw = f"read_parquet('{project}/data/spine/*.parquet')"
+        spine = store("spine", f"SELECT row_id, entity_id, event_time, label FROM {raw}", raw, "row_id, event_time")
+        tables = []
+        for g in range(groups):
+            raw = f"read_parquet('{project}/data/fg{g}/*.parquet')"
+            renamed = ", ".join(f"{c} AS f{g}_{c}" for c in FEATURES)
+            tables.append(store(f"fg{g}", f"SELECT entity_id, event_time, {renamed} FROM {raw}", raw, "entity_id, event_time"))
+        columns = ", ".join(f"f{g}.f{g}_{c}" for g in range(groups) for c in FEATURES)
+        joins = "".join(
+            f"\nASOF LEFT JOIN {table} AS f{g} ON s.entity_id = f{g}.entity_id AND s.event_time >= f{g}.event_time" for g, table in enumerate(tables)
+        )
+        con.execute(f"COPY (SELECT s.row_id, s.event_time, s.label, {columns}\nFROM {spine} AS s{joins}) TO '{out}' (FORMAT parquet, PER_THREAD_OUTPUT true)")
+        con.close()
+    finally:
+        shutil.rmtree(stored, ignore_errors=True)
+
+
+def sorted_from() -> int:
+    """The engine's ``ORDERED_MIN_ROWS``, read from its source (this process imports no engine code)."""
+    import re
+
+    text = (REPO / "engine" / "backends" / "duckdb" / "backend.py").read_text()
+    found = re.search(r"^ORDERED_MIN_ROWS = ([0-9_]+)", text, re.M)
+    if found is None:
+        raise SystemExit("ORDERED_MIN_ROWS not found in engine/backends/duckdb/backend.py")
+    return int(found.group(1).replace("_", ""))
+
+
 def script_pandas(project: Path, groups: int, out: Path) -> None:
     """pandas: read the Parquet files, merge_asof over the groups, write Parquet."""
     import pandas as pd
@@ -317,6 +371,9 @@ def engine_apply(project: Path) -> tuple[Run, list[dict]]:
 
 def baseline(method: str, project: Path, groups: int, out: Path) -> Run:
     cmd = [sys.executable, __file__, "--child", method, "--project", str(project), "--group-count", str(groups), f"--out={out}"]
+    if method == "floor":
+        shutil.rmtree(out, ignore_errors=True)  # the folder an earlier --repeat run wrote
+        cmd.append(f"--sorted-from={sorted_from()}")
     return measure(cmd, project)[0]
 
 
@@ -383,14 +440,17 @@ def first_apply(args, n: int, groups: int, workdir: Path) -> dict:
     project = make_project(workdir, data, n, groups)
     generated = time.perf_counter() - started
     validate, _ = measure(engine_command("validate", str(project)), project)
-    # --repeat K: engine and script alternately, K times each, the engine on a fresh workspace
-    # every time (the last one is kept for --incremental); each is reported by its median run.
-    engines, scripts = [], []
+    # --repeat K: engine and script (and with --floor the floor) alternately, K times each, the
+    # engine on a fresh workspace every time (the last one is kept for --incremental); each is
+    # reported by its median run.
+    engines, scripts, floors = [], [], []
     for attempt in range(args.repeat):
         if attempt:
             shutil.rmtree(project / ".engine")
         engines.append(engine_apply(project))
         scripts.append(baseline("script", project, groups, project / "script.parquet"))
+        if args.floor:
+            floors.append(baseline("floor", project, groups, project / "floor"))
     engine, steps = median_run(engines, key=lambda pair: pair[0].wall)
     engine.spread = [r.wall for r, _ in engines]
     script = median_run(scripts, key=lambda r: r.wall)
@@ -398,13 +458,20 @@ def first_apply(args, n: int, groups: int, workdir: Path) -> dict:
     feature_rows = sum(s.get("rows") or 0 for s in steps if s["id"].startswith("feature_group:fg"))
     runs = {"engine": engine, "script": script}
     outputs = {"script": project / "script.parquet"}
+    if floors:
+        runs["floor"] = median_run(floors, key=lambda r: r.wall)
+        runs["floor"].spread = [r.wall for r in floors]
+        outputs["floor"] = project / "floor" / "*.parquet"  # a folder of files, as the engine writes its view
     if n <= args.pandas_max:
         runs["pandas"] = baseline("pandas", project, groups, project / "pandas.parquet")
         outputs["pandas"] = project / "pandas.parquet"
     ok, check = verify(project, groups, n, outputs)
     source, workspace = disk_bytes(project / "data"), disk_bytes(project / ".engine", beside=project / "data")
     for path in outputs.values():
-        path.unlink()
+        if path.name == "*.parquet":
+            shutil.rmtree(path.parent)
+        else:
+            path.unlink()
     return {
         "n": n,
         "groups": groups,
@@ -470,7 +537,7 @@ def run_table(result: dict) -> list[str]:
         "| method | wall s | CPU s | peak MB | time × | CPU × | memory × | others (cores) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    labels = {"engine": "`engine apply`", "script": "DuckDB script", "pandas": "pandas merge_asof"}
+    labels = {"engine": "`engine apply`", "script": "DuckDB script", "floor": "floor: the engine's writes + join, by hand", "pandas": "pandas merge_asof"}
     for method, r in runs.items():
         wall = f"{r.wall:.2f}" + (f" ({min(r.spread):.2f}–{max(r.spread):.2f})" if len(r.spread) > 1 else "")
         lines.append(
@@ -489,6 +556,13 @@ def run_table(result: dict) -> list[str]:
         f"engine steps: sources {steps['source']:.2f} s, feature groups {steps['feature_group']:.2f} s, view {steps['feature_view']:.2f} s, "
         f"rest (start-up, plan, bookkeeping) {steps['other']:.2f} s; `engine validate` {result['validate_s']:.2f} s"
     )
+    if "floor" in runs:
+        floor_x = runs["floor"].wall / script.wall
+        lines.append(
+            f"floor: storing each group and the spine once and joining them costs {floor_x:.2f}× the script; the engine's checks, "
+            f"statistics, start-up and bookkeeping add {time_x - floor_x:.2f}× ({engine.wall - runs['floor'].wall:.2f} s); "
+            f"under the {TIME_TARGET}× target they could take {max(0.0, TIME_TARGET - floor_x):.2f}× ({max(0.0, TIME_TARGET * script.wall - runs['floor'].wall):.2f} s)"
+        )
     if result["pandas_skipped"]:
         lines.append(f"pandas skipped: {result['n']:,} spine rows is above --pandas-max")
     ratio = result["workspace_mb"] / result["source_mb"]
@@ -610,13 +684,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=HERE / ".data", help="where generated Parquet and the projects go (default benchmarks/.data)")
     parser.add_argument("--keep", action="store_true", help="keep the generated projects (with their .engine/)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
-    parser.add_argument("--child", choices=["script", "pandas", "generate", "verify"], help=argparse.SUPPRESS)
+    parser.add_argument("--floor", action="store_true", help="first applies: also run the engine's dataflow by hand (each group and the spine stored once, then joined), alternately with the others")
+    parser.add_argument("--child", choices=["script", "floor", "pandas", "generate", "verify"], help=argparse.SUPPRESS)
+    parser.add_argument("--sorted-from", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--project", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--group-count", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", action="append", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child in ("script", "pandas"):
         (script_duckdb if args.child == "script" else script_pandas)(args.project, args.group_count, Path(args.out[0]))
+        return 0
+    if args.child == "floor":
+        script_floor(args.project, args.group_count, Path(args.out[0]), args.sorted_from)
         return 0
     if args.child == "generate":
         generate(args.cache, args.n, args.group_count, args.seed)
