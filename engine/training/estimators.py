@@ -70,8 +70,11 @@ def fit(estimator: Any, X, y, *, sample_weight=None, class_weight: object = None
 
     ``class_weight`` ('balanced' or code -> weight) is applied here as per-row sample weights when the
     estimator has no ``class_weight`` param (XGBoost, GradientBoosting, ...); it multiplies any given
-    ``sample_weight``. ``eval_set`` (a list of ``(X, y)``) is passed to XGBoost; scikit-learn
-    estimators ignore it. Errors raised by the library become ``ExecutionError`` naming the model.
+    ``sample_weight``. ``eval_set`` (a list of ``(X, y)``) is passed to XGBoost when the model
+    stops early (``early_stopping_rounds``) or has callbacks, which read it; otherwise XGBoost would
+    only score the set after every round, work nothing reads (2.0 of 6.5 s for the example's
+    200-round model). scikit-learn estimators ignore it. Errors raised by the library become
+    ``ExecutionError`` naming the model.
     """
     import numpy as np
 
@@ -89,7 +92,9 @@ def fit(estimator: Any, X, y, *, sample_weight=None, class_weight: object = None
             raise ExecutionError(f"{model_name or name}: {name} does not accept sample weights")
         kwargs["sample_weight"] = sample_weight
     is_xgb = type(estimator).__module__.startswith("xgboost")
-    if eval_set is not None and is_xgb:
+    params = estimator.get_params()
+    reads_eval_set = params.get("early_stopping_rounds") is not None or bool(params.get("callbacks"))
+    if eval_set is not None and is_xgb and reads_eval_set:
         kwargs["eval_set"] = list(eval_set)
         kwargs["verbose"] = False
     try:

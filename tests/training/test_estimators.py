@@ -9,9 +9,11 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import xgboost
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.utils.class_weight import compute_sample_weight
+from xgboost.core import XGBoostError
 
 from engine.errors import DataError, ExecutionError
 from engine.training import estimators as est_mod
@@ -119,6 +121,19 @@ def test_eval_set_reaches_xgboost_and_fit_errors_are_execution_errors():
     again = build_estimator("xgboost.XGBClassifier", {"n_estimators": 5, "early_stopping_rounds": 3}, seed=0)
     with pytest.raises(ExecutionError, match="delay_model: training failed"):
         fit(again, X, y, model_name="delay_model")
+
+
+def test_xgboost_without_early_stopping_is_not_scored_on_the_eval_set_and_trains_the_same_trees():
+    X, y = _data()
+    plain = fit(build_estimator("xgboost.XGBClassifier", {"n_estimators": 20}, seed=0), X[:80], y[:80])
+    with_set = fit(build_estimator("xgboost.XGBClassifier", {"n_estimators": 20}, seed=0), X[:80], y[:80], eval_set=[(X[80:], y[80:])])
+    with pytest.raises(XGBoostError):  # no per-round scores: nothing reads them
+        with_set.evals_result()
+    assert with_set.get_booster().save_raw("json") == plain.get_booster().save_raw("json")
+    # callbacks read the eval set (as early stopping does): it is passed to them
+    stopping = xgboost.callback.EarlyStopping(rounds=3)
+    called = fit(build_estimator("xgboost.XGBClassifier", {"n_estimators": 50, "callbacks": [stopping]}, seed=0), X[:80], y[:80], eval_set=[(X[80:], y[80:])])
+    assert "validation_0" in called.evals_result() and called.best_iteration < 49
 
 
 def test_knn_without_sample_weight_cannot_take_class_weight():
