@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from engine.backends import load, selected
@@ -29,6 +29,9 @@ class Stores:
     backend: "Backend"
     offline: "TableOfflineStore"
     registry: "ModelRegistry"
+    # The content fingerprints of the published view versions models were trained on, by
+    # (table, committed lake version): models on one view hash its rows once per run.
+    view_hashes: dict[tuple[str, int], str] = field(default_factory=dict, compare=False, repr=False)
 
 
 def stores(backend: "Backend", workspace: "Workspace", registry: "RegistrySettings | None" = None) -> Stores:

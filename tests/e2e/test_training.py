@@ -259,3 +259,44 @@ def test_crash_between_artifact_and_registry_leaves_an_orphan_that_check_reports
     assert [(m["name"], m["version"]) for m in api.list_models(rides)] == [("tips_logreg", 1), ("tips_xgb", 1)]
     rc, out, err = run_engine("check", str(rides))
     assert rc == 0 and out.strip() == "Workspace ok.", err
+
+
+def test_models_on_one_view_hash_its_rows_once_per_run_and_keep_their_fingerprints(rides: Path, monkeypatch: pytest.MonkeyPatch):
+    """Both models read the view ``tips``: its rows are hashed once in the run (the second model
+    reuses the fingerprint of the same committed version); the model fingerprints are those of
+    hashing it for each model, as before."""
+    import shutil
+
+    from engine.training import train as train_mod
+
+    hashed: list[int] = []
+    real = train_mod._content_fingerprint
+
+    def counting(frame):
+        hashed.append(len(frame))
+        return real(frame)
+
+    monkeypatch.setattr(train_mod, "_content_fingerprint", counting)
+    api.apply(rides)
+    view_rows = api.read_feature_view(rides, "tips").shape[0]
+    assert hashed.count(view_rows) == 1, hashed  # the whole view, once
+    assert len(hashed) == 3, hashed  # and each model's training keys
+    fingerprints = {m: _model_fingerprint(rides, m) for m in ("tips_xgb", "tips_logreg")}
+
+    # The same project from scratch, the view hashed for every model (no reuse): the same models.
+    again = rides.parent / "again"
+    shutil.copytree(rides, again, ignore=shutil.ignore_patterns(".engine"))
+    monkeypatch.setattr(train_mod, "_view_content_fingerprint", lambda stores, table, frame: real(frame))
+    api.apply(again)
+    assert {m: _model_fingerprint(again, m) for m in fingerprints} == fingerprints
+
+    # An unchanged re-apply trains nothing; a forced one finds the identical versions.
+    rc, out, err = run_engine("apply", str(rides), "--force", "-s", "tips_xgb", "-s", "tips_logreg", "--format", "json")
+    assert rc == 0, err
+    assert [(m["name"], m["version"]) for m in api.list_models(rides)] == [("tips_logreg", 1), ("tips_xgb", 1)]
+
+
+def _model_fingerprint(root: Path, name: str) -> str:
+    rc, out, err = run_engine("show", "model", name, "--project", str(root), "--format", "json")
+    assert rc == 0, err
+    return json.loads(out)["fingerprint"]
