@@ -79,8 +79,8 @@ def fit(estimator: Any, X, y, *, sample_weight=None, class_weight: object = None
     import numpy as np
 
     kwargs: dict[str, Any] = {}
-    has_param = "class_weight" in estimator.get_params()
-    if class_weight is not None and not has_param:
+    params = estimator.get_params()
+    if class_weight is not None and "class_weight" not in params:
         from sklearn.utils.class_weight import compute_sample_weight
 
         weights = compute_sample_weight(class_weight, np.asarray(y))
@@ -92,7 +92,6 @@ def fit(estimator: Any, X, y, *, sample_weight=None, class_weight: object = None
             raise ExecutionError(f"{model_name or name}: {name} does not accept sample weights")
         kwargs["sample_weight"] = sample_weight
     is_xgb = type(estimator).__module__.startswith("xgboost")
-    params = estimator.get_params()
     reads_eval_set = params.get("early_stopping_rounds") is not None or bool(params.get("callbacks"))
     if eval_set is not None and is_xgb and reads_eval_set:
         kwargs["eval_set"] = list(eval_set)
